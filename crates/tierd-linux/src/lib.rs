@@ -1,0 +1,1 @@
+//! tierd-linux (being written).

@@ -1,0 +1,1 @@
+//! tierd-sim (being written).

@@ -1,0 +1,2 @@
+//! The `tierd` command line (being written).
+fn main() {}
