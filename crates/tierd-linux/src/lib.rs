@@ -1,1 +1,3 @@
 //! tierd-linux (being written).
+
+pub mod sys;
