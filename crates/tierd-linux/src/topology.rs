@@ -265,7 +265,7 @@ pub fn read_numa_balancing(root: &SysRoot) -> Result<Option<u32>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{FixtureMachine, FixtureNode, symmetric_hmat};
+    use crate::fixture::{self, FixtureMachine, FixtureNode, symmetric_hmat};
 
     fn n(i: usize) -> NodeId {
         NodeId::new(i).unwrap()
@@ -276,6 +276,115 @@ mod tests {
             .node(FixtureNode::new(0).cpu().memory(1 << 30, 1 << 29))
             .node(FixtureNode::new(1).memory(2 << 30, 2 << 30))
             .distance(0, 1, 21)
+    }
+
+    /// The committed tree `fixtures/<name>`, read as tierd reads a real machine.
+    fn committed(name: &str) -> Topology {
+        read_topology(&SysRoot::under(
+            fixture::committed_fixtures_dir().join(name),
+        ))
+        .unwrap_or_else(|e| panic!("fixtures/{name}: {e}"))
+    }
+
+    fn tier_lists(t: &Topology) -> Option<Vec<(u32, String)>> {
+        t.kernel_tiers
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| (t.id, t.nodes.to_string())).collect())
+    }
+
+    // --- one test per committed fixture: the facts the rest of tierd relies on ---
+
+    #[test]
+    fn fixture_laptop() {
+        let t = committed("laptop");
+        assert_eq!(t.possible.to_string(), "0");
+        assert_eq!(t.online.to_string(), "0");
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!(t.distance(n(0), n(0)), Some(10));
+        assert_eq!(t.node(n(0)).unwrap().mem_total_bytes, Some(16 << 30));
+        assert_eq!(t.node(n(0)).unwrap().hmat, None);
+        assert_eq!(tier_lists(&t), Some(vec![(4, "0".into())]));
+        assert_eq!(t.demotion_enabled, Some(false));
+        assert_eq!(t.numa_balancing, Some(0));
+    }
+
+    #[test]
+    fn fixture_two_socket() {
+        let t = committed("two-socket");
+        assert_eq!(t.cpu_nodes().to_string(), "0-1");
+        assert_eq!(t.memory_nodes().to_string(), "0-1");
+        assert_eq!(t.distance(n(0), n(1)), Some(21));
+        assert_eq!(t.distance(n(1), n(0)), Some(21));
+        assert_eq!(t.distance(n(1), n(1)), Some(10));
+        assert_eq!(tier_lists(&t), Some(vec![(4, "0-1".into())]));
+        assert!(t.nodes.iter().all(|i| i.hmat.is_none()));
+    }
+
+    #[test]
+    fn fixture_dram_cxl_pmem() {
+        let t = committed("dram-cxl-pmem");
+        assert_eq!(t.online.to_string(), "0-2");
+        assert_eq!(t.cpu_nodes().to_string(), "0");
+        assert_eq!(t.memory_nodes().to_string(), "0-2");
+        for (a, b, d) in [(0, 1, 20), (0, 2, 30), (1, 2, 20), (2, 0, 30), (2, 2, 10)] {
+            assert_eq!(t.distance(n(a), n(b)), Some(d), "{a}->{b}");
+        }
+        for (i, lat, bw) in [(0, 80, 20000), (1, 180, 8000), (2, 350, 4000)] {
+            let node = t.node(n(i)).unwrap();
+            assert_eq!(node.mem_total_bytes, Some(512 << 20));
+            let h = node.hmat.unwrap();
+            assert!(h.is_complete());
+            assert_eq!(h, symmetric_hmat(lat, bw), "node {i}");
+        }
+        assert_eq!(
+            tier_lists(&t),
+            Some(vec![(4, "0".into()), (25, "1".into()), (98, "2".into())])
+        );
+        assert_eq!(t.demotion_enabled, Some(false));
+    }
+
+    #[test]
+    fn fixture_two_socket_cxl() {
+        let t = committed("two-socket-cxl");
+        assert_eq!(t.cpu_nodes().to_string(), "0-1");
+        assert_eq!(t.memory_nodes().to_string(), "0-3");
+        // Each CXL node is nearer its own socket.
+        assert!(t.distance(n(0), n(2)) < t.distance(n(0), n(3)));
+        assert!(t.distance(n(1), n(3)) < t.distance(n(1), n(2)));
+        assert!(t.nodes.iter().all(|i| i.hmat.is_none()));
+        assert_eq!(
+            tier_lists(&t),
+            Some(vec![(4, "0-1".into()), (22, "2-3".into())])
+        );
+    }
+
+    #[test]
+    fn fixture_offline_node() {
+        let t = committed("offline-node");
+        assert_eq!(t.possible.to_string(), "0-3");
+        assert_eq!(t.online.to_string(), "0-1,3");
+        assert_eq!(
+            t.nodes.iter().map(|i| i.id.index()).collect::<Vec<_>>(),
+            [0, 1, 3]
+        );
+        assert!(t.node(n(2)).is_none());
+        // Rows have one column per online node: node 3 is the third column.
+        assert_eq!(t.node(n(0)).unwrap().distance, [10, 21, 24]);
+        assert_eq!(t.distance(n(0), n(3)), Some(24));
+        assert_eq!(t.distance(n(0), n(2)), None);
+        assert_eq!(t.numa_balancing, Some(2));
+        assert_eq!(t.demotion_enabled, Some(true));
+    }
+
+    #[test]
+    fn fixture_old_kernel() {
+        let t = committed("old-kernel");
+        assert_eq!(t.cpu_nodes().to_string(), "0");
+        assert_eq!(t.memory_nodes().to_string(), "0-1");
+        assert_eq!(t.kernel_tiers, None);
+        assert_eq!(t.demotion_enabled, None);
+        assert!(t.nodes.iter().all(|i| i.hmat.is_none()));
+        assert_eq!(t.distance(n(0), n(1)), Some(17));
     }
 
     // --- sources, fallbacks and races ---
