@@ -752,6 +752,53 @@ mod tests {
         }
     }
 
+    /// The kernel tiers of the HMAT and dax/kmem fixtures are the ones Linux builds: tier id =
+    /// abstract distance >> `MEMTIER_CHUNK_BITS`, the abstract distance from
+    /// `mt_perf_to_adistance()` (integer arithmetic, left to right, node 0 as the DRAM
+    /// reference) or, for dax/kmem nodes without HMAT, `MEMTIER_DEFAULT_DAX_ADISTANCE`.
+    #[test]
+    fn kernel_tier_ids_follow_the_kernels_arithmetic() {
+        const MEMTIER_CHUNK_BITS: u32 = 7;
+        const MEMTIER_ADISTANCE_DRAM: u64 =
+            (4 << MEMTIER_CHUNK_BITS) + (1 << (MEMTIER_CHUNK_BITS - 1));
+        const MEMTIER_DEFAULT_DAX_ADISTANCE: u64 = MEMTIER_ADISTANCE_DRAM * 5;
+        let tier = |adist: u64| u32::try_from(adist >> MEMTIER_CHUNK_BITS).unwrap();
+
+        let t = named("dram-cxl-pmem").unwrap().expected_topology();
+        let perf = |n: &NodeInfo| {
+            let h = n.hmat.unwrap();
+            (
+                h.read_latency_ns.unwrap() + h.write_latency_ns.unwrap(),
+                h.read_bandwidth_mbps.unwrap() + h.write_bandwidth_mbps.unwrap(),
+            )
+        };
+        let (dram_lat, dram_bw) = perf(&t.nodes[0]);
+        let mut want: BTreeMap<u32, NodeMask> = BTreeMap::new();
+        for node in &t.nodes {
+            let (lat, bw) = perf(node);
+            let adist = MEMTIER_ADISTANCE_DRAM * lat / dram_lat * dram_bw / bw;
+            want.entry(tier(adist)).or_default().insert(node.id);
+        }
+        let have: BTreeMap<u32, NodeMask> = t
+            .kernel_tiers
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.id, k.nodes))
+            .collect();
+        assert_eq!(have, want);
+        assert_eq!(want.keys().copied().collect::<Vec<_>>(), [4, 25, 98]);
+
+        let t = named("two-socket-cxl").unwrap().expected_topology();
+        let ids: Vec<u32> = t.kernel_tiers.unwrap().iter().map(|k| k.id).collect();
+        assert_eq!(
+            ids,
+            [
+                tier(MEMTIER_ADISTANCE_DRAM),
+                tier(MEMTIER_DEFAULT_DAX_ADISTANCE)
+            ]
+        );
+    }
+
     #[test]
     fn names_are_unique_and_found() {
         let mut names: Vec<_> = FIXTURES.iter().map(|f| f.name).collect();

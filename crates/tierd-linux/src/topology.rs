@@ -616,6 +616,45 @@ mod tests {
         assert_eq!(t.nodes.len(), 2);
     }
 
+    /// The readers against the kernel this test runs on: its formats are the ground truth the
+    /// fixtures imitate. Skips, saying why, where `/sys` has no NUMA node files (a container
+    /// without sysfs, a kernel without `CONFIG_NUMA`); under `CI=true` that is a failure.
+    #[test]
+    fn the_running_kernel_reads_cleanly() {
+        let root = SysRoot::default();
+        if !root.node_root().join("online").exists() {
+            let why = "skipped: /sys/devices/system/node/online is absent (no sysfs, or no NUMA)";
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{why}, and CI=true"
+            );
+            eprintln!("{why}");
+            return;
+        }
+        let t = read_topology(&root).unwrap();
+        assert!(!t.online.is_empty());
+        assert_eq!(t.nodes.len(), t.online.len());
+        for node in &t.nodes {
+            assert_eq!(node.distance.len(), t.online.len(), "node {}", node.id);
+            assert_eq!(t.distance(node.id, node.id), Some(10), "node {}", node.id);
+            if node.has_memory {
+                assert!(
+                    node.mem_total_bytes.is_some_and(|b| b > 0),
+                    "node {}",
+                    node.id
+                );
+            }
+            let meminfo = read_node_meminfo(&root, node.id).unwrap().unwrap();
+            assert!(meminfo.bytes.len() > 2, "node {}: {meminfo:?}", node.id);
+            crate::read_node_vmstat(&root, node.id).unwrap();
+        }
+        assert!(
+            crate::read_vmstat(&root)
+                .unwrap()
+                .contains_key("nr_free_pages")
+        );
+    }
+
     #[test]
     fn an_empty_root_is_a_missing_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
