@@ -59,6 +59,14 @@
 //!   kernel also walks possible-but-offline nodes, whose distances tierd cannot see.
 //! - Memory that dax/kmem onlines gets the driver's distance when HMAT has none; only the
 //!   kernel's tier files show that.
+//! - The CPU rule is the *tiers* of 5.15–6.0 fed to the 6.1+ target selection above, not
+//!   their `__set_migration_target_nodes` (`mm/migrate.c`), which differs in three ways: it
+//!   works in passes from the CPU nodes, each pass's targets being the next pass's sources,
+//!   so CPU-less nodes chain (the test bed without HMAT gave `0 -> 1 -> 2`, here `0 -> 1`
+//!   with fallback `1-2`); within a pass a target taken by one source is no longer free for
+//!   the next (two sockets sharing one CXL node: only socket 0 demoted); and it kept adding
+//!   targets while they were not *farther* than the first, where 6.1+ stops at any other
+//!   distance. Those kernels also had no fallback nodes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -1135,6 +1143,19 @@ mod tests {
                 "no memory_tiering files (kernel before 6.1)",
             ]
         );
+    }
+
+    #[test]
+    fn auto_paths_round_trip_through_json() {
+        let auto = auto(&test_bed());
+        let json = serde_json::to_string(&auto).unwrap();
+        assert!(json.contains(r#""source":"Hmat""#), "{json}");
+        assert!(
+            json.contains(r#""0":{"preferred":"1","fallback":"1-2"}"#),
+            "{json}"
+        );
+        let back: AutoPaths = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, auto);
     }
 
     #[test]
