@@ -174,13 +174,7 @@ impl AutoPaths {
             if let Some(target) = t.preferred.first_node() {
                 let mut fallback = t.preferred.or(&t.fallback);
                 fallback.remove(target);
-                graph.set(
-                    node,
-                    Entry {
-                        target: Some(target),
-                        fallback,
-                    },
-                );
+                graph.set(node, Entry { target: Some(target), fallback });
             }
         }
         graph
@@ -189,11 +183,7 @@ impl AutoPaths {
     /// The lines `dump_demotion_targets` prints to the kernel log (without the log's
     /// timestamp), one per memory node that is in a tier, ascending.
     pub fn kernel_lines(&self) -> Vec<String> {
-        let tiered = self
-            .tiers
-            .tiers
-            .iter()
-            .fold(NodeMask::EMPTY, |m, t| m.or(&t.nodes));
+        let tiered = self.tiers.tiers.iter().fold(NodeMask::EMPTY, |m, t| m.or(&t.nodes));
         self.targets
             .iter()
             .filter(|(node, _)| tiered.contains(**node))
@@ -304,20 +294,12 @@ pub fn tier_id(start: i32) -> u32 {
 
 /// Online memory nodes (`N_MEMORY`).
 fn memory_nodes(topo: &Topology) -> NodeMask {
-    topo.nodes
-        .iter()
-        .filter(|i| i.online && i.has_memory)
-        .map(|i| i.id)
-        .collect()
+    topo.nodes.iter().filter(|i| i.online && i.has_memory).map(|i| i.id).collect()
 }
 
 /// Online nodes with CPUs (`N_CPU`, and a non-empty `cpumask_of_node`).
 fn cpu_nodes(topo: &Topology) -> NodeMask {
-    topo.nodes
-        .iter()
-        .filter(|i| i.online && i.has_cpu)
-        .map(|i| i.id)
-        .collect()
+    topo.nodes.iter().filter(|i| i.online && i.has_cpu).map(|i| i.id).collect()
 }
 
 /// The memory tiers of `topo`, fastest first: see the module documentation for the order
@@ -327,11 +309,7 @@ pub fn derive_tiers(topo: &Topology) -> Tiers {
     let mut notes = Vec::new();
     if memory.is_empty() {
         notes.push("no online memory node".to_string());
-        return Tiers {
-            source: TierSource::CpuRule,
-            tiers: Vec::new(),
-            notes,
-        };
+        return Tiers { source: TierSource::CpuRule, tiers: Vec::new(), notes };
     }
 
     let perfs: BTreeMap<NodeId, Perf> = memory
@@ -352,42 +330,24 @@ pub fn derive_tiers(topo: &Topology) -> Tiers {
                 describe(&tiers)
             ));
         }
-        return Tiers {
-            source: TierSource::Hmat,
-            tiers,
-            notes,
-        };
+        return Tiers { source: TierSource::Hmat, tiers, notes };
     }
     if !perfs.is_empty() {
         let missing = memory.minus(&perfs.keys().copied().collect());
-        notes.push(format!(
-            "HMAT figures incomplete for node(s) {missing}: HMAT not used"
-        ));
+        notes.push(format!("HMAT figures incomplete for node(s) {missing}: HMAT not used"));
     }
 
     if let Some(tiers) = kernel_tiers(topo, memory, &mut notes) {
-        return Tiers {
-            source: TierSource::Kernel,
-            tiers,
-            notes,
-        };
+        return Tiers { source: TierSource::Kernel, tiers, notes };
     }
 
     let cpus = cpu_nodes(topo);
     let tiers = [memory.and(&cpus), memory.minus(&cpus)]
         .into_iter()
         .filter(|m| !m.is_empty())
-        .map(|nodes| Tier {
-            id: None,
-            adistance: None,
-            nodes,
-        })
+        .map(|nodes| Tier { id: None, adistance: None, nodes })
         .collect();
-    Tiers {
-        source: TierSource::CpuRule,
-        tiers,
-        notes,
-    }
+    Tiers { source: TierSource::CpuRule, tiers, notes }
 }
 
 /// Tiers as text for notes: `memory_tier4: 0 | memory_tier25: 1`.
@@ -447,10 +407,7 @@ fn hmat_tiers(
         }
     }
     let Some((_, ref_perf)) = reference else {
-        return one_tier(
-            notes,
-            "no memory node with CPUs to serve as DRAM reference".into(),
-        );
+        return one_tier(notes, "no memory node with CPUs to serve as DRAM reference".into());
     };
 
     // set_node_memory_tier for each memory node, ascending; find_create_memory_tier keeps
@@ -500,11 +457,7 @@ fn kernel_tiers(topo: &Topology, memory: NodeMask, notes: &mut Vec<String>) -> O
         seen = seen.or(&nodes);
         if !nodes.is_empty() {
             let adistance = file.id.checked_mul(MEMTIER_CHUNK_SIZE.cast_unsigned());
-            tiers.push(Tier {
-                id: Some(file.id),
-                adistance,
-                nodes,
-            });
+            tiers.push(Tier { id: Some(file.id), adistance, nodes });
         }
     }
     if tiers.is_empty() {
@@ -540,12 +493,7 @@ impl<'a> Zonelists<'a> {
             cpus: cpu_nodes(topo),
             load: vec![0; MAX_NUMNODES],
         };
-        let online: NodeMask = topo
-            .nodes
-            .iter()
-            .filter(|i| i.online)
-            .map(|i| i.id)
-            .collect();
+        let online: NodeMask = topo.nodes.iter().filter(|i| i.online).map(|i| i.id).collect();
         for local in online.iter() {
             let mut used = NodeMask::EMPTY;
             let mut prev = local;
@@ -561,11 +509,7 @@ impl<'a> Zonelists<'a> {
 
     /// `node_distance`: the SLIT entry, or 10/20 without one.
     fn distance(&self, a: NodeId, b: NodeId) -> i64 {
-        let fallback = if a == b {
-            LOCAL_DISTANCE
-        } else {
-            REMOTE_DISTANCE
-        };
+        let fallback = if a == b { LOCAL_DISTANCE } else { REMOTE_DISTANCE };
         i64::from(self.topo.distance(a, b).unwrap_or(fallback))
     }
 
@@ -678,13 +622,7 @@ mod tests {
     }
 
     fn kernel_files(tiers: &[(u32, &str)]) -> Vec<KernelTier> {
-        tiers
-            .iter()
-            .map(|&(id, nodes)| KernelTier {
-                id,
-                nodes: mask(nodes),
-            })
-            .collect()
+        tiers.iter().map(|&(id, nodes)| KernelTier { id, nodes: mask(nodes) }).collect()
     }
 
     /// Takes node `n` offline the way sysfs shows it: gone from `online`, from the node
@@ -737,9 +675,7 @@ mod tests {
         let rows = [
             Row {
                 name: "example 1: two CPU+DRAM nodes, two PMEM nodes",
-                distances: &[
-                    10, 20, 30, 40, 20, 10, 40, 30, 30, 40, 10, 40, 40, 30, 40, 10,
-                ],
+                distances: &[10, 20, 30, 40, 20, 10, 40, 30, 30, 40, 10, 40, 40, 30, 40, 10],
                 cpus: &[true, true, false, false],
                 tiers: &["0-1", "2-3"],
                 preferred: &["2", "3", "", ""],
@@ -779,20 +715,8 @@ mod tests {
     fn test_bed_targets_dmesg_lines_and_graph() {
         let auto = auto(&test_bed());
         let t = |n: usize| auto.targets[&id(n)];
-        assert_eq!(
-            t(0),
-            DemotionTargets {
-                preferred: mask("1"),
-                fallback: mask("1-2")
-            }
-        );
-        assert_eq!(
-            t(1),
-            DemotionTargets {
-                preferred: mask("2"),
-                fallback: mask("2")
-            }
-        );
+        assert_eq!(t(0), DemotionTargets { preferred: mask("1"), fallback: mask("1-2") });
+        assert_eq!(t(1), DemotionTargets { preferred: mask("2"), fallback: mask("2") });
         assert_eq!(t(2), DemotionTargets::default());
         assert_eq!(
             auto.kernel_lines(),
@@ -824,11 +748,7 @@ mod tests {
         let from_hmat = derive_tiers(&both);
         assert_eq!(from_hmat.source, TierSource::Hmat);
         assert_eq!(from_hmat.tiers, from_files.tiers);
-        assert_eq!(
-            from_hmat.notes,
-            Vec::<String>::new(),
-            "no disagreement to report"
-        );
+        assert_eq!(from_hmat.notes, Vec::<String>::new(), "no disagreement to report");
         assert_eq!(auto(&both).targets, auto(&files_only).targets);
     }
 
@@ -841,11 +761,7 @@ mod tests {
         assert_eq!(tiers.source, TierSource::Hmat);
         assert_eq!(tiers.tiers, test_bed_tiers());
         assert_eq!(tiers.notes.len(), 1);
-        assert!(
-            tiers.notes[0].contains("memory_tier4: 0-2"),
-            "{:?}",
-            tiers.notes
-        );
+        assert!(tiers.notes[0].contains("memory_tier4: 0-2"), "{:?}", tiers.notes);
     }
 
     #[test]
@@ -853,9 +769,7 @@ mod tests {
         // SLIT of a two-socket machine with one CXL memory expander behind each socket:
         // local CXL 14, remote socket 21, remote CXL 24, CXL to CXL 26.
         let topo = machine(
-            &[
-                10, 21, 14, 24, 21, 10, 24, 14, 14, 24, 10, 26, 24, 14, 26, 10,
-            ],
+            &[10, 21, 14, 24, 21, 10, 24, 14, 14, 24, 10, 26, 24, 14, 26, 10],
             &[true, true, false, false],
         );
         let auto = auto(&topo);
@@ -873,38 +787,19 @@ mod tests {
             ]
         );
         let graph = auto.to_graph();
-        assert_eq!(
-            graph.entry(id(0)),
-            Entry {
-                target: Some(id(2)),
-                fallback: mask("3")
-            }
-        );
-        assert_eq!(
-            graph.entry(id(1)),
-            Entry {
-                target: Some(id(3)),
-                fallback: mask("2")
-            }
-        );
+        assert_eq!(graph.entry(id(0)), Entry { target: Some(id(2)), fallback: mask("3") });
+        assert_eq!(graph.entry(id(1)), Entry { target: Some(id(3)), fallback: mask("2") });
         assert_eq!(graph.entry(id(2)), Entry::TERMINAL);
     }
 
     #[test]
     fn one_tier_machines_have_only_terminal_nodes() {
         let rows: [(&str, Topology, &[&str]); 3] = [
-            (
-                "one-node laptop",
-                machine(&[10], &[true]),
-                &["Demotion targets for Node 0: null"],
-            ),
+            ("one-node laptop", machine(&[10], &[true]), &["Demotion targets for Node 0: null"]),
             (
                 "two sockets, no CPU-less node",
                 machine(&[10, 21, 21, 10], &[true, true]),
-                &[
-                    "Demotion targets for Node 0: null",
-                    "Demotion targets for Node 1: null",
-                ],
+                &["Demotion targets for Node 0: null", "Demotion targets for Node 1: null"],
             ),
             (
                 "one-node laptop with HMAT",
@@ -916,12 +811,7 @@ mod tests {
             let auto = auto(&topo);
             assert_eq!(auto.tiers.tiers.len(), 1, "{name}");
             assert_eq!(auto.tiers.tiers[0].nodes, topo.online, "{name}");
-            assert!(
-                auto.targets
-                    .values()
-                    .all(|t| *t == DemotionTargets::default()),
-                "{name}"
-            );
+            assert!(auto.targets.values().all(|t| *t == DemotionTargets::default()), "{name}");
             assert_eq!(auto.kernel_lines(), lines, "{name}");
             assert_eq!(auto.to_graph(), PathGraph::default(), "{name}");
         }
@@ -946,10 +836,7 @@ mod tests {
             ),
             (
                 "no memory node has CPUs",
-                with_hmat(
-                    machine(&[10, 20, 20, 10], &[false, false]),
-                    &[(80, 20000), (250, 6000)],
-                ),
+                with_hmat(machine(&[10, 20, 20, 10], &[false, false]), &[(80, 20000), (250, 6000)]),
                 "no memory node with CPUs to serve as DRAM reference: the kernel puts every \
                  node in one tier",
             ),
@@ -957,11 +844,7 @@ mod tests {
         for (name, topo, note) in rows {
             let auto = auto(&topo);
             assert_eq!(auto.tiers.source, TierSource::Hmat, "{name}");
-            let all = Tier {
-                id: Some(4),
-                adistance: Some(512),
-                nodes: topo.online,
-            };
+            let all = Tier { id: Some(4), adistance: Some(512), nodes: topo.online };
             assert_eq!(auto.tiers.tiers, [all], "{name}");
             assert_eq!(auto.tiers.notes, [note], "{name}");
             assert_eq!(auto.to_graph(), PathGraph::default(), "{name}");
@@ -999,14 +882,7 @@ mod tests {
         let auto = auto(&topo);
         assert_eq!(auto.tiers.notes, Vec::<String>::new());
         let ids: Vec<_> = auto.tiers.tiers.iter().map(|t| (t.id, t.nodes)).collect();
-        assert_eq!(
-            ids,
-            [
-                (Some(4), mask("0")),
-                (Some(5), mask("1")),
-                (Some(46), mask("2"))
-            ]
-        );
+        assert_eq!(ids, [(Some(4), mask("0")), (Some(5), mask("1")), (Some(46), mask("2"))]);
         assert_eq!(
             auto.kernel_lines()[0],
             "Demotion targets for Node 0: preferred: 1, fallback: 1-2"
@@ -1035,19 +911,11 @@ mod tests {
         };
         let dram = perf(80, 80, 20000, 20000);
         let rows = [
-            (
-                "the reference itself",
-                perf(80, 80, 20000, 20000),
-                Some(576),
-            ),
+            ("the reference itself", perf(80, 80, 20000, 20000), Some(576)),
             ("test-bed node 1", perf(180, 180, 8000, 8000), Some(3240)),
             ("test-bed node 2", perf(350, 350, 4000, 4000), Some(12600)),
             // Integer division, left to right: 576 * 170 / 160 = 612, * 40000 / 39999 = 612.
-            (
-                "truncates at each step",
-                perf(85, 85, 20000, 19999),
-                Some(612),
-            ),
+            ("truncates at each step", perf(85, 85, 20000, 19999), Some(612)),
             ("zero latency", perf(0, 0, 20000, 20000), None),
             ("zero bandwidth", perf(80, 80, 0, 0), None),
         ];
@@ -1071,9 +939,7 @@ mod tests {
         // and node 0, at another distance, is left out. From node 1, node 3 (20) is met
         // first and node 0 (also 20) joins it.
         let topo = machine(
-            &[
-                10, 20, 20, 30, 20, 10, 20, 20, 20, 20, 10, 21, 30, 20, 21, 10,
-            ],
+            &[10, 20, 20, 30, 20, 10, 20, 20, 20, 20, 10, 21, 30, 20, 21, 10],
             &[true, false, true, false],
         );
         let targets = demotion_targets(&topo, &[mask("1-2"), mask("0,3")]);
@@ -1083,9 +949,7 @@ mod tests {
     #[test]
     fn kernel_tier_files_with_an_offline_node() {
         let mut topo = machine(
-            &[
-                10, 21, 14, 24, 21, 10, 24, 14, 14, 24, 10, 26, 24, 14, 26, 10,
-            ],
+            &[10, 21, 14, 24, 21, 10, 24, 14, 14, 24, 10, 26, 24, 14, 26, 10],
             &[true, true, false, false],
         );
         topo.kernel_tiers = Some(kernel_files(&[(22, "2-3"), (4, "0-1")]));
@@ -1095,29 +959,16 @@ mod tests {
         assert_eq!(
             auto.tiers.tiers,
             [
-                Tier {
-                    id: Some(4),
-                    adistance: Some(512),
-                    nodes: mask("0-1")
-                },
-                Tier {
-                    id: Some(22),
-                    adistance: Some(2816),
-                    nodes: mask("2")
-                },
+                Tier { id: Some(4), adistance: Some(512), nodes: mask("0-1") },
+                Tier { id: Some(22), adistance: Some(2816), nodes: mask("2") },
             ]
         );
         assert_eq!(
             auto.tiers.notes,
-            [
-                "memory_tier22 lists node(s) 3 that are offline, without memory or in a faster \
-              tier: ignored"
-            ]
+            ["memory_tier22 lists node(s) 3 that are offline, without memory or in a faster \
+              tier: ignored"]
         );
-        assert_eq!(
-            auto.targets.keys().copied().collect::<NodeMask>(),
-            mask("0-2")
-        );
+        assert_eq!(auto.targets.keys().copied().collect::<NodeMask>(), mask("0-2"));
         assert_eq!(
             auto.kernel_lines(),
             [
@@ -1150,10 +1001,7 @@ mod tests {
         let auto = auto(&test_bed());
         let json = serde_json::to_string(&auto).unwrap();
         assert!(json.contains(r#""source":"Hmat""#), "{json}");
-        assert!(
-            json.contains(r#""0":{"preferred":"1","fallback":"1-2"}"#),
-            "{json}"
-        );
+        assert!(json.contains(r#""0":{"preferred":"1","fallback":"1-2"}"#), "{json}");
         let back: AutoPaths = serde_json::from_str(&json).unwrap();
         assert_eq!(back, auto);
     }
@@ -1162,14 +1010,7 @@ mod tests {
     fn source_names_are_stable() {
         let names =
             [TierSource::Hmat, TierSource::Kernel, TierSource::CpuRule].map(|s| s.to_string());
-        assert_eq!(
-            names,
-            [
-                "hmat",
-                "kernel memory_tiering",
-                "cpu-less nodes below cpu nodes"
-            ]
-        );
+        assert_eq!(names, ["hmat", "kernel memory_tiering", "cpu-less nodes below cpu nodes"]);
     }
 
     /// A random machine: 1 to 6 nodes, some offline or memoryless, random CPUs and SLIT,
@@ -1189,11 +1030,7 @@ mod tests {
                     let d: Vec<u32> = (0..n * n)
                         .map(|k| {
                             let (i, j) = (k / n, k % n);
-                            if i == j {
-                                10
-                            } else {
-                                dist[i.min(j) * n + i.max(j)]
-                            }
+                            if i == j { 10 } else { dist[i.min(j) * n + i.max(j)] }
                         })
                         .collect();
                     let mut topo = machine(&d, &cpus);

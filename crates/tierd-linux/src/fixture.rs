@@ -144,8 +144,7 @@ pub fn symmetric_hmat(latency_ns: u64, bandwidth_mbps: u64) -> Hmat {
 }
 
 fn mask(list: &str) -> NodeMask {
-    list.parse()
-        .unwrap_or_else(|e| panic!("fixture nodelist {list:?}: {e}"))
+    list.parse().unwrap_or_else(|e| panic!("fixture nodelist {list:?}: {e}"))
 }
 
 fn node_id(n: usize) -> NodeId {
@@ -187,9 +186,7 @@ impl FixtureMachine {
     /// `memory_tiering` directory exist. Panics on a bad nodelist.
     #[must_use]
     pub fn kernel_tier(mut self, id: u32, nodelist: &str) -> FixtureMachine {
-        self.kernel_tiers
-            .get_or_insert_with(BTreeMap::new)
-            .insert(id, mask(nodelist));
+        self.kernel_tiers.get_or_insert_with(BTreeMap::new).insert(id, mask(nodelist));
         self
     }
 
@@ -222,16 +219,11 @@ impl FixtureMachine {
     }
 
     fn online(&self) -> NodeMask {
-        self.nodes
-            .values()
-            .filter(|n| n.online)
-            .map(|n| n.id)
-            .collect()
+        self.nodes.values().filter(|n| n.online).map(|n| n.id).collect()
     }
 
     fn possible_mask(&self) -> NodeMask {
-        self.possible
-            .unwrap_or_else(|| self.nodes.keys().copied().collect())
+        self.possible.unwrap_or_else(|| self.nodes.keys().copied().collect())
     }
 
     fn distance_of(&self, a: NodeId, b: NodeId) -> u32 {
@@ -262,19 +254,14 @@ impl FixtureMachine {
         put(root.join("possible"), line(self.possible_mask()));
         put(root.join("online"), line(online));
         put(root.join("has_cpu"), line(with(|n| n.has_cpu)));
-        let has_memory = if self.legacy_has_normal_memory {
-            "has_normal_memory"
-        } else {
-            "has_memory"
-        };
+        let has_memory =
+            if self.legacy_has_normal_memory { "has_normal_memory" } else { "has_memory" };
         put(root.join(has_memory), line(with(|n| n.has_memory)));
 
         for node in self.online_nodes() {
             let dir = rel.node_dir(node.id);
-            let row: Vec<String> = online
-                .iter()
-                .map(|b| self.distance_of(node.id, b).to_string())
-                .collect();
+            let row: Vec<String> =
+                online.iter().map(|b| self.distance_of(node.id, b).to_string()).collect();
             put(dir.join("distance"), format!("{}\n", row.join(" ")));
             put(dir.join("meminfo"), meminfo_text(node));
             if let Some(counters) = &node.vmstat {
@@ -331,9 +318,7 @@ impl FixtureMachine {
 
     /// Writes the tree into a fresh temporary directory, removed when the [`Fixture`] drops.
     pub fn build(&self) -> io::Result<Fixture> {
-        let dir = tempfile::Builder::new()
-            .prefix("tierd-fixture-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("tierd-fixture-").tempdir()?;
         let root = self.write_to(dir.path())?;
         Ok(Fixture { dir, root })
     }
@@ -362,12 +347,10 @@ impl FixtureMachine {
             possible: self.possible_mask(),
             online,
             nodes,
-            kernel_tiers: self.kernel_tiers.as_ref().map(|tiers| {
-                tiers
-                    .iter()
-                    .map(|(&id, &nodes)| KernelTier { id, nodes })
-                    .collect()
-            }),
+            kernel_tiers: self
+                .kernel_tiers
+                .as_ref()
+                .map(|tiers| tiers.iter().map(|(&id, &nodes)| KernelTier { id, nodes }).collect()),
             demotion_enabled: self.demotion_enabled,
             numa_balancing: self.numa_balancing,
         }
@@ -385,12 +368,7 @@ fn meminfo_text(node: &FixtureNode) -> String {
         ("MemFree", node.mem_free_bytes),
         ("MemUsed", node.mem_total_bytes - node.mem_free_bytes),
     ] {
-        let _ = writeln!(
-            s,
-            "Node {id} {:<16}{:>8} kB",
-            format!("{key}:"),
-            bytes / 1024
-        );
+        let _ = writeln!(s, "Node {id} {:<16}{:>8} kB", format!("{key}:"), bytes / 1024);
     }
     for key in ["HugePages_Total", "HugePages_Free", "HugePages_Surp"] {
         let _ = writeln!(s, "Node {id} {:<16} {:>5}", format!("{key}:"), 0);
@@ -436,11 +414,7 @@ impl Fixture {
     /// going offline removes its files.
     pub fn remove(&self, rel: impl AsRef<Path>) -> io::Result<()> {
         let path = self.dir.path().join(rel);
-        if path.is_dir() {
-            std::fs::remove_dir_all(path)
-        } else {
-            std::fs::remove_file(path)
-        }
+        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
     }
 }
 
@@ -501,10 +475,7 @@ pub const FIXTURES: &[NamedFixture] = &[
 
 /// The committed fixture called `name`.
 pub fn named(name: &str) -> Option<FixtureMachine> {
-    FIXTURES
-        .iter()
-        .find(|f| f.name == name)
-        .map(|f| (f.machine)())
+    FIXTURES.iter().find(|f| f.name == name).map(|f| (f.machine)())
 }
 
 /// `fixtures/` at the repository root, where the committed trees live.
@@ -544,10 +515,7 @@ const VMSTAT_6X: &[(&str, u64)] = &[
 ];
 
 fn vmstat_6x(free_pages: u64) -> Vec<(&'static str, u64)> {
-    VMSTAT_6X
-        .iter()
-        .map(|&(k, v)| (k, if k == "nr_free_pages" { free_pages } else { v }))
-        .collect()
+    VMSTAT_6X.iter().map(|&(k, v)| (k, if k == "nr_free_pages" { free_pages } else { v })).collect()
 }
 
 fn laptop() -> FixtureMachine {
@@ -779,24 +747,14 @@ mod tests {
             let adist = MEMTIER_ADISTANCE_DRAM * lat / dram_lat * dram_bw / bw;
             want.entry(tier(adist)).or_default().insert(node.id);
         }
-        let have: BTreeMap<u32, NodeMask> = t
-            .kernel_tiers
-            .unwrap()
-            .into_iter()
-            .map(|k| (k.id, k.nodes))
-            .collect();
+        let have: BTreeMap<u32, NodeMask> =
+            t.kernel_tiers.unwrap().into_iter().map(|k| (k.id, k.nodes)).collect();
         assert_eq!(have, want);
         assert_eq!(want.keys().copied().collect::<Vec<_>>(), [4, 25, 98]);
 
         let t = named("two-socket-cxl").unwrap().expected_topology();
         let ids: Vec<u32> = t.kernel_tiers.unwrap().iter().map(|k| k.id).collect();
-        assert_eq!(
-            ids,
-            [
-                tier(MEMTIER_ADISTANCE_DRAM),
-                tier(MEMTIER_DEFAULT_DAX_ADISTANCE)
-            ]
-        );
+        assert_eq!(ids, [tier(MEMTIER_ADISTANCE_DRAM), tier(MEMTIER_DEFAULT_DAX_ADISTANCE)]);
     }
 
     #[test]
@@ -811,47 +769,28 @@ mod tests {
 
     #[test]
     fn files_use_the_kernels_formats() {
-        let files: BTreeMap<PathBuf, String> = named("dram-cxl-pmem")
-            .unwrap()
-            .files()
-            .into_iter()
-            .collect();
+        let files: BTreeMap<PathBuf, String> =
+            named("dram-cxl-pmem").unwrap().files().into_iter().collect();
         let get = |p: &str| files.get(Path::new(p)).map(String::as_str);
         assert_eq!(get("sys/devices/system/node/possible"), Some("0-2\n"));
         assert_eq!(get("sys/devices/system/node/has_cpu"), Some("0\n"));
-        assert_eq!(
-            get("sys/devices/system/node/node0/distance"),
-            Some("10 20 30\n")
-        );
+        assert_eq!(get("sys/devices/system/node/node0/distance"), Some("10 20 30\n"));
         assert_eq!(
             get("sys/devices/system/node/node1/access1/initiators/read_latency"),
             Some("180\n")
         );
-        assert_eq!(
-            get("sys/devices/virtual/memory_tiering/memory_tier98/nodelist"),
-            Some("2\n")
-        );
+        assert_eq!(get("sys/devices/virtual/memory_tiering/memory_tier98/nodelist"), Some("2\n"));
         assert_eq!(get("sys/kernel/mm/numa/demotion_enabled"), Some("false\n"));
         let meminfo = get("sys/devices/system/node/node0/meminfo").unwrap();
-        assert!(
-            meminfo.starts_with("Node 0 MemTotal:         524288 kB\n"),
-            "{meminfo}"
-        );
-        assert!(
-            meminfo.contains("Node 0 HugePages_Total:     0\n"),
-            "{meminfo}"
-        );
+        assert!(meminfo.starts_with("Node 0 MemTotal:         524288 kB\n"), "{meminfo}");
+        assert!(meminfo.contains("Node 0 HugePages_Total:     0\n"), "{meminfo}");
     }
 
     #[test]
     fn offline_nodes_have_no_directory_and_are_only_possible() {
         let m = named("offline-node").unwrap();
         let files = m.files();
-        assert!(
-            files
-                .iter()
-                .all(|(p, _)| !p.starts_with("sys/devices/system/node/node2"))
-        );
+        assert!(files.iter().all(|(p, _)| !p.starts_with("sys/devices/system/node/node2")));
         let t = m.expected_topology();
         assert_eq!(t.possible.to_string(), "0-3");
         assert_eq!(t.online.to_string(), "0-1,3");
@@ -860,12 +799,8 @@ mod tests {
     #[test]
     fn fixture_write_and_remove_edit_the_tree() {
         let fx = named("laptop").unwrap().build().unwrap();
-        fx.write("sys/kernel/mm/numa/demotion_enabled", "true\n")
-            .unwrap();
-        assert_eq!(
-            read_topology(fx.root()).unwrap().demotion_enabled,
-            Some(true)
-        );
+        fx.write("sys/kernel/mm/numa/demotion_enabled", "true\n").unwrap();
+        assert_eq!(read_topology(fx.root()).unwrap().demotion_enabled, Some(true));
         fx.remove("sys/kernel/mm/numa").unwrap();
         assert_eq!(read_topology(fx.root()).unwrap().demotion_enabled, None);
         assert!(fx.path().join("sys").is_dir());

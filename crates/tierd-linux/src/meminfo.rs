@@ -48,9 +48,7 @@ pub fn read_node_meminfo(root: &SysRoot, node: NodeId) -> Result<Option<NodeMemi
     let path = root.node_dir(node).join("meminfo");
     match read::optional(&path)? {
         None => Ok(None),
-        Some(text) => parse_node_meminfo(node, &text)
-            .map(Some)
-            .map_err(|bad| bad.at(&path)),
+        Some(text) => parse_node_meminfo(node, &text).map(Some).map_err(|bad| bad.at(&path)),
     }
 }
 
@@ -68,9 +66,7 @@ pub(crate) fn parse_node_meminfo(node: NodeId, text: &str) -> Result<NodeMeminfo
         }
         let n = words.next().unwrap_or_default();
         if n != node.to_string() {
-            return Err(bad(format!(
-                "line is for node `{n}`, the file is node {node}'s"
-            )));
+            return Err(bad(format!("line is for node `{n}`, the file is node {node}'s")));
         }
         let key = match words.next().and_then(|k| k.strip_suffix(':')) {
             Some(k) if !k.is_empty() => k,
@@ -148,11 +144,7 @@ Node 0 HugePages_Surp:      0
             let text = format!("Node 0 MemFree: 1 kB\n{line}\n");
             let bad = parse_node_meminfo(n(0), &text).unwrap_err();
             assert_eq!(bad.text, line);
-            assert!(
-                bad.reason.contains(want),
-                "{line:?}: {:?} lacks {want:?}",
-                bad.reason
-            );
+            assert!(bad.reason.contains(want), "{line:?}: {:?} lacks {want:?}", bad.reason);
         }
     }
 
@@ -166,11 +158,7 @@ Node 0 HugePages_Surp:      0
         assert_eq!(info.mem_total_bytes(), Some(1 << 30));
         assert_eq!(read_node_meminfo(fx.root(), n(1)).unwrap(), None);
 
-        fx.write(
-            "sys/devices/system/node/node0/meminfo",
-            "Node 0 MemTotal: x kB\n",
-        )
-        .unwrap();
+        fx.write("sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: x kB\n").unwrap();
         let err = read_node_meminfo(fx.root(), n(0)).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("node0/meminfo"), "{msg}");

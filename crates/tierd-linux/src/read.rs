@@ -26,28 +26,18 @@ pub(crate) fn optional(path: &Path) -> Result<Option<String>, Error> {
             )),
         },
         Err(e) if is_gone(&e) => Ok(None),
-        Err(source) => Err(Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(Error::Io { path: path.to_path_buf(), source }),
     }
 }
 
 /// The file's text; its absence is an [`Error::Missing`] carrying `hint`.
 pub(crate) fn required(path: &Path, hint: &'static str) -> Result<String, Error> {
-    optional(path)?.ok_or_else(|| Error::Missing {
-        path: path.to_path_buf(),
-        hint,
-    })
+    optional(path)?.ok_or_else(|| Error::Missing { path: path.to_path_buf(), hint })
 }
 
 /// An [`Error::Malformed`] for `path`.
 pub(crate) fn malformed(path: &Path, text: &str, reason: impl Into<String>) -> Error {
-    Error::Malformed {
-        path: path.to_path_buf(),
-        text: text.to_string(),
-        reason: reason.into(),
-    }
+    Error::Malformed { path: path.to_path_buf(), text: text.to_string(), reason: reason.into() }
 }
 
 /// A parse failure before the path is known: the bad text and what is wrong with it.
@@ -59,18 +49,11 @@ pub(crate) struct Bad {
 
 impl Bad {
     pub(crate) fn new(text: &str, reason: impl Into<String>) -> Bad {
-        Bad {
-            text: text.to_string(),
-            reason: reason.into(),
-        }
+        Bad { text: text.to_string(), reason: reason.into() }
     }
 
     pub(crate) fn at(self, path: &Path) -> Error {
-        Error::Malformed {
-            path: path.to_path_buf(),
-            text: self.text,
-            reason: self.reason,
-        }
+        Error::Malformed { path: path.to_path_buf(), text: self.text, reason: self.reason }
     }
 }
 
@@ -85,8 +68,7 @@ pub(crate) fn parse_u64(text: &str) -> Result<u64, Bad> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Bad::new(text, "expected an unsigned decimal number"));
     }
-    text.parse()
-        .map_err(|_| Bad::new(text, "number does not fit in 64 bits"))
+    text.parse().map_err(|_| Bad::new(text, "number does not fit in 64 bits"))
 }
 
 #[cfg(test)]
@@ -107,10 +89,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(optional(&dir.path().join("nope")).unwrap(), None);
         std::fs::write(dir.path().join("yes"), "1\n").unwrap();
-        assert_eq!(
-            optional(&dir.path().join("yes")).unwrap().as_deref(),
-            Some("1\n")
-        );
+        assert_eq!(optional(&dir.path().join("yes")).unwrap().as_deref(), Some("1\n"));
     }
 
     #[test]
@@ -143,17 +122,7 @@ mod tests {
     fn parse_u64_takes_kernel_decimals_only() {
         assert_eq!(parse_u64("0"), Ok(0));
         assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
-        for bad in [
-            "",
-            "+1",
-            "-1",
-            " 1",
-            "1 ",
-            "0x10",
-            "1.5",
-            "abc",
-            "18446744073709551616",
-        ] {
+        for bad in ["", "+1", "-1", " 1", "1 ", "0x10", "1.5", "abc", "18446744073709551616"] {
             let e = parse_u64(bad).unwrap_err();
             assert_eq!(e.text, bad);
         }

@@ -29,10 +29,7 @@ impl Default for SysRoot {
 impl SysRoot {
     /// A root with sysfs at `sys` and procfs at `proc`.
     pub fn new(sys: impl Into<PathBuf>, proc: impl Into<PathBuf>) -> SysRoot {
-        SysRoot {
-            sys: sys.into(),
-            proc: proc.into(),
-        }
+        SysRoot { sys: sys.into(), proc: proc.into() }
     }
 
     /// The tree under `dir`, which holds `sys/` and `proc/` side by side: a fixture directory
@@ -56,8 +53,7 @@ impl SysRoot {
     /// `sys/devices/system/node/nodeN/accessC/initiators`: HMAT figures of access class `C`
     /// (0: best initiator of any kind, 1: best CPU initiator).
     pub fn hmat_dir(&self, node: NodeId, access_class: u8) -> PathBuf {
-        self.node_dir(node)
-            .join(format!("access{access_class}/initiators"))
+        self.node_dir(node).join(format!("access{access_class}/initiators"))
     }
 
     /// `sys/devices/virtual/memory_tiering`: one `memory_tierN` directory per kernel memory
@@ -98,18 +94,12 @@ mod tests {
     fn under_puts_sys_and_proc_side_by_side() {
         let r = SysRoot::under("/tmp/fx");
         let n2 = NodeId::new(2).unwrap();
-        assert_eq!(
-            r.node_dir(n2),
-            Path::new("/tmp/fx/sys/devices/system/node/node2")
-        );
+        assert_eq!(r.node_dir(n2), Path::new("/tmp/fx/sys/devices/system/node/node2"));
         assert_eq!(
             r.hmat_dir(n2, 1),
             Path::new("/tmp/fx/sys/devices/system/node/node2/access1/initiators")
         );
-        assert_eq!(
-            r.numa_balancing_file(),
-            Path::new("/tmp/fx/proc/sys/kernel/numa_balancing")
-        );
+        assert_eq!(r.numa_balancing_file(), Path::new("/tmp/fx/proc/sys/kernel/numa_balancing"));
         assert_eq!(r.vmstat_file(), Path::new("/tmp/fx/proc/vmstat"));
     }
 }

@@ -58,11 +58,7 @@ pub fn read_topology(root: &SysRoot) -> Result<Topology, Error> {
         let distance = read_distance(root, id)?.unwrap_or_default();
         if !distance.is_empty() && distance.len() != online.len() {
             let path = root.node_dir(id).join("distance");
-            let text = distance
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let text = distance.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
             return Err(read::malformed(
                 &path,
                 &text,
@@ -110,8 +106,7 @@ fn read_mask(root: &SysRoot, name: &str) -> Result<NodeMask, Error> {
 }
 
 fn parse_mask(path: &Path, text: &str) -> Result<NodeMask, Error> {
-    text.parse()
-        .map_err(|e| read::malformed(path, read::value(text), format!("{e}")))
+    text.parse().map_err(|e| read::malformed(path, read::value(text), format!("{e}")))
 }
 
 /// `has_memory`, or `has_normal_memory` on kernels without the former.
@@ -124,10 +119,7 @@ fn read_has_memory(root: &SysRoot) -> Result<NodeMask, Error> {
     if let Some(text) = read::optional(&fallback)? {
         return parse_mask(&fallback, &text);
     }
-    Err(Error::Missing {
-        path,
-        hint: NUMA_HINT,
-    })
+    Err(Error::Missing { path, hint: NUMA_HINT })
 }
 
 /// Reads `nodeN/distance`, the node's SLIT row: one distance per online node, ascending by
@@ -168,9 +160,9 @@ pub fn read_hmat(root: &SysRoot, node: NodeId) -> Result<Option<Hmat>, Error> {
             let path = dir.join(name);
             match read::optional(&path)? {
                 None => Ok(None),
-                Some(text) => read::parse_u64(read::value(&text))
-                    .map(Some)
-                    .map_err(|b| b.at(&path)),
+                Some(text) => {
+                    read::parse_u64(read::value(&text)).map(Some).map_err(|b| b.at(&path))
+                }
             }
         };
         let hmat = Hmat {
@@ -200,10 +192,7 @@ pub fn read_kernel_tiers(root: &SysRoot) -> Result<Option<Vec<KernelTier>>, Erro
     };
     let mut tiers = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| Error::Io { path: dir.clone(), source })?;
         let name = entry.file_name();
         let Some(digits) = name.to_str().and_then(|n| n.strip_prefix("memory_tier")) else {
             continue;
@@ -217,10 +206,7 @@ pub fn read_kernel_tiers(root: &SysRoot) -> Result<Option<Vec<KernelTier>>, Erro
             .map_err(|_| read::malformed(&tier_dir, digits, "tier id does not fit in 32 bits"))?;
         let path = tier_dir.join("nodelist");
         if let Some(text) = read::optional(&path)? {
-            tiers.push(KernelTier {
-                id,
-                nodes: parse_mask(&path, &text)?,
-            });
+            tiers.push(KernelTier { id, nodes: parse_mask(&path, &text)? });
         }
     }
     tiers.sort_by_key(|t| t.id);
@@ -238,11 +224,7 @@ pub fn read_demotion_enabled(root: &SysRoot) -> Result<Option<bool>, Error> {
     match read::value(&text) {
         "true" | "1" => Ok(Some(true)),
         "false" | "0" => Ok(Some(false)),
-        other => Err(read::malformed(
-            &path,
-            other,
-            "expected `true`, `false`, `1` or `0`",
-        )),
+        other => Err(read::malformed(&path, other, "expected `true`, `false`, `1` or `0`")),
     }
 }
 
@@ -280,16 +262,12 @@ mod tests {
 
     /// The committed tree `fixtures/<name>`, read as tierd reads a real machine.
     fn committed(name: &str) -> Topology {
-        read_topology(&SysRoot::under(
-            fixture::committed_fixtures_dir().join(name),
-        ))
-        .unwrap_or_else(|e| panic!("fixtures/{name}: {e}"))
+        read_topology(&SysRoot::under(fixture::committed_fixtures_dir().join(name)))
+            .unwrap_or_else(|e| panic!("fixtures/{name}: {e}"))
     }
 
     fn tier_lists(t: &Topology) -> Option<Vec<(u32, String)>> {
-        t.kernel_tiers
-            .as_ref()
-            .map(|ts| ts.iter().map(|t| (t.id, t.nodes.to_string())).collect())
+        t.kernel_tiers.as_ref().map(|ts| ts.iter().map(|t| (t.id, t.nodes.to_string())).collect())
     }
 
     // --- one test per committed fixture: the facts the rest of tierd relies on ---
@@ -336,10 +314,7 @@ mod tests {
             assert!(h.is_complete());
             assert_eq!(h, symmetric_hmat(lat, bw), "node {i}");
         }
-        assert_eq!(
-            tier_lists(&t),
-            Some(vec![(4, "0".into()), (25, "1".into()), (98, "2".into())])
-        );
+        assert_eq!(tier_lists(&t), Some(vec![(4, "0".into()), (25, "1".into()), (98, "2".into())]));
         assert_eq!(t.demotion_enabled, Some(false));
     }
 
@@ -352,10 +327,7 @@ mod tests {
         assert!(t.distance(n(0), n(2)) < t.distance(n(0), n(3)));
         assert!(t.distance(n(1), n(3)) < t.distance(n(1), n(2)));
         assert!(t.nodes.iter().all(|i| i.hmat.is_none()));
-        assert_eq!(
-            tier_lists(&t),
-            Some(vec![(4, "0-1".into()), (22, "2-3".into())])
-        );
+        assert_eq!(tier_lists(&t), Some(vec![(4, "0-1".into()), (22, "2-3".into())]));
     }
 
     #[test]
@@ -363,10 +335,7 @@ mod tests {
         let t = committed("offline-node");
         assert_eq!(t.possible.to_string(), "0-3");
         assert_eq!(t.online.to_string(), "0-1,3");
-        assert_eq!(
-            t.nodes.iter().map(|i| i.id.index()).collect::<Vec<_>>(),
-            [0, 1, 3]
-        );
+        assert_eq!(t.nodes.iter().map(|i| i.id.index()).collect::<Vec<_>>(), [0, 1, 3]);
         assert!(t.node(n(2)).is_none());
         // Rows have one column per online node: node 3 is the third column.
         assert_eq!(t.node(n(0)).unwrap().distance, [10, 21, 24]);
@@ -392,17 +361,9 @@ mod tests {
     #[test]
     fn has_normal_memory_stands_in_for_a_missing_has_memory() {
         let fx = two_nodes().legacy_has_normal_memory().build().unwrap();
-        assert!(
-            !fx.path()
-                .join("sys/devices/system/node/has_memory")
-                .exists()
-        );
-        assert_eq!(
-            read_topology(fx.root()).unwrap().memory_nodes().to_string(),
-            "0-1"
-        );
-        fx.remove("sys/devices/system/node/has_normal_memory")
-            .unwrap();
+        assert!(!fx.path().join("sys/devices/system/node/has_memory").exists());
+        assert_eq!(read_topology(fx.root()).unwrap().memory_nodes().to_string(), "0-1");
+        fx.remove("sys/devices/system/node/has_normal_memory").unwrap();
         let err = read_topology(fx.root()).unwrap_err();
         assert!(matches!(&err, Error::Missing { path, .. } if path.ends_with("has_memory")));
     }
@@ -411,8 +372,7 @@ mod tests {
     fn required_masks_are_errors_when_missing_and_say_why() {
         for name in ["possible", "online", "has_cpu"] {
             let fx = two_nodes().build().unwrap();
-            fx.remove(format!("sys/devices/system/node/{name}"))
-                .unwrap();
+            fx.remove(format!("sys/devices/system/node/{name}")).unwrap();
             let err = read_topology(fx.root()).unwrap_err();
             assert!(err.path().ends_with(name), "{err}");
             assert!(err.to_string().contains("CONFIG_NUMA"), "{err}");
@@ -422,14 +382,10 @@ mod tests {
     #[test]
     fn a_malformed_mask_names_the_file_and_the_text() {
         let fx = two_nodes().build().unwrap();
-        fx.write("sys/devices/system/node/online", "0-1,,3\n")
-            .unwrap();
+        fx.write("sys/devices/system/node/online", "0-1,,3\n").unwrap();
         let err = read_topology(fx.root()).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            matches!(&err, Error::Malformed { text, .. } if text == "0-1,,3"),
-            "{msg}"
-        );
+        assert!(matches!(&err, Error::Malformed { text, .. } if text == "0-1,,3"), "{msg}");
         assert!(msg.contains("node/online"), "{msg}");
     }
 
@@ -437,11 +393,7 @@ mod tests {
     fn parse_distance_good_and_bad() {
         assert_eq!(parse_distance("10 21\n"), Ok(vec![10, 21]));
         assert_eq!(parse_distance("10"), Ok(vec![10]));
-        for (text, bad) in [
-            ("", "no distances"),
-            ("\n", "no distances"),
-            ("10 x", "`x`"),
-        ] {
+        for (text, bad) in [("", "no distances"), ("\n", "no distances"), ("10 x", "`x`")] {
             let e = parse_distance(text).unwrap_err();
             assert!(e.reason.contains(bad), "{text:?}: {e:?}");
         }
@@ -452,13 +404,9 @@ mod tests {
     #[test]
     fn a_distance_row_of_the_wrong_length_says_to_read_again() {
         let fx = two_nodes().build().unwrap();
-        fx.write("sys/devices/system/node/node1/distance", "21 10 30\n")
-            .unwrap();
+        fx.write("sys/devices/system/node/node1/distance", "21 10 30\n").unwrap();
         let msg = read_topology(fx.root()).unwrap_err().to_string();
-        assert!(
-            msg.contains("node1/distance") && msg.contains("read it again"),
-            "{msg}"
-        );
+        assert!(msg.contains("node1/distance") && msg.contains("read it again"), "{msg}");
     }
 
     #[test]
@@ -509,60 +457,32 @@ mod tests {
 
     #[test]
     fn partial_hmat_keeps_absent_figures_absent() {
-        let h = Hmat {
-            read_latency_ns: Some(100),
-            ..Hmat::default()
-        };
-        let fx = two_nodes()
-            .node(FixtureNode::new(1).memory(2 << 30, 2 << 30).hmat(h))
-            .build()
-            .unwrap();
+        let h = Hmat { read_latency_ns: Some(100), ..Hmat::default() };
+        let fx =
+            two_nodes().node(FixtureNode::new(1).memory(2 << 30, 2 << 30).hmat(h)).build().unwrap();
         let got = read_hmat(fx.root(), n(1)).unwrap().unwrap();
         assert_eq!(got, h);
         assert!(!got.is_complete());
-        fx.write(
-            "sys/devices/system/node/node1/access1/initiators/read_latency",
-            "fast\n",
-        )
-        .unwrap();
+        fx.write("sys/devices/system/node/node1/access1/initiators/read_latency", "fast\n")
+            .unwrap();
         let msg = read_hmat(fx.root(), n(1)).unwrap_err().to_string();
-        assert!(
-            msg.contains("access1/initiators/read_latency") && msg.contains("fast"),
-            "{msg}"
-        );
+        assert!(msg.contains("access1/initiators/read_latency") && msg.contains("fast"), "{msg}");
     }
 
     #[test]
     fn kernel_tiers_sort_by_id_and_skip_strays_and_vanished_tiers() {
-        let fx = two_nodes()
-            .kernel_tier(22, "1")
-            .kernel_tier(4, "0")
-            .build()
-            .unwrap();
+        let fx = two_nodes().kernel_tier(22, "1").kernel_tier(4, "0").build().unwrap();
         // Numeric order, not directory-name order ("memory_tier22" < "memory_tier4").
         let tiers = read_kernel_tiers(fx.root()).unwrap().unwrap();
         assert_eq!(tiers.iter().map(|t| t.id).collect::<Vec<_>>(), [4, 22]);
-        fx.write("sys/devices/virtual/memory_tiering/uevent", "")
-            .unwrap();
-        fx.write(
-            "sys/devices/virtual/memory_tiering/memory_tierX/nodelist",
-            "1\n",
-        )
-        .unwrap();
-        fx.remove("sys/devices/virtual/memory_tiering/memory_tier22/nodelist")
-            .unwrap();
+        fx.write("sys/devices/virtual/memory_tiering/uevent", "").unwrap();
+        fx.write("sys/devices/virtual/memory_tiering/memory_tierX/nodelist", "1\n").unwrap();
+        fx.remove("sys/devices/virtual/memory_tiering/memory_tier22/nodelist").unwrap();
         let tiers = read_kernel_tiers(fx.root()).unwrap().unwrap();
         assert_eq!(tiers.iter().map(|t| t.id).collect::<Vec<_>>(), [4]);
-        fx.write(
-            "sys/devices/virtual/memory_tiering/memory_tier4/nodelist",
-            "0-\n",
-        )
-        .unwrap();
+        fx.write("sys/devices/virtual/memory_tiering/memory_tier4/nodelist", "0-\n").unwrap();
         let msg = read_kernel_tiers(fx.root()).unwrap_err().to_string();
-        assert!(
-            msg.contains("memory_tier4/nodelist") && msg.contains("0-"),
-            "{msg}"
-        );
+        assert!(msg.contains("memory_tier4/nodelist") && msg.contains("0-"), "{msg}");
         fx.remove("sys/devices/virtual/memory_tiering").unwrap();
         assert_eq!(read_kernel_tiers(fx.root()).unwrap(), None);
     }
@@ -572,18 +492,9 @@ mod tests {
         let fx = two_nodes().build().unwrap();
         let file = "sys/kernel/mm/numa/demotion_enabled";
         assert_eq!(read_demotion_enabled(fx.root()).unwrap(), None);
-        for (text, want) in [
-            ("true\n", true),
-            ("false\n", false),
-            ("1\n", true),
-            ("0", false),
-        ] {
+        for (text, want) in [("true\n", true), ("false\n", false), ("1\n", true), ("0", false)] {
             fx.write(file, text).unwrap();
-            assert_eq!(
-                read_demotion_enabled(fx.root()).unwrap(),
-                Some(want),
-                "{text:?}"
-            );
+            assert_eq!(read_demotion_enabled(fx.root()).unwrap(), Some(want), "{text:?}");
         }
         for text in ["yes\n", "", "true \n", "2\n"] {
             fx.write(file, text).unwrap();
@@ -624,10 +535,7 @@ mod tests {
         let root = SysRoot::default();
         if !root.node_root().join("online").exists() {
             let why = "skipped: /sys/devices/system/node/online is absent (no sysfs, or no NUMA)";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{why}, and CI=true"
-            );
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}, and CI=true");
             eprintln!("{why}");
             return;
         }
@@ -638,21 +546,13 @@ mod tests {
             assert_eq!(node.distance.len(), t.online.len(), "node {}", node.id);
             assert_eq!(t.distance(node.id, node.id), Some(10), "node {}", node.id);
             if node.has_memory {
-                assert!(
-                    node.mem_total_bytes.is_some_and(|b| b > 0),
-                    "node {}",
-                    node.id
-                );
+                assert!(node.mem_total_bytes.is_some_and(|b| b > 0), "node {}", node.id);
             }
             let meminfo = read_node_meminfo(&root, node.id).unwrap().unwrap();
             assert!(meminfo.bytes.len() > 2, "node {}: {meminfo:?}", node.id);
             crate::read_node_vmstat(&root, node.id).unwrap();
         }
-        assert!(
-            crate::read_vmstat(&root)
-                .unwrap()
-                .contains_key("nr_free_pages")
-        );
+        assert!(crate::read_vmstat(&root).unwrap().contains_key("nr_free_pages"));
     }
 
     #[test]

@@ -91,10 +91,7 @@ mod tests {
     fn reads_system_and_node_vmstat() {
         let fx = FixtureMachine::new()
             .node(
-                FixtureNode::new(0)
-                    .cpu()
-                    .memory(1 << 30, 1 << 29)
-                    .vmstat(&[("nr_free_pages", 7)]),
+                FixtureNode::new(0).cpu().memory(1 << 30, 1 << 29).vmstat(&[("nr_free_pages", 7)]),
             )
             .node(FixtureNode::new(1).memory(1 << 30, 1 << 30))
             .vmstat(&[("pgdemote_kswapd", 5), ("pswpout", 9)])
@@ -105,19 +102,13 @@ mod tests {
         assert_eq!(all["pswpout"], 9);
         let n0 = NodeId::new(0).unwrap();
         let n1 = NodeId::new(1).unwrap();
-        assert_eq!(
-            read_node_vmstat(fx.root(), n0).unwrap().unwrap()["nr_free_pages"],
-            7
-        );
+        assert_eq!(read_node_vmstat(fx.root(), n0).unwrap().unwrap()["nr_free_pages"], 7);
         assert_eq!(read_node_vmstat(fx.root(), n1).unwrap(), None);
     }
 
     #[test]
     fn missing_proc_vmstat_is_an_error_that_says_what_to_check() {
-        let fx = FixtureMachine::new()
-            .node(FixtureNode::new(0).cpu())
-            .build()
-            .unwrap();
+        let fx = FixtureMachine::new().node(FixtureNode::new(0).cpu()).build().unwrap();
         let err = read_vmstat(fx.root()).unwrap_err();
         assert!(matches!(err, Error::Missing { .. }));
         assert!(err.to_string().contains("procfs"), "{err}");
@@ -125,15 +116,9 @@ mod tests {
 
     #[test]
     fn a_malformed_vmstat_names_the_file_and_line() {
-        let fx = FixtureMachine::new()
-            .node(FixtureNode::new(0).cpu())
-            .build()
-            .unwrap();
+        let fx = FixtureMachine::new().node(FixtureNode::new(0).cpu()).build().unwrap();
         fx.write("proc/vmstat", "pswpin 1\npswpout many\n").unwrap();
         let msg = read_vmstat(fx.root()).unwrap_err().to_string();
-        assert!(
-            msg.contains("proc/vmstat") && msg.contains("pswpout many"),
-            "{msg}"
-        );
+        assert!(msg.contains("proc/vmstat") && msg.contains("pswpout many"), "{msg}");
     }
 }
