@@ -99,7 +99,7 @@ pub struct PathTable {
     fallbacks: Box<[AtomicU64]>,
     online: CachePadded<[AtomicU64; MASK_WORDS]>,
     seq: CachePadded<AtomicU64>,
-    writer: Mutex<()>,
+    writer: CachePadded<Mutex<()>>,
 }
 
 impl fmt::Debug for PathTable {
@@ -128,7 +128,7 @@ impl PathTable {
             fallbacks: (0..capacity * MASK_WORDS).map(|_| AtomicU64::new(0)).collect(),
             online: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             seq: CachePadded::new(AtomicU64::new(0)),
-            writer: Mutex::new(()),
+            writer: CachePadded::new(Mutex::new(())),
         };
         table.write_online(online);
         table
