@@ -47,7 +47,7 @@ fn with_writer(table: &Arc<PathTable>, nodes: [NodeId; 2], writer_node: NodeId) 
         let mut stores = 0u64;
         let start = Instant::now();
         while !s.load(Ordering::Relaxed) {
-            let value: &[u8] = if stores % 2 == 0 { b"2\n" } else { b"-1\n" };
+            let value: &[u8] = if stores.is_multiple_of(2) { b"2\n" } else { b"-1\n" };
             t.store(writer_node, value).expect("valid store");
             stores += 1;
         }
