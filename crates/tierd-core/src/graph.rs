@@ -22,7 +22,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,9 +45,9 @@ impl Entry {
     /// The nodes this entry sends pages to: the target, then the fallbacks.
     pub fn destinations(&self) -> impl Iterator<Item = NodeId> + '_ {
         let target = self.target;
-        target.into_iter().chain(
-            self.fallback.iter().filter(move |f| target.is_some() && Some(*f) != target),
-        )
+        target
+            .into_iter()
+            .chain(self.fallback.iter().filter(move |f| target.is_some() && Some(*f) != target))
     }
 }
 
@@ -149,29 +149,9 @@ impl PathGraph {
     }
 
     /// A cycle through `node` over target and fallback edges, as the list of nodes from
-    /// `node` back to `node` (shortest first found by breadth-first search), or `None`.
+    /// `node` back to `node` (rotated to start at its lowest node), or `None`.
     pub fn cycle_through(&self, node: NodeId) -> Option<Vec<NodeId>> {
-        let mut parent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
-        let mut queue = std::collections::VecDeque::from([node]);
-        while let Some(n) = queue.pop_front() {
-            for next in self.entry(n).destinations() {
-                if next == node {
-                    // Walk the parents back from `n` to `node`, then close the loop.
-                    let mut path = vec![n];
-                    while *path.last().expect("non-empty") != node {
-                        path.push(parent[path.last().expect("non-empty")]);
-                    }
-                    path.reverse();
-                    path.push(node);
-                    return Some(order_cycle(path));
-                }
-                if let std::collections::btree_map::Entry::Vacant(v) = parent.entry(next) {
-                    v.insert(n);
-                    queue.push_back(next);
-                }
-            }
-        }
-        None
+        find_cycle_through(node, |n| self.entry(n))
     }
 
     /// Every problem that keeps this graph from replacing a table with `capacity` slots and
@@ -242,14 +222,44 @@ impl PathGraph {
     pub fn to_toml(&self) -> String {
         let mut out = String::from("version = 1\n");
         for (node, e) in self.iter() {
-            out.push_str(&format!("\n[node.{node}]\n"));
-            out.push_str(&format!("target = {}\n", e.target.map_or(-1, NodeId::as_i32)));
+            let _ =
+                write!(out, "\n[node.{node}]\ntarget = {}\n", e.target.map_or(-1, NodeId::as_i32));
             if !e.fallback.is_empty() {
-                out.push_str(&format!("fallback = \"{}\"\n", e.fallback));
+                let _ = writeln!(out, "fallback = \"{}\"", e.fallback);
             }
         }
         out
     }
+}
+
+/// Breadth-first search from `node` along the edges `entry_of` gives; returns the shortest
+/// cycle back to `node` found, or `None`. Visits only nodes reachable from `node`, so a store
+/// costs what its path is long, not what the table is large.
+pub(crate) fn find_cycle_through(
+    node: NodeId,
+    entry_of: impl Fn(NodeId) -> Entry,
+) -> Option<Vec<NodeId>> {
+    let mut parent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([node]);
+    while let Some(n) = queue.pop_front() {
+        for next in entry_of(n).destinations() {
+            if next == node {
+                // Walk the parents back from `n` to `node`, then close the loop.
+                let mut path = vec![n];
+                while *path.last().expect("non-empty") != node {
+                    path.push(parent[path.last().expect("non-empty")]);
+                }
+                path.reverse();
+                path.push(node);
+                return Some(order_cycle(path));
+            }
+            if let std::collections::btree_map::Entry::Vacant(v) = parent.entry(next) {
+                v.insert(n);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
 }
 
 /// Rotates a cycle so that it starts (and ends) at its lowest node, for stable messages.

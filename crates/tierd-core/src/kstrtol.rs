@@ -57,7 +57,9 @@ fn kstrtoull(s: &[u8]) -> Result<u64, ParseError> {
     let mut overflow = false;
     let mut used = 0;
     for &c in digits {
-        let Some(d) = char::from(c).to_digit(base) else { break };
+        let Some(d) = char::from(c).to_digit(base) else {
+            break;
+        };
         match value.checked_mul(u64::from(base)).and_then(|v| v.checked_add(u64::from(d))) {
             Some(v) => value = v,
             None => overflow = true,

@@ -68,10 +68,7 @@ impl From<NodeId> for u32 {
 impl FromStr for NodeId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let n: u32 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a node number"))?;
+        let n: u32 = s.trim().parse().map_err(|_| format!("`{s}` is not a node number"))?;
         NodeId::try_from(n)
     }
 }
@@ -259,12 +256,11 @@ impl FromStr for NodeMask {
             if part.is_empty() {
                 return Err(NodeMaskError::Empty { list: whole() });
             }
-            let (lo, hi) = match part.split_once('-') {
-                Some((a, b)) => (number(part, a)?, number(part, b)?),
-                None => {
-                    let n = number(part, part)?;
-                    (n, n)
-                }
+            let (lo, hi) = if let Some((a, b)) = part.split_once('-') {
+                (number(part, a)?, number(part, b)?)
+            } else {
+                let n = number(part, part)?;
+                (n, n)
             };
             if hi < lo {
                 return Err(NodeMaskError::Backwards { part: part.into(), list: whole() });

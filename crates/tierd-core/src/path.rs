@@ -33,7 +33,7 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
-use crate::graph::{Entry, GraphError, PathGraph};
+use crate::graph::{Entry, GraphError, PathGraph, find_cycle_through};
 use crate::kstrtol::{ParseError, kstrtol};
 use crate::node::{MAX_NUMNODES, NodeId, NodeMask};
 
@@ -99,7 +99,7 @@ pub struct PathTable {
     fallbacks: Box<[AtomicU64]>,
     online: CachePadded<[AtomicU64; MASK_WORDS]>,
     seq: CachePadded<AtomicU64>,
-    writer: Mutex<()>,
+    writer: CachePadded<Mutex<()>>,
 }
 
 impl fmt::Debug for PathTable {
@@ -128,7 +128,7 @@ impl PathTable {
             fallbacks: (0..capacity * MASK_WORDS).map(|_| AtomicU64::new(0)).collect(),
             online: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             seq: CachePadded::new(AtomicU64::new(0)),
-            writer: Mutex::new(()),
+            writer: CachePadded::new(Mutex::new(())),
         };
         table.write_online(online);
         table
@@ -226,13 +226,14 @@ impl PathTable {
         if !self.is_online(target.index()) {
             return Err(StoreError::NotOnline(target));
         }
-        let mut graph = self.snapshot_locked();
-        let fallback = graph.fallback_of(node);
-        graph.set(node, Entry { target: Some(target), fallback });
-        if let Some(cycle) = graph.cycle_through(node) {
+        // Entries can't change under us (we hold the lock): read them live, and only along
+        // the paths reachable from the new target.
+        let proposed = Entry { target: Some(target), fallback: self.read_entry(n).fallback };
+        let entry_of = |m: NodeId| if m == node { proposed } else { self.read_entry(m.index()) };
+        if let Some(cycle) = find_cycle_through(node, entry_of) {
             return Err(StoreError::Cycle(cycle));
         }
-        self.write_entries(&[(node, Entry { target: Some(target), fallback })]);
+        self.write_entries(&[(node, proposed)]);
         Ok(())
     }
 
@@ -299,16 +300,22 @@ impl PathTable {
         self.read_entries()
     }
 
+    fn read_entry(&self, i: usize) -> Entry {
+        if i >= self.capacity {
+            return Entry::TERMINAL;
+        }
+        let target = self.targets[i].load(Ordering::Acquire);
+        let words = &self.fallbacks[i * MASK_WORDS..(i + 1) * MASK_WORDS];
+        let fallback =
+            NodeMask::from_words(std::array::from_fn(|w| words[w].load(Ordering::Acquire)));
+        let target = usize::try_from(target).ok().and_then(NodeId::new);
+        Entry { target, fallback }
+    }
+
     fn read_entries(&self) -> PathGraph {
         let mut graph = PathGraph::default();
         for i in 0..self.capacity {
-            let node = NodeId::new(i).expect("capacity <= MAX_NUMNODES");
-            let target = self.targets[i].load(Ordering::Acquire);
-            let words = &self.fallbacks[i * MASK_WORDS..(i + 1) * MASK_WORDS];
-            let fallback =
-                NodeMask::from_words(std::array::from_fn(|w| words[w].load(Ordering::Acquire)));
-            let target = usize::try_from(target).ok().and_then(NodeId::new);
-            graph.set(node, Entry { target, fallback });
+            graph.set(NodeId::new(i).expect("capacity <= MAX_NUMNODES"), self.read_entry(i));
         }
         graph
     }
@@ -463,7 +470,7 @@ mod tests {
     fn op(nodes: usize) -> impl Strategy<Value = Op> {
         let n = nodes;
         prop_oneof![
-            8 => (0..n, -2i64..=(n as i64)).prop_map(|(a, b)| Op::Store(a, b)),
+            8 => (0..n, -2i64..=i64::try_from(n).unwrap()).prop_map(|(a, b)| Op::Store(a, b)),
             1 => proptest::collection::vec(proptest::bool::weighted(0.8), n).prop_map(Op::Online),
         ]
     }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::node::{NodeId, NodeMask};
 
-/// HMAT performance of a memory node as seen from its nearest initiator
-/// (`nodeN/access0/initiators/*`). Each figure is absent when the kernel does not print it.
+/// HMAT performance of a memory node as seen from its nearest CPU initiator
+/// (`nodeN/access1/initiators/*`, or `access0` on kernels that print only that class): the
+/// CPU class is what the kernel's tiering uses (`hmat_calculate_adistance`). Each figure is
+/// absent when the kernel does not print it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hmat {
     /// `read_latency`, nanoseconds.

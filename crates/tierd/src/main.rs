@@ -1,2 +1,181 @@
-//! The `tierd` command line (being written).
-fn main() {}
+//! `tierd`: user-defined NUMA migration paths, and pages migrated down them instead of being
+//! swapped or dropped. The binary only parses arguments and wires the library together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tierd::commands::{self, Env};
+use tierd_core::NodeId;
+
+#[derive(Parser)]
+#[command(
+    name = "tierd",
+    version,
+    about = "Migrate pages in lieu of discard: per-node migration paths for tiered memory",
+    long_about = "tierd keeps, for every NUMA node, where that node's cold pages go next (its \
+migration path: node 0 -> node 1 -> node 2, -1 = terminal), with the exact semantics of the \
+kernel RFC's nodeN/migration_path file: terminal nodes, online targets only, no cycles.\n\n\
+Start with `tierd topology` to see the machine, `tierd path auto` for the kernel's own \
+default, and `tierd path show` for the table in force.",
+    after_help = "Examples:\n  tierd topology\n  tierd path auto --apply\n  tierd path set 0 2\n  \
+tierd path apply paths.toml --dry-run\n  tierd mount /run/tierd/tree\n  \
+tierd topology --sysfs-root fixtures/dram-cxl-pmem/sys"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Global {
+    /// Where sysfs is. Point it at a fixture tree to look at another machine.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sys")]
+    sysfs_root: PathBuf,
+    /// Where procfs is [default: /proc, or the `proc` directory beside a --sysfs-root that
+    /// has one, as the fixture trees do].
+    #[arg(long, global = true, value_name = "DIR")]
+    procfs_root: Option<PathBuf>,
+    /// The state file that keeps the path table.
+    #[arg(long, global = true, value_name = "PATH", default_value = tierd::state::DEFAULT_STATE)]
+    state: PathBuf,
+    /// The control socket a long-running tierd serves [default: <state>.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the NUMA topology: nodes, distances, HMAT figures, memory tiers, kernel demotion.
+    Topology {
+        /// Print JSON (stable field names).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, set, check and apply migration paths.
+    #[command(subcommand)]
+    Path(PathCommand),
+    /// Serve the table as a sysfs-compatible FUSE tree (nodeN/migration_path, online,
+    /// possible) until SIGINT/SIGTERM.
+    #[command(long_about = "Serve the path table as a sysfs-compatible tree with FUSE:\n\n  \
+MOUNTPOINT/online, MOUNTPOINT/possible          (read-only nodelists)\n  \
+MOUNTPOINT/nodeN/migration_path                 (rw, mode 0644, the RFC's semantics)\n  \
+MOUNTPOINT/nodeN/distance                       (read-only, online nodes)\n\n\
+`echo 2 > node0/migration_path` stores 2 or fails with `Invalid argument`; each write(2) is \
+one store. Writes by non-root users get `Permission denied`. Changes are saved to the state \
+file at once and show in `tierd path show`, which talks to this process over its control \
+socket while it runs. Runs in the foreground; SIGINT or SIGTERM unmounts cleanly. The \
+mountpoint must be an empty directory.")]
+    Mount {
+        /// An empty directory.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PathCommand {
+    /// Show the table: stored target, effective next node, fallbacks. With NODE, print what
+    /// `cat nodeN/migration_path` would.
+    Show {
+        /// One node.
+        node: Option<NodeId>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store VALUE as NODE's migration path, exactly as `echo VALUE > nodeN/migration_path`:
+    /// kstrtol base 0 (2, 0x2, 02, +2), one trailing newline allowed, negative = terminal;
+    /// an offline or out-of-range target, or a cycle, is rejected with Invalid argument.
+    Set {
+        /// The node to change.
+        node: NodeId,
+        /// The new target (raw text; allow_hyphen_values lets -1 through).
+        #[arg(allow_hyphen_values = true)]
+        value: std::ffi::OsString,
+    },
+    /// Replace the whole table with a graph file (TOML; `-` reads stdin), atomically: all of
+    /// it or nothing. Nodes the file leaves out become terminal.
+    #[command(
+        after_help = "File format:\n  [node.0]\n  target = 1\n  fallback = \"2\"   # optional: tried when node 1 is full\n\n  [node.1]\n  target = 2\n"
+    )]
+    Apply {
+        /// The graph file.
+        file: PathBuf,
+        /// Validate and explain, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a graph file against this machine and list every problem (cycles, offline
+    /// nodes, syntax). Exit status 1 when it is not valid.
+    Check {
+        /// The graph file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Derive the default the kernel would use (memory tiers from HMAT, the kernel's tier
+    /// files, or CPU-less nodes below CPU nodes; nearest node of the next lower tier).
+    Auto {
+        /// Apply it as the table in force.
+        #[arg(long)]
+        apply: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(cli.command, Command::Mount { .. });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if long_running { "info" } else { "warn" })
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let g = cli.global;
+    let procfs = g.procfs_root.unwrap_or_else(|| {
+        let beside = g.sysfs_root.join("../proc");
+        if g.sysfs_root != std::path::Path::new("/sys") && beside.is_dir() {
+            beside
+        } else {
+            PathBuf::from("/proc")
+        }
+    });
+    let env = Env {
+        root: tierd_linux::SysRoot { sys: g.sysfs_root, proc: procfs },
+        state: g.state,
+        socket: g.socket,
+    };
+    let result = match cli.command {
+        Command::Topology { json } => commands::topology(&env, json).map(|s| (s, true)),
+        Command::Path(PathCommand::Show { node, json }) => {
+            commands::path_show(&env, node, json).map(|s| (s, true))
+        }
+        Command::Path(PathCommand::Set { node, value }) => {
+            commands::path_set(&env, node, value.as_encoded_bytes()).map(|s| (s, true))
+        }
+        Command::Path(PathCommand::Apply { file, dry_run }) => {
+            commands::path_apply(&env, &file, dry_run).map(|s| (s, true))
+        }
+        Command::Path(PathCommand::Check { file, json }) => commands::path_check(&env, &file, json),
+        Command::Path(PathCommand::Auto { apply, json }) => {
+            commands::path_auto(&env, apply, json).map(|s| (s, true))
+        }
+        Command::Mount { mountpoint } => {
+            commands::mount(&env, &mountpoint).map(|()| (String::new(), true))
+        }
+    };
+    match result {
+        Ok((out, ok)) => {
+            print!("{out}");
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("tierd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

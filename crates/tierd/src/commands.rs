@@ -1,0 +1,297 @@
+//! The subcommands. Each returns what to print, or an error whose message says what to do.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tierd_core::{NodeId, PathGraph, Topology};
+use tierd_linux::SysRoot;
+
+use crate::control::{self, Request, Response};
+use crate::paths::{Paths, PathsView};
+use crate::state::{OwnerLock, StateFile};
+
+/// Where the machine and the state are.
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// The sysfs and procfs roots.
+    pub root: SysRoot,
+    /// The state file.
+    pub state: PathBuf,
+    /// The control socket a long-running command serves (default: `<state>.sock`).
+    pub socket: Option<PathBuf>,
+}
+
+impl Env {
+    /// Reads the topology from the roots.
+    pub fn topology(&self) -> Result<Topology> {
+        tierd_linux::read_topology(&self.root).with_context(|| {
+            format!(
+                "cannot read the NUMA topology under {} (is this Linux with sysfs mounted? \
+                 point --sysfs-root at a fixture tree to try tierd elsewhere)",
+                self.root.sys.display()
+            )
+        })
+    }
+
+    fn state_file(&self) -> StateFile {
+        StateFile::new(&self.state)
+    }
+
+    /// The socket a long-running owner serves.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| {
+            let mut p = self.state.clone().into_os_string();
+            p.push(".sock");
+            PathBuf::from(p)
+        })
+    }
+}
+
+/// How a command reaches the table: directly (this process holds the lock) or through the
+/// long-running owner's control socket.
+enum Access {
+    Direct(Box<Paths>, #[allow(dead_code)] Option<OwnerLock>),
+    Remote(PathBuf),
+}
+
+fn access(env: &Env, topology: &Topology, for_change: bool) -> Result<Access> {
+    let state = env.state_file();
+    match state.try_lock(None) {
+        Ok(Some(lock)) => Ok(Access::Direct(Box::new(Paths::open(topology, state)?), Some(lock))),
+        Ok(None) => match state.owner_socket(Duration::from_secs(2)) {
+            Some(socket) => Ok(Access::Remote(socket)),
+            None => bail!(
+                "{} is owned by another tierd that serves no control socket; stop it or wait",
+                env.state.display()
+            ),
+        },
+        // Reading needs no lock: the file is replaced atomically, so it is always whole.
+        Err(_) if !for_change => Ok(Access::Direct(Box::new(Paths::open(topology, state)?), None)),
+        Err(e) => {
+            Err(anyhow!(e)
+                .context("cannot take ownership of the state to change it (are you root?)"))
+        }
+    }
+}
+
+fn remote(socket: &Path, req: &Request) -> Result<(usize, PathsView)> {
+    match control::call(socket, req)? {
+        Response::Ok { count, view } => Ok((count, view)),
+        Response::Error { message, .. } => Err(anyhow!(message)),
+    }
+}
+
+/// `tierd topology`.
+pub fn topology(env: &Env, json: bool) -> Result<String> {
+    let topo = env.topology()?;
+    let report = crate::report::TopologyReport::new(&topo);
+    if json { Ok(serde_json::to_string_pretty(&report)? + "\n") } else { Ok(report.to_text()) }
+}
+
+/// `tierd path show [NODE]`.
+pub fn path_show(env: &Env, node: Option<NodeId>, json: bool) -> Result<String> {
+    let topo = env.topology()?;
+    let view = match access(env, &topo, false)? {
+        Access::Direct(paths, _) => paths.view(),
+        Access::Remote(socket) => remote(&socket, &Request::Show)?.1,
+    };
+    let state_exists = env.state.exists();
+    match node {
+        Some(n) => {
+            let row = view.nodes.iter().find(|r| r.node == u32::from(n)).ok_or_else(|| {
+                anyhow!(
+                    "node {n} is not a possible node of this machine (possible: {})",
+                    view.possible
+                )
+            })?;
+            if json {
+                Ok(serde_json::to_string_pretty(row)? + "\n")
+            } else {
+                Ok(format!("{}\n", row.stored))
+            }
+        }
+        None if json => Ok(serde_json::to_string_pretty(&view)? + "\n"),
+        None => Ok(crate::report::paths_text(&view, state_exists.then_some(&env.state))),
+    }
+}
+
+/// `tierd path set NODE VALUE`: one sysfs store.
+pub fn path_set(env: &Env, node: NodeId, value: &[u8]) -> Result<String> {
+    let topo = env.topology()?;
+    let stored = match access(env, &topo, true)? {
+        Access::Direct(paths, _) => {
+            paths.store(node, value).map_err(|e| anyhow!("node{node}/migration_path: {e}"))?;
+            paths.table().show(node)
+        }
+        Access::Remote(socket) => {
+            let req = Request::Store { node: u32::from(node), value: value.to_vec() };
+            let (_, view) =
+                remote(&socket, &req).map_err(|e| anyhow!("node{node}/migration_path: {e}"))?;
+            view.nodes.iter().find(|r| r.node == u32::from(node)).map(|r| r.stored)
+        }
+    };
+    Ok(format!("node{node}/migration_path = {}\n", stored.unwrap_or(-1)))
+}
+
+fn read_graph(file: &Path) -> Result<(String, PathGraph)> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+            .context("cannot read the path graph from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let graph = PathGraph::from_toml(&text)
+        .map_err(|e| anyhow!("{}: {}", file.display(), e.to_string().trim_end()))?;
+    Ok((text, graph))
+}
+
+/// `tierd path apply FILE [--dry-run]`.
+pub fn path_apply(env: &Env, file: &Path, dry_run: bool) -> Result<String> {
+    let (text, graph) = read_graph(file)?;
+    let topo = env.topology()?;
+    let view = match access(env, &topo, !dry_run)? {
+        Access::Direct(paths, _) => {
+            paths.apply(&graph, dry_run).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            paths.view()
+        }
+        Access::Remote(socket) => {
+            remote(&socket, &Request::Apply { graph: text, dry_run })
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?
+                .1
+        }
+    };
+    if dry_run {
+        Ok(format!(
+            "{}: valid; applying it would make every node it leaves out terminal\n",
+            file.display()
+        ))
+    } else {
+        Ok(crate::report::paths_text(&view, Some(&env.state)))
+    }
+}
+
+/// `tierd path check FILE`: validation against this machine, every problem listed.
+/// Returns the text and whether the graph is valid.
+pub fn path_check(env: &Env, file: &Path, json: bool) -> Result<(String, bool)> {
+    let topo = env.topology()?;
+    let (ok, errors, parse_error) = match read_graph(file) {
+        Ok((_, graph)) => match graph.validate(topo.online, tierd_core::MAX_NUMNODES) {
+            Ok(()) => (true, Vec::new(), None),
+            Err(errs) => (false, errs.iter().map(ToString::to_string).collect::<Vec<_>>(), None),
+        },
+        Err(e) => (false, Vec::new(), Some(e.to_string())),
+    };
+    let errors: Vec<String> = parse_error.into_iter().chain(errors).collect();
+    let out = if json {
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "file": file, "ok": ok, "errors": errors }),
+        )? + "\n"
+    } else if ok {
+        format!("{}: ok\n", file.display())
+    } else {
+        errors.iter().fold(String::new(), |mut s, e| {
+            let _ = writeln!(s, "{}: {e}", file.display());
+            s
+        })
+    };
+    Ok((out, ok))
+}
+
+/// `tierd path auto [--apply]`.
+pub fn path_auto(env: &Env, apply: bool, json: bool) -> Result<String> {
+    let topo = env.topology()?;
+    let auto = tierd_core::auto::auto(&topo);
+    let graph = auto.to_graph();
+    let mut out = if json {
+        serde_json::to_string_pretty(&crate::report::auto_json(&auto, &graph))? + "\n"
+    } else {
+        crate::report::auto_text(&auto, &graph)
+    };
+    if apply {
+        let view = match access(env, &topo, true)? {
+            Access::Direct(paths, _) => {
+                paths
+                    .apply(&graph, false)
+                    .map_err(|e| anyhow!("cannot apply the automatic paths: {e}"))?;
+                paths.view()
+            }
+            Access::Remote(socket) => {
+                remote(&socket, &Request::Apply { graph: graph.to_toml(), dry_run: false })?.1
+            }
+        };
+        if !json {
+            out.push_str("\napplied:\n");
+            out.push_str(&crate::report::paths_text(&view, Some(&env.state)));
+        }
+    }
+    Ok(out)
+}
+
+/// `tierd mount MOUNTPOINT`: serves the tree until SIGINT/SIGTERM or an external unmount.
+pub fn mount(env: &Env, mountpoint: &Path) -> Result<()> {
+    crate::mount::check_mountpoint(mountpoint).map_err(|e| anyhow!(e))?;
+    let topo = env.topology()?;
+    let state = env.state_file();
+    let socket = env.socket_path();
+    let lock = state.try_lock(Some(&socket))?.ok_or_else(|| {
+        anyhow!(
+            "{} is owned by another tierd; stop it first (one owner per state file)",
+            env.state.display()
+        )
+    })?;
+    let paths = Arc::new(Paths::open(&topo, state)?);
+    let server = control::Server::start(&socket, Arc::clone(&paths))
+        .with_context(|| format!("cannot serve the control socket {}", socket.display()))?;
+    let root = nix::unistd::geteuid().is_root();
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("tierd".into()),
+        fuser::MountOption::Subtype("tierd".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    if root {
+        // Let every user read, as sysfs does; writes stay root-only (mode 0644 and checks).
+        config.acl = fuser::SessionACL::All;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let session = fuser::spawn_mount(
+        crate::mount::PathFs::new(Arc::clone(&paths), topo),
+        mountpoint,
+        &config,
+    )
+    .with_context(|| {
+        format!(
+            "cannot mount a FUSE filesystem on {} (is /dev/fuse there, and are you root?)",
+            mountpoint.display()
+        )
+    })?;
+    tracing::info!(
+        mountpoint = %mountpoint.display(),
+        state = %env.state.display(),
+        socket = %socket.display(),
+        "serving migration paths; Ctrl-C or SIGTERM unmounts"
+    );
+    let reason = loop {
+        if let Some(sig) = signals.pending().next() {
+            break format!("signal {sig}");
+        }
+        if session.guard.is_finished() {
+            break "unmounted from outside".to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    tracing::info!("stopping ({reason})");
+    let unmounted =
+        if session.guard.is_finished() { session.join() } else { session.umount_and_join() };
+    drop(server);
+    drop(lock);
+    unmounted.with_context(|| format!("unmounting {}", mountpoint.display()))
+}

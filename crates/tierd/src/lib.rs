@@ -1,0 +1,14 @@
+//! The `tierd` program's library half: everything the binary wires together.
+//!
+//! - [`state`]: the state file and the owner lock;
+//! - [`paths`]: the live path table tied to its state file;
+//! - [`control`]: the Unix control socket between the CLI and a long-running owner;
+//! - [`mount`]: the sysfs-compatible FUSE tree;
+//! - [`commands`]: the subcommands, returning text for the binary to print.
+
+pub mod commands;
+pub mod control;
+pub mod mount;
+pub mod paths;
+pub mod report;
+pub mod state;

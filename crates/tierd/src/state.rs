@@ -1,0 +1,264 @@
+//! The state file that keeps the path table across restarts, and the lock that makes one
+//! process its owner.
+//!
+//! The state is the TOML text form of [`PathGraph`] (see `tierd_core::graph`). It is written
+//! atomically: a temporary file in the same directory, `fsync`, `rename` over the old one,
+//! `fsync` of the directory, so a crash leaves the old table or the new one, never half of
+//! either. A state file that can't be read or parsed is an error naming the file and the
+//! problem; tierd never silently starts over from an empty table.
+//!
+//! Ownership: a process that keeps the table in memory for a long time (`tierd mount`,
+//! `tierd run`) holds an exclusive lock on `<state>.lock` and writes its pid and control
+//! socket path into it. A short-lived CLI call takes the same lock for its
+//! read-modify-write; when the lock is busy it reads the socket path from the lock file and
+//! asks the owner instead of writing the file behind its back.
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tierd_core::PathGraph;
+
+/// The default state file.
+pub const DEFAULT_STATE: &str = "/var/lib/tierd/paths.toml";
+
+/// A state-file problem, always with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file exists but could not be read.
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is not a valid path graph.
+    #[error(
+        "state file {path} is corrupt: {reason}\n  (fix or remove it; tierd does not reset it for you)"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing failed; the old file is untouched.
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// A state file path.
+#[derive(Clone, Debug)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// The state file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> StateFile {
+        StateFile { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lock file beside it.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    /// The saved graph, or `None` when there is no state file yet.
+    pub fn load(&self) -> Result<Option<PathGraph>, StateError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt {
+                    path: self.path.clone(),
+                    reason: "not UTF-8 text".into(),
+                });
+            }
+            Err(source) => {
+                return Err(StateError::Read { path: self.path.clone(), source });
+            }
+        };
+        PathGraph::from_toml(&text).map(Some).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Writes `graph` atomically (temp file, fsync, rename, fsync of the directory),
+    /// creating the directory when needed.
+    pub fn save(&self, graph: &PathGraph) -> Result<(), StateError> {
+        let err = |source| StateError::Write { path: self.path.clone(), source };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).map_err(err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".paths-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(err)?;
+        let text = format!(
+            "# tierd migration paths; written by tierd, read with `tierd path show`.\n{}",
+            graph.to_toml()
+        );
+        tmp.write_all(text.as_bytes()).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(&self.path).map_err(|e| err(e.error))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+
+    /// Tries to become the owner. `Ok(None)` when another process holds the lock.
+    pub fn try_lock(&self, socket: Option<&Path>) -> Result<Option<OwnerLock>, StateError> {
+        let path = self.lock_path();
+        let lock_err = |source| StateError::Lock { path: path.clone(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(lock_err)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        let mut info = format!("pid={}\n", std::process::id());
+        if let Some(s) = socket {
+            let _ = writeln!(info, "socket={}", s.display());
+        }
+        file.set_len(0).map_err(lock_err)?;
+        file.write_all(info.as_bytes()).map_err(lock_err)?;
+        file.sync_all().map_err(lock_err)?;
+        Ok(Some(OwnerLock { file, path }))
+    }
+
+    /// The control socket of the process that owns the state, waiting up to `wait` for a
+    /// new owner to publish it. `None` when the owner serves no socket.
+    pub fn owner_socket(&self, wait: Duration) -> Option<PathBuf> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = File::open(self.lock_path()) {
+                let _ = f.read_to_string(&mut text);
+            }
+            if let Some(s) = text.lines().find_map(|l| l.strip_prefix("socket=")) {
+                return Some(PathBuf::from(s));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Proof of ownership; the lock is released (and the lock file emptied) on drop.
+#[derive(Debug)]
+pub struct OwnerLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl OwnerLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        // Empty the owner record before the kernel drops the lock with the file.
+        let _ = self.file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_none_and_round_trip_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::new(dir.path().join("sub/paths.toml"));
+        assert!(state.load().unwrap().is_none());
+        let g =
+            PathGraph::from_toml("[node.0]\ntarget = 1\nfallback = \"2\"\n[node.1]\ntarget = 2\n")
+                .unwrap();
+        state.save(&g).unwrap();
+        assert_eq!(state.load().unwrap(), Some(g));
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(leftovers, ["paths.toml"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn corrupt_file_names_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paths.toml");
+        fs::write(&path, "[node.0]\ntarget = \"one\"\n").unwrap();
+        let err = StateFile::new(&path).load().unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("corrupt") && err.contains("target"), "{err}");
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        let err = StateFile::new(&path).load().unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        // Nothing was reset.
+        assert_eq!(fs::read(&path).unwrap(), [0xff, 0xfe]);
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: reading fails with EISDIR.
+        let path = dir.path().join("paths.toml");
+        fs::create_dir(&path).unwrap();
+        let err = StateFile::new(&path).load().unwrap_err();
+        assert!(matches!(err, StateError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn one_owner_at_a_time_and_the_socket_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::new(dir.path().join("paths.toml"));
+        let sock = dir.path().join("ctl.sock");
+        let owner = state.try_lock(Some(&sock)).unwrap().expect("first lock");
+        assert!(state.try_lock(None).unwrap().is_none(), "second owner refused");
+        assert_eq!(state.owner_socket(Duration::ZERO), Some(sock));
+        drop(owner);
+        assert_eq!(state.owner_socket(Duration::ZERO), None);
+        assert!(state.try_lock(None).unwrap().is_some(), "lock released on drop");
+    }
+}
