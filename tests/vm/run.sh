@@ -179,7 +179,10 @@ build_initramfs() {
 	done
 	local name
 	for name in "$@"; do
-		[[ $name == shell ]] && continue
+		if [[ $name == shell ]]; then
+			cp "$HERE"/scenarios/*.sh "$HERE"/selftest/*.sh "$INITRD_DIR/scenarios/"
+			continue
+		fi
 		cp "$(scenario_file "$name")" "$INITRD_DIR/scenarios/$name.sh"
 	done
 	(cd "$INITRD_DIR" && find . | LC_ALL=C sort | busybox cpio -o -H newc -R 0:0 2>/dev/null) >"$INITRD"
