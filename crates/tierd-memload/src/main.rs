@@ -14,6 +14,7 @@ mod region;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,11 +141,17 @@ struct Placement {
 }
 
 impl Placement {
+    /// The placement of all pages.
     fn of(r: &Region, batch: usize) -> Result<Placement, String> {
+        Placement::of_range(r, 0..r.pages(), batch)
+    }
+
+    /// The placement of pages `range`.
+    fn of_range(r: &Region, range: Range<usize>, batch: usize) -> Result<Placement, String> {
         let mut p = Placement::default();
-        let mut from = 0;
-        while from < r.pages() {
-            let to = (from + batch).min(r.pages());
+        let mut from = range.start;
+        while from < range.end {
+            let to = (from + batch).min(range.end);
             let addrs = r.addrs(from..to);
             let mut st = vec![PageStatus::UNSET; addrs.len()];
             sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
@@ -164,7 +171,11 @@ impl Placement {
     }
 
     fn line(&self, label: &str) -> String {
-        let mut s = format!("memload: placement at={label}");
+        self.line_of("placement", label)
+    }
+
+    fn line_of(&self, what: &str, label: &str) -> String {
+        let mut s = format!("memload: {what} at={label}");
         for (n, c) in &self.nodes {
             let _ = write!(s, " node{n}={c}");
         }
@@ -217,12 +228,19 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     let before = vmstat();
     let mut r = setup(&a.common)?;
     let batch = a.common.batch;
-    println!("{}", Placement::of(&r, batch)?.line("filled"));
-
     let hot = usize::try_from(
         u64::try_from(r.pages()).unwrap_or(u64::MAX) * u64::from(a.hot_pct.min(100)) / 100,
     )
     .unwrap_or(r.pages());
+    // The whole buffer, and its hot part (the first `hot` pages) on a line of its own.
+    let report_now = |r: &Region, label: &str| -> Result<(), String> {
+        println!("{}", Placement::of(r, batch)?.line(label));
+        if hot > 0 {
+            println!("{}", Placement::of_range(r, 0..hot, batch)?.line_of("placement-hot", label));
+        }
+        Ok(())
+    };
+    report_now(&r, "filled")?;
     let t = Instant::now();
     let end = Duration::from_secs(a.duration_s);
     let mut touches: u64 = 0;
@@ -237,14 +255,12 @@ fn run(a: &RunArgs) -> Result<bool, String> {
             i = i.wrapping_add(1);
         }
         touches += per_tick;
-        if report.swap(false, Ordering::Relaxed)
-            || (a.report_every_s > 0 && t.elapsed() >= next_report)
-        {
-            next_report += Duration::from_secs(a.report_every_s.max(1));
-            println!(
-                "{}",
-                Placement::of(&r, batch)?.line(&format!("{:.1}s", t.elapsed().as_secs_f64()))
-            );
+        let due = a.report_every_s > 0 && t.elapsed() >= next_report;
+        if due {
+            next_report += Duration::from_secs(a.report_every_s);
+        }
+        if report.swap(false, Ordering::Relaxed) || due {
+            report_now(&r, &format!("{:.1}s", t.elapsed().as_secs_f64()))?;
         }
         if a.rate > 0
             && let Some(rest) = tick.checked_sub(tick_start.elapsed())
@@ -258,8 +274,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     println!(
         "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
     );
-    let placement = Placement::of(&r, batch)?;
-    println!("{}", placement.line("end"));
+    report_now(&r, "end")?;
     // Before the check: reading swapped-out pages swaps them in.
     println!("{}", vmstat_delta_line(&before, &vmstat()));
     let bad = r.verify();
