@@ -541,4 +541,69 @@ mod tests {
         assert_eq!(st[0].get(), Ok(here));
         assert!(buf.iter().all(|&b| b == 7));
     }
+
+    /// A page-aligned, touched buffer of `pages` pages and its first page's address.
+    fn aligned(pages: usize) -> (Vec<u8>, usize) {
+        let ps = page_size();
+        let mut buf = vec![1u8; (pages + 1) * ps];
+        let addr = buf.as_ptr() as usize;
+        let off = addr.next_multiple_of(ps) - addr;
+        buf[off..].fill(3);
+        (buf, addr + off)
+    }
+
+    fn numa_syscalls_work() -> bool {
+        let mut st = [PageStatus::UNSET];
+        let probe = [0u8; 8];
+        let ok = query_pages(Target::Current, &[probe.as_ptr() as usize], &mut st).is_ok();
+        if !ok {
+            eprintln!("skipped: move_pages is not available on this kernel");
+        }
+        ok
+    }
+
+    #[test]
+    fn query_of_an_unmapped_address_is_a_per_page_efault() {
+        if !numa_syscalls_work() {
+            return;
+        }
+        let mut st = [PageStatus::UNSET];
+        query_pages(Target::Current, &[0], &mut st).unwrap();
+        assert_eq!(st[0].get(), Err(PageError::Fault));
+    }
+
+    #[test]
+    fn moving_to_a_node_without_memory_fails_the_whole_call() {
+        if !numa_syscalls_work() {
+            return;
+        }
+        let (_buf, addr) = aligned(1);
+        let mut st = [PageStatus::UNSET];
+        let far = NodeId::new(MAX_NUMNODES - 1).unwrap();
+        let err = move_pages(Target::Current, &[addr], &[far], &mut st, MoveScope::Exclusive)
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ENODEV), "{err}");
+        assert!(err.to_string().starts_with("move_pages: "), "{err}");
+    }
+
+    #[test]
+    fn mbind_and_set_mempolicy_accept_node_zero() {
+        if !numa_syscalls_work() {
+            return;
+        }
+        let (buf, addr) = aligned(2);
+        let zero: NodeMask = "0".parse().unwrap();
+        mbind(addr, 2 * page_size(), &MemPolicy::Bind(zero), Some(MoveScope::Exclusive)).unwrap();
+        let mut st = [PageStatus::UNSET; 2];
+        query_pages(Target::Current, &[addr, addr + page_size()], &mut st).unwrap();
+        assert_eq!(st.map(PageStatus::node), [NodeId::new(0); 2]);
+        mbind(addr, 2 * page_size(), &MemPolicy::Default, None).unwrap();
+        let err = mbind(addr + 1, page_size(), &MemPolicy::Default, None).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EINVAL), "unaligned mbind: {err}");
+        assert!(buf.iter().rev().take(page_size()).all(|&b| b == 3));
+
+        set_mempolicy(&MemPolicy::Preferred(NodeId::new(0).unwrap())).unwrap();
+        set_mempolicy(&MemPolicy::Default).unwrap();
+        assert_eq!(migrate_pages(Target::Current, &zero, &zero).unwrap(), 0);
+    }
 }
