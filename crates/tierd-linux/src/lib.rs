@@ -20,6 +20,7 @@ pub mod fixture;
 pub mod meminfo;
 mod read;
 pub mod root;
+pub mod sys;
 pub mod topology;
 pub mod vmstat;
 
