@@ -18,6 +18,7 @@ pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod meminfo;
+pub mod mover;
 mod read;
 pub mod root;
 pub mod sys;

@@ -169,6 +169,12 @@ impl PageStatus {
     /// so that an entry the kernel left alone is visible.
     pub const UNSET: PageStatus = PageStatus(c_int::MIN);
 
+    /// A status as the kernel writes it: a node number, or a negative errno. For fakes of
+    /// the syscalls in tests.
+    pub const fn from_raw(raw: i32) -> PageStatus {
+        PageStatus(raw)
+    }
+
     /// The raw value: a node number, or a negative errno.
     pub fn raw(self) -> i32 {
         self.0
@@ -177,10 +183,7 @@ impl PageStatus {
     /// The node the page is on, or why it is not known or did not move.
     pub fn get(self) -> Result<NodeId, PageError> {
         if self.0 >= 0 {
-            usize::try_from(self.0)
-                .ok()
-                .and_then(NodeId::new)
-                .ok_or(PageError::Other(self.0))
+            usize::try_from(self.0).ok().and_then(NodeId::new).ok_or(PageError::Other(self.0))
         } else if self.0 == c_int::MIN {
             // UNSET: the kernel never wrote this entry.
             Err(PageError::Other(0))
@@ -247,18 +250,12 @@ fn same_len(what: &'static str, a: usize, b: usize) -> Result<(), SysError> {
     if a == b {
         Ok(())
     } else {
-        Err(SysError::BadArgument {
-            what,
-            detail: format!("{b} entries for {a} pages"),
-        })
+        Err(SysError::BadArgument { what, detail: format!("{b} entries for {a} pages") })
     }
 }
 
 fn last_error(call: &'static str) -> SysError {
-    SysError::Syscall {
-        call,
-        source: io::Error::last_os_error(),
-    }
+    SysError::Syscall { call, source: io::Error::last_os_error() }
 }
 
 /// The base page size, from `sysconf(_SC_PAGESIZE)`.
@@ -409,14 +406,10 @@ pub fn mbind(
 ) -> Result<(), SysError> {
     let (mode, words, maxnode) = policy_bitmap(policy);
     let flags = moves.map_or(0, |s| s.flag() | MPOL_MF_STRICT);
-    let flags = c_ulong::try_from(flags).map_err(|_| SysError::BadArgument {
-        what: "flags",
-        detail: format!("{flags:#x}"),
-    })?;
-    let len = c_ulong::try_from(len).map_err(|_| SysError::BadArgument {
-        what: "len",
-        detail: format!("{len}"),
-    })?;
+    let flags = c_ulong::try_from(flags)
+        .map_err(|_| SysError::BadArgument { what: "flags", detail: format!("{flags:#x}") })?;
+    let len = c_ulong::try_from(len)
+        .map_err(|_| SysError::BadArgument { what: "len", detail: format!("{len}") })?;
     let mask_ptr = if matches!(policy, MemPolicy::Default | MemPolicy::Local) {
         std::ptr::null()
     } else {
@@ -428,15 +421,7 @@ pub fn mbind(
     // range and, with a move flag, where its pages live, never their contents; the kernel
     // checks that the range is mapped (EFAULT) and page-aligned (EINVAL).
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mbind,
-            addr,
-            len,
-            c_long::from(mode),
-            mask_ptr,
-            maxnode,
-            flags,
-        )
+        libc::syscall(libc::SYS_mbind, addr, len, c_long::from(mode), mask_ptr, maxnode, flags)
     };
     if rc < 0 {
         return Err(last_error("mbind"));
@@ -499,10 +484,7 @@ mod tests {
         assert_eq!(PageStatus(-libc::EBUSY).get(), Err(PageError::Busy));
         assert_eq!(PageStatus(-libc::ENOENT).get(), Err(PageError::NotPresent));
         assert_eq!(PageStatus(-libc::ENOMEM).get(), Err(PageError::NoMemory));
-        assert_eq!(
-            PageStatus(-libc::E2BIG).get(),
-            Err(PageError::Other(libc::E2BIG))
-        );
+        assert_eq!(PageStatus(-libc::E2BIG).get(), Err(PageError::Other(libc::E2BIG)));
         assert_eq!(PageStatus::UNSET.get(), Err(PageError::Other(0)));
         assert_eq!(format!("{:?}", PageStatus(-libc::EFAULT)), "-EFAULT");
         for e in [libc::EBUSY, libc::EACCES, libc::EPERM, libc::EIO, 77] {
@@ -559,14 +541,8 @@ mod tests {
         let Some(here) = st[0].node() else {
             panic!("page not present: {:?}", st[0]);
         };
-        let left = move_pages(
-            Target::Current,
-            &[addr],
-            &[here],
-            &mut st,
-            MoveScope::Exclusive,
-        )
-        .unwrap();
+        let left =
+            move_pages(Target::Current, &[addr], &[here], &mut st, MoveScope::Exclusive).unwrap();
         assert_eq!(left, 0);
         assert_eq!(st[0].get(), Ok(here));
         assert!(buf.iter().all(|&b| b == 7));

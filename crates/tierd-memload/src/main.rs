@@ -168,11 +168,7 @@ impl Placement {
         for (n, c) in &self.nodes {
             let _ = write!(s, " node{n}={c}");
         }
-        let _ = write!(
-            s,
-            " absent={}",
-            self.errors.get("ENOENT").copied().unwrap_or(0)
-        );
+        let _ = write!(s, " absent={}", self.errors.get("ENOENT").copied().unwrap_or(0));
         for (e, c) in &self.errors {
             if *e != "ENOENT" {
                 let _ = write!(s, " {e}={c}");
@@ -232,11 +228,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     let mut touches: u64 = 0;
     let mut next_report = Duration::from_secs(a.report_every_s);
     let tick = Duration::from_millis(10);
-    let per_tick = if a.rate == 0 {
-        4096
-    } else {
-        (a.rate / 100).max(1)
-    };
+    let per_tick = if a.rate == 0 { 4096 } else { (a.rate / 100).max(1) };
     let mut i = 0usize;
     while hot > 0 && t.elapsed() < end {
         let tick_start = Instant::now();
@@ -262,11 +254,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     }
     let secs = t.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)] // a rate for people to read
-    let rate = if secs > 0.0 {
-        touches as f64 / secs
-    } else {
-        0.0
-    };
+    let rate = if secs > 0.0 { touches as f64 / secs } else { 0.0 };
     println!(
         "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
     );
@@ -307,14 +295,9 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
             let addrs = r.addrs(from..end);
             let nodes = vec![to; addrs.len()];
             let mut st = vec![PageStatus::UNSET; addrs.len()];
-            not_migrated += sys::move_pages(
-                Target::Current,
-                &addrs,
-                &nodes,
-                &mut st,
-                MoveScope::Exclusive,
-            )
-            .map_err(|e| e.to_string())?;
+            not_migrated +=
+                sys::move_pages(Target::Current, &addrs, &nodes, &mut st, MoveScope::Exclusive)
+                    .map_err(|e| e.to_string())?;
             for s in st {
                 match s.get() {
                     Ok(n) if n == to => moved += 1,
@@ -339,10 +322,7 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
         let placed = Placement::of(&r, batch)?;
         println!("{}", placed.line(&format!("after-move-to-{to}")));
         let bad = r.verify();
-        println!(
-            "memload: checksum after=move-to-{to} pages={} bad={bad}",
-            r.pages()
-        );
+        println!("memload: checksum after=move-to-{to} pages={} bad={bad}", r.pages());
         let on_target = placed.on(to);
         if on_target != r.pages() || bad != 0 || !failed.is_empty() || (a.strict && busy > 0) {
             println!(

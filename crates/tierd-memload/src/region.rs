@@ -35,13 +35,7 @@ impl Region {
         let buf = vec![0u64; (pages + 1) * words_per_page];
         let addr = buf.as_ptr() as usize;
         let start = (addr.next_multiple_of(page_size) - addr) / 8;
-        let region = Region {
-            buf,
-            start,
-            pages,
-            words_per_page,
-            seed,
-        };
+        let region = Region { buf, start, pages, words_per_page, seed };
         if let Some(mask) = bind {
             sys::mbind(
                 region.base(),
@@ -94,10 +88,7 @@ impl Region {
     pub fn verify(&self) -> usize {
         (0..self.pages)
             .filter(|&p| {
-                self.page(p)
-                    .iter()
-                    .enumerate()
-                    .any(|(i, &w)| w != pattern(self.seed, p, i))
+                self.page(p).iter().enumerate().any(|(i, &w)| w != pattern(self.seed, p, i))
             })
             .count()
     }
