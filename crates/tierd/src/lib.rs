@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod metrics;
 pub mod mount;
 pub mod paths;
 pub mod report;
