@@ -21,6 +21,7 @@ pub mod meminfo;
 pub mod mover;
 mod read;
 pub mod root;
+pub mod scope;
 pub mod sys;
 pub mod topology;
 pub mod vmstat;
