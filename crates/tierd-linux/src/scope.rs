@@ -75,13 +75,12 @@ fn in_cgroup(process: &str, wanted: &Path) -> bool {
 /// The processes in scope, ascending by pid.
 pub fn processes(root: &SysRoot, selection: &Selection) -> Result<Vec<Process>, Error> {
     let me = std::process::id();
-    let pids: Vec<u32> = match selection {
-        Selection::Pids(p) => p.clone(),
-        _ => {
-            let entries = std::fs::read_dir(&root.proc)
-                .map_err(|source| Error::Io { path: root.proc.clone(), source })?;
-            entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).collect()
-        }
+    let pids: Vec<u32> = if let Selection::Pids(p) = selection {
+        p.clone()
+    } else {
+        let entries = std::fs::read_dir(&root.proc)
+            .map_err(|source| Error::Io { path: root.proc.clone(), source })?;
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).collect()
     };
     let mut out = Vec::new();
     for pid in pids {
