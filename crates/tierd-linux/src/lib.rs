@@ -17,6 +17,7 @@
 pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
+pub mod kernel;
 pub mod meminfo;
 pub mod mover;
 mod read;
