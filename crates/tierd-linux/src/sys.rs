@@ -169,6 +169,12 @@ impl PageStatus {
     /// so that an entry the kernel left alone is visible.
     pub const UNSET: PageStatus = PageStatus(c_int::MIN);
 
+    /// A status as the kernel writes it: a node number, or a negative errno. For fakes of
+    /// the syscalls in tests.
+    pub const fn from_raw(raw: i32) -> PageStatus {
+        PageStatus(raw)
+    }
+
     /// The raw value: a node number, or a negative errno.
     pub fn raw(self) -> i32 {
         self.0
