@@ -232,6 +232,7 @@ run_scenario() {
 	local name=$1 log=$LOGS/$1.log timeout rc=0 start secs reason="" figures
 	timeout=$(scenario_timeout "$name")
 	start=$(date +%s.%N)
+	rm -f "$log" # a QEMU that fails to start must not leave the last run's verdict behind
 	timeout -k 5 "$timeout" "${QEMU[@]}" -serial "file:$log" \
 		-append "$CMDLINE_BASE tierd.scenario=$name" </dev/null >"$LOGS/$name.qemu.log" 2>&1 || rc=$?
 	secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
