@@ -35,6 +35,7 @@ check() {
 
 check pass 0 '^vm: pass PASS \([0-9.]+s\) answer=42$'
 check fail-exit 1 '^vm: fail-exit FAIL \([0-9.]+s\): scenario failed \(rc=3\)$'
+check fail-check 1 "^vm: fail-check FAIL \\([0-9.]+s\\): scenario failed \\(rc=1\\): one plus nothing: got '1', want '2'$"
 check fail-panic 1 '^vm: fail-panic FAIL \([0-9.]+s\): guest kernel panic: sysrq triggered crash'
 check fail-hang 1 '^vm: fail-hang FAIL \([0-9.]+s\): timeout: no result within 15s'
 check no-such-scenario 2 "unknown scenario 'no-such-scenario'"
