@@ -52,3 +52,35 @@ wait_for() {
 		usleep 100000
 	done
 }
+
+# Starts CMD... in the background with its output in /tmp/NAME.log: spawn NAME CMD...
+spawn() {
+	name=$1
+	shift
+	"$@" >"/tmp/$name.log" 2>&1 &
+	echo $! >"/tmp/$name.pid"
+}
+
+# Stops what spawn NAME started (SIGTERM, then SIGKILL after SECS, default 10), prints its
+# log, and returns its exit status: reap NAME [SECS].
+reap() {
+	pid=$(cat "/tmp/$1.pid")
+	kill -TERM "$pid" 2>/dev/null
+	i=0
+	while kill -0 "$pid" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt $((${2:-10} * 10)) ]; then
+			echo "$1 (pid $pid) ignored SIGTERM for ${2:-10} s: SIGKILL"
+			kill -KILL "$pid"
+		fi
+		usleep 100000
+	done
+	wait "$pid"
+	rc=$?
+	echo "--- log of $1 (exit $rc)"
+	cat "/tmp/$1.log"
+	return $rc
+}
+
+# Prints an HTTP resource on the guest's loopback: http_get PORT PATH.
+http_get() { wget -q -O - "http://127.0.0.1:$1$2"; }

@@ -5,6 +5,9 @@
 # entry although it moved, so the query alone decides).
 # vm-timeout-s: 120
 
+# Automatic NUMA balancing would move pages of our node-0-bound buffer back to node 0
+# between a move and its query: this scenario tests move_pages, not the balancer.
+echo 0 >/proc/sys/kernel/numa_balancing
 for thp in never always; do
 	step "migrate with THP $thp"
 	echo $thp >/sys/kernel/mm/transparent_hugepage/enabled
