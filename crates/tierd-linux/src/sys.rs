@@ -38,8 +38,9 @@ const MPOL_MF_MOVE_ALL: c_int = 1 << 2;
 pub enum Target {
     /// The calling process (pid 0 for the kernel).
     Current,
-    /// Another process; moving its pages needs `CAP_SYS_NICE` (or the same uid for
-    /// `move_pages` of pages it maps alone).
+    /// Another process. Since Linux 4.13 `move_pages` needs ptrace read access to it (the
+    /// same uid, or `CAP_SYS_PTRACE`), and [`MoveScope::All`] needs `CAP_SYS_NICE`;
+    /// `migrate_pages` of another uid's process needs `CAP_SYS_NICE`.
     Pid(u32),
 }
 
