@@ -115,9 +115,9 @@ fetch_kernel() {
 # --- the guest binaries --------------------------------------------------------------
 
 build_guest_tools() {
-	say "building tierd and tierd-memload (static, release)"
+	say "building tierd and tierd-memload (static, profile vm)"
 	local log=$VM/build.log
-	if ! RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -j "$JOBS" \
+	if ! RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --profile vm -j "$JOBS" \
 		--manifest-path "$ROOT/Cargo.toml" --target "$TRIPLE" --target-dir "$BUILD" \
 		-p tierd -p tierd-memload >"$log" 2>&1; then
 		cat "$log" >&2
@@ -168,7 +168,7 @@ build_initramfs() {
 	mkdir -p "$INITRD_DIR"/{bin,sbin,etc,proc,sys,dev,tmp,run,mnt,lib/modules,scenarios}
 	cp /bin/busybox "$INITRD_DIR/bin/busybox"
 	ln -s busybox "$INITRD_DIR/bin/sh"
-	cp "$BUILD/$TRIPLE/release/tierd" "$BUILD/$TRIPLE/release/tierd-memload" "$INITRD_DIR/bin/"
+	cp "$BUILD/$TRIPLE/vm/tierd" "$BUILD/$TRIPLE/vm/tierd-memload" "$INITRD_DIR/bin/"
 	cp "$HERE/guest/init" "$INITRD_DIR/init"
 	cp "$HERE/guest/lib.sh" "$INITRD_DIR/lib/tierd-vm.sh"
 	chmod 755 "$INITRD_DIR/init"
