@@ -395,7 +395,7 @@ fn policy_bitmap(policy: &MemPolicy) -> (c_int, Vec<c_ulong>, c_ulong) {
 
 /// Sets the policy of the range `[addr, addr + len)`: `mbind(2)`.
 ///
-/// `addr` must be page-aligned. With `moves = Some(scope)` (`MPOL_MF_MOVE`[`_ALL`] |
+/// `addr` must be page-aligned. With `moves = Some(scope)` (`MPOL_MF_MOVE` or `MPOL_MF_MOVE_ALL` |
 /// `MPOL_MF_STRICT`) the pages already there are moved to comply, and pages that cannot be
 /// are an `EIO` error.
 pub fn mbind(
