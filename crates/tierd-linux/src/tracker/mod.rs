@@ -1,0 +1,448 @@
+//! Access trackers: which pages of the processes in scope were used in the last window.
+//!
+//! A [`Tracker`] watches one set of processes (the daemon's scope) and, on every
+//! [`Tracker::sample`], reports [`Region`]s: a process, a virtual address range, how many
+//! accesses the range showed in the last window (0 = idle) and for how many windows that figure
+//! has held (its age). The policy ranks regions by heat and asks the mover to move their pages;
+//! a Linux backend turns each region into `(pid, virtual page)` handles ([`PageRef`]) with
+//! [`Region::pages`] and orders them with [`Sample::coldest`] and [`Sample::hottest`].
+//!
+//! Three implementations, chosen by [`open`] from a [`TrackerKind`]:
+//!
+//! - `damon` (next): the kernel's DAMON through its sysfs interface (`vaddr` operations, one target
+//!   per process, one `stat` scheme per target whose tried regions carry the access counts).
+//!   The kernel samples, so tierd costs nothing per page; counts range over
+//!   `aggr_us / sample_us` checks per window.
+//! - [`idle`]: idle page tracking, `/sys/kernel/mm/page_idle/bitmap` indexed by the PFNs that
+//!   `/proc/PID/pagemap` reveals to `CAP_SYS_ADMIN`. Reads and writes both count; one check per
+//!   window, so accesses are 0 or 1.
+//! - [`softdirty`]: `/proc/PID/clear_refs` and the soft-dirty bit of `pagemap`. Works for any
+//!   user allowed to ptrace the process, on every kernel, but sees writes only.
+//!
+//! [`TrackerKind::Auto`] takes the first of these that the host offers and says why in
+//! [`Tracker::why`], the sentence `tierd status` prints.
+//!
+//! Absent is not zero: a process that exits while it is sampled is listed in
+//! [`Sample::dropped`] and its regions are left out; it is never an error and never "idle".
+//! Pages that are not present (never touched, or swapped out) are left out too: there is
+//! nothing to move.
+
+use std::fmt;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::SysRoot;
+
+#[cfg(any(test, feature = "fixture"))]
+pub mod fake;
+pub mod idle;
+pub mod pagemap;
+pub mod softdirty;
+
+mod ages;
+
+/// A process id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pid(pub u32);
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A virtual page number: a virtual address divided by the page size. Never a PFN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vpn(pub u64);
+
+/// A physical page frame number, as `pagemap` bits 0-54 give it. Never a virtual page number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pfn(pub u64);
+
+/// One page of one process: the unit a Linux backend names and moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PageRef {
+    /// The process.
+    pub pid: Pid,
+    /// The page in its address space.
+    pub vpn: Vpn,
+}
+
+impl PageRef {
+    /// The page's first byte, the address `move_pages(2)` takes.
+    pub fn addr(self, page_size: u64) -> u64 {
+        self.vpn.0 * page_size
+    }
+}
+
+/// An address range of one process with the access figure the tracker measured for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// The process.
+    pub pid: Pid,
+    /// First byte (page-aligned).
+    pub start: u64,
+    /// One past the last byte (page-aligned).
+    pub end: u64,
+    /// Accesses seen in the last window, from 0 (idle) to [`Sample::max_accesses`].
+    pub accesses: u32,
+    /// For how many windows `accesses` has stayed about the same (DAMON's `age`; for the
+    /// page-bit trackers, windows since the page last changed between used and idle).
+    pub age: u32,
+}
+
+impl Region {
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The pages of the range, lowest first. `page_size` must be the one the addresses were
+    /// aligned to; a partial page at either end counts as a whole one.
+    pub fn pages(&self, page_size: u64) -> impl Iterator<Item = PageRef> + use<> {
+        let pid = self.pid;
+        let first = self.start / page_size;
+        let last = self.end.div_ceil(page_size);
+        (first..last).map(move |v| PageRef { pid, vpn: Vpn(v) })
+    }
+}
+
+/// What one [`Tracker::sample`] saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Regions of the processes that were still there, per process in address order.
+    pub regions: Vec<Region>,
+    /// The highest [`Region::accesses`] this tracker can report (every check in the window
+    /// saw an access): `aggr_us / sample_us` for DAMON, 1 for the page-bit trackers.
+    pub max_accesses: u32,
+    /// Processes in scope that had exited (or whose memory could no longer be read because
+    /// they were exiting): dropped from the sample, not idle.
+    pub dropped: Vec<Pid>,
+    /// How long the window the figures describe lasted (since the previous sample or the
+    /// start). Zero for a first sample that only started the window.
+    pub window: Duration,
+    /// Wall time this call took: tierd's scan cost (DAMON: the wait for one aggregation).
+    pub took: Duration,
+    /// Bytes covered by [`Sample::regions`].
+    pub covered_bytes: u64,
+    /// Pages of the scanned mappings that were not present (never touched or swapped out):
+    /// not in any region. Always 0 for DAMON, which does not say.
+    pub absent_pages: u64,
+}
+
+impl Sample {
+    /// Regions from idle to busy, and among equals the oldest first: the order in which to
+    /// demote. Regions with accesses above `max_accesses_for_cold` are left out.
+    pub fn coldest(&self, max_accesses_for_cold: u32) -> Vec<Region> {
+        let mut v: Vec<Region> =
+            self.regions.iter().copied().filter(|r| r.accesses <= max_accesses_for_cold).collect();
+        v.sort_by(|a, b| a.accesses.cmp(&b.accesses).then(b.age.cmp(&a.age)).then(key(a, b)));
+        v
+    }
+
+    /// Regions from busiest to least busy with at least `min_accesses`, and among equals the
+    /// oldest (steadiest) first: the order in which to promote.
+    pub fn hottest(&self, min_accesses: u32) -> Vec<Region> {
+        let mut v: Vec<Region> =
+            self.regions.iter().copied().filter(|r| r.accesses >= min_accesses).collect();
+        v.sort_by(|a, b| b.accesses.cmp(&a.accesses).then(b.age.cmp(&a.age)).then(key(a, b)));
+        v
+    }
+}
+
+fn key(a: &Region, b: &Region) -> std::cmp::Ordering {
+    (a.pid, a.start).cmp(&(b.pid, b.start))
+}
+
+/// An access tracker over one set of processes. See the module documentation.
+pub trait Tracker: Send + fmt::Debug {
+    /// `damon`, `idle` or `softdirty`: the config's name for it.
+    fn name(&self) -> &'static str;
+
+    /// One sentence for `tierd status`: what this tracker uses, why it was chosen, and what
+    /// it cannot see.
+    fn why(&self) -> &str;
+
+    /// Starts tracking `pids` or changes the set tracked to `pids` (duplicates ignored).
+    /// Processes in the set that no longer exist are skipped, not errors; the next sample
+    /// lists them as dropped.
+    fn set_pids(&mut self, pids: &[Pid]) -> Result<(), Error>;
+
+    /// Ends the current window and reports it; the next window starts now.
+    fn sample(&mut self) -> Result<Sample, Error>;
+
+    /// Tears down everything the tracker created in the kernel (a DAMON kdamond). Idempotent;
+    /// `Drop` calls it too, ignoring errors.
+    fn stop(&mut self) -> Result<(), Error>;
+}
+
+/// Which tracker to use (the config's `tracker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackerKind {
+    /// DAMON if its sysfs interface is there and writable, else idle page tracking if the
+    /// bitmap is there, else soft-dirty.
+    Auto,
+    /// DAMON through `/sys/kernel/mm/damon/admin`.
+    Damon,
+    /// Idle page tracking through `/sys/kernel/mm/page_idle/bitmap`.
+    Idle,
+    /// Soft-dirty bits through `/proc/PID/clear_refs` and `pagemap`.
+    SoftDirty,
+}
+
+impl TrackerKind {
+    /// The config's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrackerKind::Auto => "auto",
+            TrackerKind::Damon => "damon",
+            TrackerKind::Idle => "idle",
+            TrackerKind::SoftDirty => "softdirty",
+        }
+    }
+}
+
+impl std::str::FromStr for TrackerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TrackerKind, String> {
+        match s {
+            "auto" => Ok(TrackerKind::Auto),
+            "damon" => Ok(TrackerKind::Damon),
+            "idle" => Ok(TrackerKind::Idle),
+            "softdirty" => Ok(TrackerKind::SoftDirty),
+            _ => Err(format!("unknown tracker {s:?}: expected auto, damon, idle or softdirty")),
+        }
+    }
+}
+
+/// How a tracker writes kernel control files. The real one writes the file; a test's fake
+/// (`fake::FakeHost`, feature `fixture`) also plays the kernel's part (writing `nr_kdamonds` creates the
+/// kdamond directories, `update_schemes_tried_regions` fills `tried_regions`).
+pub trait KernelWriter: Send + Sync + fmt::Debug {
+    /// Writes `value` to the existing file `path` in one `write(2)`, as `echo value > path`
+    /// does; the kernel's errno comes back as the error.
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+
+    /// Whether `path` may be written, without writing it (opens it for writing).
+    fn check_writable(&self, path: &Path) -> io::Result<()> {
+        std::fs::OpenOptions::new().write(true).open(path).map(drop)
+    }
+}
+
+/// Writes the real files: opens without creating (a control file that does not exist is
+/// `ENOENT`, as in sysfs) and writes the value in one call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealWriter;
+
+impl KernelWriter for RealWriter {
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(value.as_bytes())
+    }
+}
+
+/// Where a tracker works and how it may write.
+#[derive(Clone, Debug)]
+pub struct TrackerContext {
+    /// The sysfs and procfs roots.
+    pub root: SysRoot,
+    /// A directory private to this tierd (e.g. `/run/tierd`), where the DAMON tracker records
+    /// the kdamond it claims so that the next start can remove it after a crash.
+    pub runtime_dir: PathBuf,
+    /// The base page size in bytes (`sys::page_size()` on a real host).
+    pub page_size: u64,
+    /// How control files are written.
+    pub writer: std::sync::Arc<dyn KernelWriter>,
+}
+
+impl TrackerContext {
+    /// The running system: `/sys`, `/proc`, the real page size and writer.
+    pub fn system(runtime_dir: impl Into<PathBuf>) -> TrackerContext {
+        TrackerContext {
+            root: SysRoot::default(),
+            runtime_dir: runtime_dir.into(),
+            page_size: crate::sys::page_size() as u64,
+            writer: std::sync::Arc::new(RealWriter),
+        }
+    }
+}
+
+/// Opens the tracker `kind` asks for. [`TrackerKind::Auto`] takes idle page tracking when the
+/// bitmap is there, else soft-dirty, and records in [`Tracker::why`] what it found missing;
+/// an explicit kind that the host lacks is an error saying what to do. DAMON is not wired
+/// in yet: asking for it is [`Error::Unavailable`].
+pub fn open(kind: TrackerKind, ctx: &TrackerContext) -> Result<Box<dyn Tracker>, Error> {
+    match kind {
+        TrackerKind::Damon => Err(Error::Unavailable {
+            tracker: "damon",
+            path: ctx.root.sys.join("kernel/mm/damon/admin"),
+            hint: "this tierd has no DAMON tracker yet: pick tracker = idle or softdirty".into(),
+        }),
+        TrackerKind::Idle => Ok(Box::new(idle::IdleTracker::open(ctx, None)?)),
+        TrackerKind::SoftDirty => Ok(Box::new(softdirty::SoftDirtyTracker::open(ctx, None)?)),
+        TrackerKind::Auto => {
+            if idle::IdleTracker::present(&ctx.root) {
+                return Ok(Box::new(idle::IdleTracker::open(ctx, Some("auto: bitmap present"))?));
+            }
+            let why = format!(
+                "auto: idle page tracking absent ({} missing)",
+                idle::bitmap_path(&ctx.root).display()
+            );
+            Ok(Box::new(softdirty::SoftDirtyTracker::open(ctx, Some(&why))?))
+        }
+    }
+}
+
+/// Why a tracker cannot go on. Every variant names the file and says what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The kernel interface the tracker needs is not there.
+    #[error("{tracker}: {} does not exist: {hint}", path.display())]
+    Unavailable {
+        /// The tracker's name.
+        tracker: &'static str,
+        /// The file or directory that is missing.
+        path: PathBuf,
+        /// What its absence means and what to do.
+        hint: String,
+    },
+    /// tierd lacks the privilege the interface needs.
+    #[error("{tracker}: {}: {source}: {hint}", path.display())]
+    Permission {
+        /// The tracker's name.
+        tracker: &'static str,
+        /// The file it could not open or write.
+        path: PathBuf,
+        /// The OS error (`EACCES`, `EPERM`).
+        #[source]
+        source: io::Error,
+        /// What to do, e.g. "DAMON needs root: run tierd as root or pick tracker = softdirty".
+        hint: &'static str,
+    },
+    /// DAMON's kdamonds belong to another user and tierd will not touch them.
+    #[error("damon: {}: {detail}; tierd leaves other DAMON users alone: stop them or pick \
+             tracker = softdirty (or idle)", path.display())]
+    Busy {
+        /// The kdamond directory (or `nr_kdamonds`) in the way.
+        path: PathBuf,
+        /// Who holds it and how.
+        detail: String,
+    },
+    /// Writing a control file failed.
+    #[error("{tracker}: writing {value:?} to {}: {source}{hint}", path.display())]
+    Write {
+        /// The tracker's name.
+        tracker: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+        /// What the errno most likely means here (may be empty).
+        hint: String,
+    },
+    /// Reading a file failed, or it said something tierd cannot parse.
+    #[error(transparent)]
+    Read(#[from] crate::Error),
+}
+
+impl Error {
+    /// The path that failed.
+    pub fn path(&self) -> &Path {
+        match self {
+            Error::Unavailable { path, .. }
+            | Error::Permission { path, .. }
+            | Error::Busy { path, .. }
+            | Error::Write { path, .. } => path,
+            Error::Read(e) => e.path(),
+        }
+    }
+}
+
+/// Whether `e` is a permission failure.
+pub(crate) fn is_permission(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM)
+}
+
+/// An [`Error::Io`](crate::Error::Io) for `path`.
+pub(crate) fn io_error(path: &Path, source: io::Error) -> Error {
+    Error::Read(crate::Error::Io { path: path.to_path_buf(), source })
+}
+
+/// The running kernel's release (`proc/sys/kernel/osrelease`), for [`Tracker::why`].
+pub(crate) fn kernel_release(root: &SysRoot) -> Option<String> {
+    let text = std::fs::read_to_string(root.proc.join("sys/kernel/osrelease")).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// `pids` sorted, without duplicates.
+pub(crate) fn unique(pids: &[Pid]) -> Vec<Pid> {
+    let mut v = pids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(pid: u32, start: u64, accesses: u32, age: u32) -> Region {
+        Region { pid: Pid(pid), start, end: start + 4096, accesses, age }
+    }
+
+    #[test]
+    fn coldest_puts_idle_and_old_first_hottest_busy_first() {
+        let s = Sample {
+            regions: vec![r(1, 0, 5, 1), r(1, 4096, 0, 2), r(2, 0, 0, 9), r(2, 8192, 20, 3)],
+            max_accesses: 20,
+            ..Sample::default()
+        };
+        let cold: Vec<_> = s.coldest(0).iter().map(|r| (r.pid.0, r.start)).collect();
+        assert_eq!(cold, [(2, 0), (1, 4096)]);
+        let hot: Vec<_> = s.hottest(5).iter().map(|r| (r.pid.0, r.start)).collect();
+        assert_eq!(hot, [(2, 8192), (1, 0)]);
+    }
+
+    #[test]
+    fn region_pages_are_pid_and_virtual_page_pairs() {
+        let reg = Region { pid: Pid(7), start: 0x1000, end: 0x3000, accesses: 0, age: 0 };
+        let pages: Vec<_> = reg.pages(4096).collect();
+        assert_eq!(
+            pages,
+            [PageRef { pid: Pid(7), vpn: Vpn(1) }, PageRef { pid: Pid(7), vpn: Vpn(2) }]
+        );
+        assert_eq!(pages[1].addr(4096), 0x2000);
+        assert_eq!(reg.len(), 0x2000);
+    }
+
+    #[test]
+    fn auto_takes_idle_when_the_bitmap_is_there_else_softdirty_naming_what_is_missing() {
+        let h = fake::FakeHost::new();
+        let t = open(TrackerKind::Auto, &h.context()).unwrap();
+        assert_eq!(t.name(), "softdirty");
+        assert!(t.why().contains("write heat only"), "{}", t.why());
+        assert!(t.why().contains("page_idle/bitmap missing"), "{}", t.why());
+        h.with_idle_bitmap(64);
+        assert_eq!(open(TrackerKind::Auto, &h.context()).unwrap().name(), "idle");
+    }
+
+    #[test]
+    fn kinds_parse_as_the_config_spells_them() {
+        for k in [TrackerKind::Auto, TrackerKind::Damon, TrackerKind::Idle, TrackerKind::SoftDirty]
+        {
+            assert_eq!(k.name().parse::<TrackerKind>(), Ok(k));
+        }
+        assert!("DAMON".parse::<TrackerKind>().is_err());
+    }
+}
