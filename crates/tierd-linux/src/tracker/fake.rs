@@ -1,16 +1,17 @@
 //! A fake host for tracker tests: a procfs tree with hand-built `maps` and `pagemap` files,
-//! and the idle page bitmap.
+//! the idle page bitmap, and an emulated DAMON sysfs interface.
 //!
 //! [`FakeHost`] is a temporary directory holding `sys/`, `proc/` and `run/`, and a
 //! [`KernelWriter`] that plays the kernel's part when a tracker writes a control file: a write
 //! to a file that does not exist fails with `ENOENT` as in sysfs, a path marked with
-//! [`FakeHost::deny`] fails with `EACCES`. Everything else is a plain file the test reads
-//! back.
+//! [`FakeHost::deny`] fails with `EACCES`, and writes under the DAMON admin directory follow
+//! DAMON's file protocol (see [`FakeHost::with_damon`]). Everything else is a plain file the
+//! test reads back.
 //!
 //! Compiled for the crate's tests and behind the `fixture` feature, so that the daemon's
 //! tests and a guest scenario harness can drive trackers over the same fakes.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,27 @@ pub fn entry(present: bool, soft_dirty: bool, pfn: u64) -> u64 {
     (if present { PM_PRESENT | pfn } else { 0 }) | if soft_dirty { PM_SOFT_DIRTY } else { 0 }
 }
 
+/// One DAMON region a fake kdamond reports for a process: `start`, `end`, `nr_accesses`,
+/// `age`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FakeRegion {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// Accesses in the aggregation interval.
+    pub nr_accesses: u32,
+    /// Aggregation intervals the figure has held.
+    pub age: u32,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FakeState {
     pub(crate) denied: HashSet<PathBuf>,
+    /// Regions a running kdamond reports per pid.
+    pub(crate) damon_regions: BTreeMap<u32, Vec<FakeRegion>>,
+    /// The next kdamond thread pid.
+    pub(crate) next_kthread: u32,
     /// Every write, in order: (path relative to the host, value).
     pub(crate) log: Vec<(String, String)>,
 }
@@ -37,6 +56,7 @@ pub(crate) struct FakeState {
 #[derive(Debug)]
 pub struct FakeWriter {
     pub(crate) base: PathBuf,
+    pub(crate) root: SysRoot,
     pub(crate) state: Mutex<FakeState>,
 }
 
@@ -47,6 +67,9 @@ impl KernelWriter for FakeWriter {
         st.log.push((rel, value.to_string()));
         if st.denied.contains(path) {
             return Err(io::Error::from_raw_os_error(libc::EACCES));
+        }
+        if path.starts_with(super::damon::admin_dir(&self.root)) {
+            return super::fake_damon::write(&self.root, &mut st, path, value);
         }
         if !path.is_file() {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -87,7 +110,8 @@ impl FakeHost {
         std::fs::create_dir_all(dir.path().join("run")).expect("run");
         let writer = Arc::new(FakeWriter {
             base: dir.path().to_path_buf(),
-            state: Mutex::new(FakeState::default()),
+            root: root.clone(),
+            state: Mutex::new(FakeState { next_kthread: 900, ..FakeState::default() }),
         });
         FakeHost { dir, root, writer }
     }
@@ -107,12 +131,14 @@ impl FakeHost {
         Arc::clone(&self.writer)
     }
 
-    /// A tracker context over this host: 4 KiB pages, `run/` as the runtime directory.
+    /// A tracker context over this host: 4 KiB pages, `run/` as the runtime directory,
+    /// DAMON defaults.
     pub fn context(&self) -> TrackerContext {
         TrackerContext {
             root: self.root.clone(),
             runtime_dir: self.dir.path().join("run"),
             page_size: 4096,
+            damon: super::damon::DamonParams::default(),
             writer: self.writer(),
         }
     }
@@ -151,9 +177,11 @@ impl FakeHost {
         ProcBuilder { host: self, pid, maps: String::new(), pagemap: Vec::new() }
     }
 
-    /// The process exits: `proc/PID` disappears.
+    /// The process exits: `proc/PID` disappears, and a running kdamond whose targets have all
+    /// exited stops, as DAMON does.
     pub fn exit(&self, pid: Pid) {
         let _ = std::fs::remove_dir_all(self.root.proc.join(pid.0.to_string()));
+        super::fake_damon::reap(&self.root);
     }
 
     /// What was last written to `proc/PID/clear_refs`.
@@ -187,6 +215,37 @@ impl FakeHost {
         let b =
             std::fs::read(self.dir.path().join("sys/kernel/mm/page_idle/bitmap")).expect("bitmap");
         b[usize::try_from(pfn / 8).expect("small pfn")] & (1 << (pfn % 8)) != 0
+    }
+
+    /// Creates an empty DAMON sysfs interface (`admin/kdamonds/nr_kdamonds` = 0) that
+    /// follows the kernel's file protocol, as `mm/damon/sysfs.c` of Linux 6.12 does:
+    /// writing `nr_kdamonds`, `nr_contexts`, `nr_targets`, `nr_schemes` or `nr_filters`
+    /// recreates the child directories with the kernel's defaults (`EBUSY` for the first two
+    /// while a kdamond runs); `state` takes `on`, `off`, `commit`,
+    /// `update_schemes_tried_regions`, `clear_schemes_tried_regions` and
+    /// `update_schemes_stats`; `on` and `commit` fail with `EINVAL` for a target pid that
+    /// does not exist or bad monitoring attributes; tried regions are the regions set with
+    /// [`FakeHost::damon_regions`] that pass each scheme's access pattern and `target`
+    /// filters.
+    pub fn with_damon(&self) {
+        self.write("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds", "0\n");
+    }
+
+    /// The regions a running kdamond reports for `pid`.
+    pub fn damon_regions(&self, pid: Pid, regions: &[FakeRegion]) {
+        self.writer.state.lock().expect("lock").damon_regions.insert(pid.0, regions.to_vec());
+    }
+
+    /// Another DAMON user (damo, a script) starts kdamond 0 monitoring `pid`: the writes
+    /// `echo 1 > nr_kdamonds` ... `echo on > state`.
+    pub fn other_user_kdamond(&self, pid: Pid) {
+        let k = "sys/kernel/mm/damon/admin/kdamonds";
+        self.echo(&format!("{k}/nr_kdamonds"), "1").expect("nr_kdamonds");
+        self.echo(&format!("{k}/0/contexts/nr_contexts"), "1").expect("nr_contexts");
+        self.echo(&format!("{k}/0/contexts/0/targets/nr_targets"), "1").expect("nr_targets");
+        self.echo(&format!("{k}/0/contexts/0/targets/0/pid_target"), &pid.0.to_string())
+            .expect("pid_target");
+        self.echo(&format!("{k}/0/state"), "on").expect("on");
     }
 }
 

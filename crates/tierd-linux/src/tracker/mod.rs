@@ -9,7 +9,7 @@
 //!
 //! Three implementations, chosen by [`open`] from a [`TrackerKind`]:
 //!
-//! - `damon` (next): the kernel's DAMON through its sysfs interface (`vaddr` operations, one target
+//! - [`damon`]: the kernel's DAMON through its sysfs interface (`vaddr` operations, one target
 //!   per process, one `stat` scheme per target whose tried regions carry the access counts).
 //!   The kernel samples, so tierd costs nothing per page; counts range over
 //!   `aggr_us / sample_us` checks per window.
@@ -34,8 +34,11 @@ use std::time::Duration;
 
 use crate::SysRoot;
 
+pub mod damon;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fake;
+#[cfg(any(test, feature = "fixture"))]
+mod fake_damon;
 pub mod idle;
 pub mod pagemap;
 pub mod softdirty;
@@ -258,41 +261,45 @@ pub struct TrackerContext {
     pub runtime_dir: PathBuf,
     /// The base page size in bytes (`sys::page_size()` on a real host).
     pub page_size: u64,
+    /// DAMON's monitoring attributes.
+    pub damon: damon::DamonParams,
     /// How control files are written.
     pub writer: std::sync::Arc<dyn KernelWriter>,
 }
 
 impl TrackerContext {
-    /// The running system: `/sys`, `/proc`, the real page size and writer.
+    /// The running system: `/sys`, `/proc`, the real page size and writer, DAMON defaults.
     pub fn system(runtime_dir: impl Into<PathBuf>) -> TrackerContext {
         TrackerContext {
             root: SysRoot::default(),
             runtime_dir: runtime_dir.into(),
             page_size: crate::sys::page_size() as u64,
+            damon: damon::DamonParams::default(),
             writer: std::sync::Arc::new(RealWriter),
         }
     }
 }
 
-/// Opens the tracker `kind` asks for. [`TrackerKind::Auto`] takes idle page tracking when the
-/// bitmap is there, else soft-dirty, and records in [`Tracker::why`] what it found missing;
-/// an explicit kind that the host lacks is an error saying what to do. DAMON is not wired
-/// in yet: asking for it is [`Error::Unavailable`].
+/// Opens the tracker `kind` asks for. [`TrackerKind::Auto`] falls through DAMON, idle and
+/// soft-dirty in that order and records in [`Tracker::why`] what it found missing; an
+/// explicit kind that the host lacks is an error saying what to do.
 pub fn open(kind: TrackerKind, ctx: &TrackerContext) -> Result<Box<dyn Tracker>, Error> {
     match kind {
-        TrackerKind::Damon => Err(Error::Unavailable {
-            tracker: "damon",
-            path: ctx.root.sys.join("kernel/mm/damon/admin"),
-            hint: "this tierd has no DAMON tracker yet: pick tracker = idle or softdirty".into(),
-        }),
+        TrackerKind::Damon => Ok(Box::new(damon::DamonTracker::open(ctx, None)?)),
         TrackerKind::Idle => Ok(Box::new(idle::IdleTracker::open(ctx, None)?)),
         TrackerKind::SoftDirty => Ok(Box::new(softdirty::SoftDirtyTracker::open(ctx, None)?)),
         TrackerKind::Auto => {
+            let damon_missing =
+                match damon::DamonTracker::open(ctx, Some("auto: DAMON comes first")) {
+                    Ok(t) => return Ok(Box::new(t)),
+                    Err(e) => e.to_string(),
+                };
             if idle::IdleTracker::present(&ctx.root) {
-                return Ok(Box::new(idle::IdleTracker::open(ctx, Some("auto: bitmap present"))?));
+                let why = format!("auto: DAMON unusable ({damon_missing})");
+                return Ok(Box::new(idle::IdleTracker::open(ctx, Some(&why))?));
             }
             let why = format!(
-                "auto: idle page tracking absent ({} missing)",
+                "auto: DAMON unusable ({damon_missing}); idle page tracking absent ({} missing)",
                 idle::bitmap_path(&ctx.root).display()
             );
             Ok(Box::new(softdirty::SoftDirtyTracker::open(ctx, Some(&why))?))
@@ -385,6 +392,11 @@ pub(crate) fn kernel_release(root: &SysRoot) -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// Whether `pid` still exists (`proc/PID` is there).
+pub(crate) fn pid_alive(root: &SysRoot, pid: Pid) -> bool {
+    root.proc.join(pid.0.to_string()).is_dir()
+}
+
 /// `pids` sorted, without duplicates.
 pub(crate) fn unique(pids: &[Pid]) -> Vec<Pid> {
     let mut v = pids.to_vec();
@@ -427,14 +439,55 @@ mod tests {
     }
 
     #[test]
-    fn auto_takes_idle_when_the_bitmap_is_there_else_softdirty_naming_what_is_missing() {
+    fn auto_prefers_damon() {
+        let h = fake::FakeHost::new();
+        h.with_damon();
+        h.with_idle_bitmap(64);
+        let t = open(TrackerKind::Auto, &h.context()).unwrap();
+        assert_eq!(t.name(), "damon");
+        assert!(t.why().ends_with("auto: DAMON comes first"), "{}", t.why());
+    }
+
+    #[test]
+    fn auto_takes_idle_when_damon_is_not_writable_and_says_why() {
+        let h = fake::FakeHost::new();
+        h.with_damon();
+        h.deny("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds");
+        h.with_idle_bitmap(64);
+        let t = open(TrackerKind::Auto, &h.context()).unwrap();
+        assert_eq!(t.name(), "idle");
+        assert!(t.why().contains("DAMON needs root"), "{}", t.why());
+    }
+
+    #[test]
+    fn auto_falls_back_to_softdirty_naming_what_is_missing() {
         let h = fake::FakeHost::new();
         let t = open(TrackerKind::Auto, &h.context()).unwrap();
         assert_eq!(t.name(), "softdirty");
-        assert!(t.why().contains("write heat only"), "{}", t.why());
-        assert!(t.why().contains("page_idle/bitmap missing"), "{}", t.why());
-        h.with_idle_bitmap(64);
-        assert_eq!(open(TrackerKind::Auto, &h.context()).unwrap().name(), "idle");
+        let why = t.why();
+        assert!(why.contains("write heat only"), "{why}");
+        assert!(why.contains("damon/admin does not exist"), "{why}");
+        assert!(why.contains("page_idle/bitmap missing"), "{why}");
+    }
+
+    #[test]
+    fn auto_leaves_a_busy_damon_alone() {
+        let h = fake::FakeHost::new();
+        h.with_damon();
+        h.process(Pid(1)).maps("").write();
+        h.other_user_kdamond(Pid(1));
+        let t = open(TrackerKind::Auto, &h.context()).unwrap();
+        assert_eq!(t.name(), "softdirty");
+        assert!(t.why().contains("tierd leaves other DAMON users alone"), "{}", t.why());
+    }
+
+    #[test]
+    fn an_explicit_kind_the_host_lacks_is_an_error() {
+        let h = fake::FakeHost::new();
+        for kind in [TrackerKind::Damon, TrackerKind::Idle] {
+            let err = open(kind, &h.context()).unwrap_err();
+            assert!(matches!(err, Error::Unavailable { .. }), "{kind:?}: {err:?}");
+        }
     }
 
     #[test]
