@@ -194,9 +194,10 @@ impl DamonTracker {
             return Err(Error::Unavailable {
                 tracker: "damon",
                 path: admin,
-                hint: "this kernel has no DAMON sysfs interface (CONFIG_DAMON_SYSFS, Linux \
+                hint:
+                    "missing: this kernel has no DAMON sysfs interface (CONFIG_DAMON_SYSFS, Linux \
                        5.18+): pick tracker = idle or softdirty"
-                    .into(),
+                        .into(),
             });
         }
         if let Err(e) = ctx.writer.check_writable(&nr) {
@@ -309,7 +310,7 @@ impl DamonTracker {
         let n = number(&path)?.ok_or_else(|| Error::Unavailable {
             tracker: "damon",
             path: path.clone(),
-            hint: "DAMON's sysfs interface vanished".into(),
+            hint: "missing: DAMON's sysfs interface vanished".into(),
         })?;
         usize::try_from(n).map_err(|_| Error::Read(malformed(&path, &n.to_string(), "too many")))
     }

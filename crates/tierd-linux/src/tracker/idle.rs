@@ -70,7 +70,8 @@ impl IdleTracker {
                 return Err(Error::Unavailable {
                     tracker: "idle",
                     path,
-                    hint: "this kernel lacks CONFIG_IDLE_PAGE_TRACKING (Debian's kernels do): \
+                    hint: "missing: this kernel lacks CONFIG_IDLE_PAGE_TRACKING (Debian's kernels are \
+                           built without it): \
                            pick tracker = damon or softdirty"
                         .into(),
                 });

@@ -302,7 +302,14 @@ pub fn open(kind: TrackerKind, ctx: &TrackerContext) -> Result<Box<dyn Tracker>,
                 "auto: DAMON unusable ({damon_missing}); idle page tracking absent ({} missing)",
                 idle::bitmap_path(&ctx.root).display()
             );
-            Ok(Box::new(softdirty::SoftDirtyTracker::open(ctx, Some(&why))?))
+            match softdirty::SoftDirtyTracker::open(ctx, Some(&why)) {
+                Ok(t) => Ok(Box::new(t)),
+                Err(e) => Err(Error::Unavailable {
+                    tracker: "auto",
+                    path: e.path().to_path_buf(),
+                    hint: format!("no tracker works on this host: {why}; {e}"),
+                }),
+            }
         }
     }
 }
@@ -311,14 +318,14 @@ pub fn open(kind: TrackerKind, ctx: &TrackerContext) -> Result<Box<dyn Tracker>,
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The kernel interface the tracker needs is not there.
-    #[error("{tracker}: {} does not exist: {hint}", path.display())]
+    /// The kernel interface the tracker needs is not there (or does not work).
+    #[error("{tracker}: {}: {hint}", path.display())]
     Unavailable {
         /// The tracker's name.
         tracker: &'static str,
-        /// The file or directory that is missing.
+        /// The file or directory that is missing or misbehaves.
         path: PathBuf,
-        /// What its absence means and what to do.
+        /// What is wrong and what to do.
         hint: String,
     },
     /// tierd lacks the privilege the interface needs.
@@ -466,7 +473,7 @@ mod tests {
         assert_eq!(t.name(), "softdirty");
         let why = t.why();
         assert!(why.contains("write heat only"), "{why}");
-        assert!(why.contains("damon/admin does not exist"), "{why}");
+        assert!(why.contains("damon/admin: missing: this kernel has no DAMON"), "{why}");
         assert!(why.contains("page_idle/bitmap missing"), "{why}");
     }
 

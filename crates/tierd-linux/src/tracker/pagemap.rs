@@ -268,6 +268,24 @@ mod tests {
         assert!(parse_maps_line("3000-1000 rw-p 0 00:00 0").is_none());
     }
 
+    /// Runs on the machine's own kernel: this process's maps parse, and a page it touched
+    /// reads back present from its own pagemap (no privilege needed for bit 63).
+    #[test]
+    fn this_process_reads_its_own_maps_and_pagemap() {
+        let root = SysRoot::default();
+        let me = Pid(std::process::id());
+        let buf = std::hint::black_box(vec![7u8; 1 << 20]);
+        let addr = buf.as_ptr() as u64 + 4096;
+        let vmas = read_anon_vmas(&root, me).unwrap().expect("we exist");
+        let vma = vmas.iter().find(|v| v.start <= addr && addr < v.end).expect("heap is anon rw-p");
+        assert!(vma.is_anon_private_writable());
+        let mut pm = Pagemap::open(&root, me).unwrap().expect("we exist");
+        let mut seen = None;
+        pm.for_each(addr / 4096..addr / 4096 + 1, |_, e| seen = Some(e)).unwrap();
+        assert!(seen.expect("one entry").present());
+        std::hint::black_box(&buf);
+    }
+
     #[test]
     fn entry_bits() {
         let e = Entry(PM_PRESENT | PM_SOFT_DIRTY | 0x1234);

@@ -43,7 +43,17 @@ impl SoftDirtyTracker {
             return Err(Error::Unavailable {
                 tracker: "softdirty",
                 path: ctx.root.proc.clone(),
-                hint: "procfs is not mounted there; mount it or point tierd at it".into(),
+                hint: "missing: procfs is not mounted there; mount it or point tierd at it".into(),
+            });
+        }
+        if probe(&ctx.root, ctx.page_size, &*ctx.writer)? == Some(false) {
+            return Err(Error::Unavailable {
+                tracker: "softdirty",
+                path: ctx.root.proc.join("self/clear_refs"),
+                hint: "this kernel lacks CONFIG_MEM_SOFT_DIRTY: clear_refs accepts 4 but pagemap \
+                       bit 55 never sets, so every page would look idle; pick tracker = damon \
+                       or idle"
+                    .into(),
             });
         }
         let mut why = "softdirty: /proc/PID/clear_refs (4) and pagemap bit 55; write heat only: \
@@ -119,6 +129,40 @@ impl SoftDirtyTracker {
         s.absent_pages += absent;
         Ok(true)
     }
+}
+
+/// Whether the kernel really tracks soft-dirty bits, tried on tierd's own memory:
+/// `Some(false)` when a page written after `clear_refs` = 4 does not read back soft-dirty.
+/// A kernel built without `CONFIG_MEM_SOFT_DIRTY` accepts the `4` and never sets the bit,
+/// which would make every page look idle. `None` when the root has no `self` (a fake tree),
+/// or the check cannot be made.
+pub fn probe(
+    root: &SysRoot,
+    page_size: u64,
+    writer: &dyn KernelWriter,
+) -> Result<Option<bool>, Error> {
+    let me = root.proc.join("self");
+    if !me.join("pagemap").is_file() {
+        return Ok(None);
+    }
+    let ps = usize::try_from(page_size).unwrap_or(4096);
+    let mut buf = vec![0u8; 2 * ps];
+    let off = (ps - (buf.as_ptr() as usize) % ps) % ps;
+    buf[off] = 1; // fault the page in before the clear
+    if writer.write(&me.join("clear_refs"), "4").is_err() {
+        return Ok(None);
+    }
+    buf[off] = 2;
+    std::hint::black_box(&mut buf);
+    let vpn = (buf.as_ptr() as u64 + off as u64) / page_size;
+    let Ok(pm) = std::fs::File::open(me.join("pagemap")) else { return Ok(None) };
+    let mut raw = [0u8; 8];
+    if std::os::unix::fs::FileExt::read_exact_at(&pm, &mut raw, vpn * 8).is_err() {
+        return Ok(None);
+    }
+    let e = super::pagemap::Entry(u64::from_le_bytes(raw));
+    std::hint::black_box(&buf);
+    Ok(e.present().then_some(e.soft_dirty()))
 }
 
 impl Tracker for SoftDirtyTracker {
@@ -244,6 +288,21 @@ mod tests {
         assert_eq!(s.dropped, [Pid(2), Pid(3)]);
         assert!(s.regions.iter().all(|r| r.pid == Pid(1)));
         assert_eq!(t.sample().unwrap().dropped, [], "dropped once, then forgotten");
+    }
+
+    /// Runs on the machine's own kernel: the probe must agree with the kernel's config where
+    /// `/proc/config.gz` tells it (this workplace's kernel is built without soft-dirty).
+    #[test]
+    fn probe_agrees_with_the_running_kernels_config() {
+        let root = SysRoot::default();
+        let got = probe(&root, crate::sys::page_size() as u64, &super::super::RealWriter).unwrap();
+        let config = std::process::Command::new("zcat").arg("/proc/config.gz").output();
+        let Some(text) = config.ok().filter(|o| o.status.success()).map(|o| o.stdout) else {
+            eprintln!("skipped: no /proc/config.gz to compare the probe ({got:?}) with");
+            return;
+        };
+        let built = String::from_utf8_lossy(&text).lines().any(|l| l == "CONFIG_MEM_SOFT_DIRTY=y");
+        assert_eq!(got, Some(built), "probe vs CONFIG_MEM_SOFT_DIRTY");
     }
 
     #[test]
