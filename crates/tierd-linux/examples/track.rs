@@ -10,9 +10,14 @@
 //! writes too). Output, one line per window, meant to be grepped by a guest scenario:
 //!
 //! ```text
-//! tracker damon: damon: /sys/kernel/mm/damon/admin present, kernel 6.12...
-//! window 1: regions 42 covered_mib 64.0 hot_mib 16.0 idle_mib 48.0 dropped [] took_ms 101
+//! track: tracker=damon why=damon: /sys/kernel/mm/damon/admin present, kernel 6.12...
+//! track: window=1 regions=42 covered_kib=65536 hot_kib=16384 idle_kib=49152 max_accesses=20
+//!        absent_pages=0 dropped=0 took_ms=101
 //! ```
+//!
+//! With several pids, each window also has one `track: window=N pid=P regions=...
+//! covered_kib=... hot_kib=...` line per pid. `trackers-guest.sh` beside this file is the
+//! test-bed scenario that runs it on the 6.12 guest.
 //!
 //! Exits 2 when no tracker can be opened, with the tracker's error (which says what to do).
 
@@ -86,7 +91,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!("tracker {}: {}", t.name(), t.why());
+    println!("track: tracker={} why={}", t.name(), t.why());
     if let Err(e) = t.set_pids(&pids) {
         eprintln!("track: {e}");
         std::process::exit(2);
@@ -94,24 +99,7 @@ fn main() {
     for w in 1..=windows {
         std::thread::sleep(interval);
         match t.sample() {
-            Ok(s) => {
-                let hot: u64 =
-                    s.regions.iter().filter(|r| r.accesses > 0).map(tracker::Region::len).sum();
-                // KiB resolution is plenty for a report; u32 keeps the conversion exact.
-                let mib = |b: u64| f64::from(u32::try_from(b / 1024).unwrap_or(u32::MAX)) / 1024.0;
-                println!(
-                    "window {w}: regions {} covered_mib {:.1} hot_mib {:.1} idle_mib {:.1} \
-                     max_accesses {} absent_pages {} dropped {:?} took_ms {}",
-                    s.regions.len(),
-                    mib(s.covered_bytes),
-                    mib(hot),
-                    mib(s.covered_bytes - hot),
-                    s.max_accesses,
-                    s.absent_pages,
-                    s.dropped.iter().map(|p| p.0).collect::<Vec<_>>(),
-                    s.took.as_millis()
-                );
-            }
+            Ok(s) => report(w, &s, &pids),
             Err(e) => {
                 eprintln!("track: {e}");
                 break;
@@ -124,5 +112,35 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = load {
         let _ = h.join();
+    }
+}
+
+/// Prints one window: the totals, and per pid when there are several.
+fn report(w: u32, s: &tracker::Sample, pids: &[Pid]) {
+    let hot: u64 = s.regions.iter().filter(|r| r.accesses > 0).map(tracker::Region::len).sum();
+    println!(
+        "track: window={w} regions={} covered_kib={} hot_kib={} idle_kib={} \
+         max_accesses={} absent_pages={} dropped={} took_ms={}",
+        s.regions.len(),
+        s.covered_bytes / 1024,
+        hot / 1024,
+        (s.covered_bytes - hot) / 1024,
+        s.max_accesses,
+        s.absent_pages,
+        s.dropped.len(),
+        s.took.as_millis()
+    );
+    if pids.len() > 1 {
+        for &p in pids {
+            let mine = s.regions.iter().filter(|r| r.pid == p);
+            let (n, cov, hot) = mine.fold((0, 0, 0), |(n, c, h), r| {
+                (n + 1, c + r.len(), h + if r.accesses > 0 { r.len() } else { 0 })
+            });
+            println!(
+                "track: window={w} pid={p} regions={n} covered_kib={} hot_kib={}",
+                cov / 1024,
+                hot / 1024
+            );
+        }
     }
 }

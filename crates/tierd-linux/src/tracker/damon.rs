@@ -25,8 +25,9 @@
 //!    `C/schemes/nr_schemes` ← n, and per scheme `action` ← `stat`, `access_pattern/{sz,
 //!    nr_accesses,age}/{min,max}` ← 0 and the largest value, `quotas/{ms,bytes}` ← 0,
 //!    `quotas/reset_interval_ms` ← [`MARK_RESET_INTERVAL_MS`], `watermarks/metric` ← `none`,
-//!    and with n > 1 `filters/nr_filters` ← 1, `filters/0/{type,target_idx,matching}` ←
-//!    `target`, I, `N`.
+//!    and with n > 1 `filters/nr_filters` ← 1, `filters/0/{type,damon_target_idx,matching}`
+//!    ← `target`, I, `N`. (The file is `damon_target_idx` in `mm/damon/sysfs-schemes.c` of
+//!    6.12, although `usage.rst` calls it `target_idx`; seen in the guest.)
 //! 3. `kdamonds/K/state` ← `on` the first time, `commit` when the set of pids changes.
 //! 4. per sample: `state` ← `update_schemes_tried_regions` (the kernel answers after one
 //!    aggregation interval), read `C/schemes/I/tried_regions/*/{start,end,nr_accesses,age}`,
@@ -41,11 +42,16 @@
 //! writes `nr_kdamonds` unless it is 0 (or, at stop, unless every other kdamond is free), and
 //! never touches a kdamond that is on or configured unless it is recognisably tierd's; when no
 //! kdamond is free it refuses with [`Error::Busy`]. tierd's kdamond is recognised two ways:
-//! the file `damon-kdamond` in the runtime directory records its index and its thread's pid
-//! (written before anything is configured, rewritten once it runs), and every scheme tierd
+//! the file `damon-kdamond` in the runtime directory records its index, its thread's pid and
+//! whether tierd raised `nr_kdamonds` for it (written before anything is configured,
+//! rewritten once it runs; `kdamond=0 kthread=245 grew=1`), and every scheme tierd
 //! writes carries a quota reset interval nobody else picks ([`MARK_RESET_INTERVAL_MS`], inert
 //! since no quota is set). At open, kdamonds so recognised are turned off and emptied: what a
 //! tierd that crashed (or was killed) left behind.
+//!
+//! DAMON's `vaddr` regions span whole stretches of the address space (gaps and file mappings
+//! included); each sample cuts them to the process's anonymous private writable mappings
+//! from `/proc/PID/maps`, the memory the other trackers report and the mover moves.
 //!
 //! A process that exits stays a DAMON target until the next commit; its regions are dropped
 //! from samples (the pid is reported in [`Sample::dropped`]) and the remaining pids are
@@ -131,30 +137,56 @@ impl KdamondInfo {
     }
 }
 
-/// The recorded claim: kdamond index and its thread's pid once it ran.
+/// The recorded claim: kdamond index, its thread's pid once it ran, and whether tierd
+/// raised `nr_kdamonds` to get it (so that whoever stops it last may lower it again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Record {
     index: usize,
     kthread: Option<u64>,
+    grew: bool,
 }
 
 fn parse_record(text: &str) -> Option<Record> {
     let mut index = None;
     let mut kthread = None;
+    let mut grew = false;
     for field in text.split_whitespace() {
         match field.split_once('=')? {
+            ("grew", v) => grew = v == "1",
             ("kdamond", v) => index = Some(v.parse().ok()?),
             ("kthread", "-") => {}
             ("kthread", v) => kthread = Some(v.parse().ok()?),
             _ => return None,
         }
     }
-    Some(Record { index: index?, kthread })
+    Some(Record { index: index?, kthread, grew })
+}
+
+/// How often a DAMON file that answers `EBUSY` is tried again, and how long apart.
+///
+/// `mm/damon/sysfs.c` takes its one lock with `mutex_trylock()` in `state` and `pid` reads
+/// and in every `nr_*`/`state` write, and returns `EBUSY` while another program's command
+/// holds it (an `update_schemes_tried_regions` holds it for about two aggregation
+/// intervals). Seen in the 6.12 guest: `cat state` failed while tierd sampled.
+const BUSY_TRIES: u32 = 40;
+const BUSY_WAIT: Duration = Duration::from_millis(25);
+
+fn is_busy(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EBUSY)
 }
 
 /// A one-value file's text, trimmed; `None` when it does not exist.
 fn value(path: &Path) -> Result<Option<String>, Error> {
-    Ok(read::optional(path)?.map(|t| read::value(&t).trim().to_string()))
+    let mut tries = 0;
+    loop {
+        match read::optional(path) {
+            Err(crate::Error::Io { ref source, .. }) if is_busy(source) && tries < BUSY_TRIES => {
+                tries += 1;
+                std::thread::sleep(BUSY_WAIT);
+            }
+            r => return Ok(r?.map(|t| read::value(&t).trim().to_string())),
+        }
+    }
 }
 
 /// A one-value file's unsigned number; `None` when it does not exist.
@@ -177,6 +209,8 @@ pub struct DamonTracker {
     /// Whether this tracker holds its admin directory in [`LIVE`].
     live: bool,
     grew: bool,
+    /// The kdamond a crashed tierd's record says it raised `nr_kdamonds` for.
+    inherited: Option<usize>,
     running: bool,
     pids: Vec<Pid>,
     pending_dropped: Vec<Pid>,
@@ -225,6 +259,7 @@ impl DamonTracker {
             kdamond: None,
             live: true,
             grew: false,
+            inherited: None,
             running: false,
             pids: Vec::new(),
             pending_dropped: Vec::new(),
@@ -270,8 +305,18 @@ impl DamonTracker {
         self.kd(k).join("contexts/0")
     }
 
+    /// Writes a control file, trying again while DAMON's lock is taken (see [`BUSY_TRIES`]):
+    /// an `EBUSY` that persists means what the kernel says it means (a kdamond is on).
     fn write(&self, path: &Path, value: &str) -> Result<(), Error> {
-        self.writer.write(path, value).map_err(|e| {
+        let mut tries = 0;
+        let mut res = self.writer.write(path, value);
+        while res.as_ref().is_err_and(is_busy) && tries < BUSY_TRIES && self.writer.transient_busy()
+        {
+            tries += 1;
+            std::thread::sleep(BUSY_WAIT);
+            res = self.writer.write(path, value);
+        }
+        res.map_err(|e| {
             if super::is_permission(&e) {
                 return Error::Permission {
                     tracker: "damon",
@@ -349,6 +394,7 @@ impl DamonTracker {
     /// Turns off and empties every kdamond a previous tierd left; returns their indices.
     fn recover(&mut self) -> Result<Vec<usize>, Error> {
         let record = read::optional(&self.record_path)?.and_then(|t| parse_record(&t));
+        self.inherited = record.filter(|r| r.grew).map(|r| r.index);
         let mut out = Vec::new();
         for k in 0..self.nr_kdamonds()? {
             let info = self.info(k)?;
@@ -400,7 +446,11 @@ impl DamonTracker {
             blocker.get_or_insert((k, info));
         }
         let k = match (chosen, blocker) {
-            (Some(k), _) => k,
+            (Some(k), _) => {
+                // A crashed tierd raised nr_kdamonds for this one: lower it again at stop.
+                self.grew = self.inherited == Some(k);
+                k
+            }
             (None, None) => {
                 self.write(&self.admin().join("kdamonds/nr_kdamonds"), "1")?;
                 self.grew = true;
@@ -452,7 +502,8 @@ impl DamonTracker {
     fn save_record(&self, kthread: Option<u64>) -> Result<(), Error> {
         let Some(k) = self.kdamond else { return Ok(()) };
         let kt = kthread.map_or("-".into(), |p| p.to_string());
-        std::fs::write(&self.record_path, format!("kdamond={k} kthread={kt}\n"))
+        let grew = u8::from(self.grew);
+        std::fs::write(&self.record_path, format!("kdamond={k} kthread={kt} grew={grew}\n"))
             .map_err(|e| io_error(&self.record_path, e))
     }
 
@@ -493,10 +544,10 @@ impl DamonTracker {
             if pids.len() > 1 {
                 self.write(&s.join("filters/nr_filters"), "1")?;
                 let f = s.join("filters/0");
-                if !f.join("target_idx").is_file() {
+                if !f.join("damon_target_idx").is_file() {
                     return Err(Error::Unavailable {
                         tracker: "damon",
-                        path: f.join("target_idx"),
+                        path: f.join("damon_target_idx"),
                         hint: "this kernel's DAMON has no `target` filters, needed to track \
                                several processes with one kdamond (Linux 6.12 has them): \
                                track one process, or pick tracker = softdirty"
@@ -504,7 +555,7 @@ impl DamonTracker {
                     });
                 }
                 self.write(&f.join("type"), "target")?;
-                self.write(&f.join("target_idx"), &i.to_string())?;
+                self.write(&f.join("damon_target_idx"), &i.to_string())?;
                 self.write(&f.join("matching"), "N")?;
             } else {
                 self.write(&s.join("filters/nr_filters"), "0")?;
@@ -558,14 +609,21 @@ impl DamonTracker {
         Ok(())
     }
 
-    /// Reads the tried regions of every scheme, as regions of its pid.
-    fn read_all_tried(&self, k: usize, out: &mut Vec<Region>) -> Result<(), Error> {
+    /// Reads the tried regions of every scheme, as regions of its pid, clipped to the pid's
+    /// anonymous private writable mappings. Returns how many regions the kernel listed
+    /// before clipping.
+    fn read_all_tried(&self, k: usize, out: &mut Vec<Region>) -> Result<usize, Error> {
+        let mut raw = Vec::new();
+        let mut listed = 0;
         for (i, &pid) in self.pids.iter().enumerate() {
-            if super::pid_alive(&self.root, pid) {
-                self.tried_regions(k, i, pid, out)?;
+            raw.clear();
+            self.tried_regions(k, i, pid, &mut raw)?;
+            listed += raw.len();
+            if let Some(vmas) = super::pagemap::read_anon_vmas(&self.root, pid)? {
+                clip(&raw, &vmas, out);
             }
         }
-        Ok(())
+        Ok(listed)
     }
 
     /// Reads `tried_regions` of scheme `i` as regions of `pid`.
@@ -663,11 +721,11 @@ impl Tracker for DamonTracker {
             }
         }
         if self.running {
-            self.read_all_tried(k, &mut s.regions)?;
-            if s.regions.is_empty() && self.pids.iter().any(|&p| super::pid_alive(&self.root, p)) {
+            let listed = self.read_all_tried(k, &mut s.regions)?;
+            if listed == 0 && self.pids.iter().any(|&p| super::pid_alive(&self.root, p)) {
                 // A live vaddr target always has regions: the kernel has not filled them yet
-                // (the command returns before the aggregation on some kernels). Wait one more
-                // aggregation interval and read again.
+                // (6.12 answers the command after the regions are in, taking about two
+                // aggregation intervals, but do not rely on it). Wait and read again.
                 std::thread::sleep(Duration::from_micros(self.params.aggr_us.saturating_mul(2)));
                 self.read_all_tried(k, &mut s.regions)?;
             }
@@ -720,6 +778,25 @@ impl Tracker for DamonTracker {
     }
 }
 
+/// Appends the parts of `regions` that lie in `vmas`. DAMON's `vaddr` regions cover whole
+/// stretches of the address space, gaps, file mappings and stacks of other threads
+/// included; the other trackers and the mover only deal in anonymous private memory, so
+/// regions are cut to it. Both inputs are in address order.
+fn clip(regions: &[Region], vmas: &[super::pagemap::Vma], out: &mut Vec<Region>) {
+    let mut first = 0;
+    for r in regions {
+        while first < vmas.len() && vmas[first].end <= r.start {
+            first += 1;
+        }
+        for v in vmas[first..].iter().take_while(|v| v.start < r.end) {
+            let (start, end) = (r.start.max(v.start), r.end.min(v.end));
+            if start < end {
+                out.push(Region { start, end, ..*r });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 impl DamonTracker {
     /// What a killed tierd leaves: its kdamond and record, without `stop` or `Drop`.
@@ -750,9 +827,11 @@ mod tests {
     fn host() -> FakeHost {
         let h = FakeHost::new();
         h.with_damon();
-        for pid in [100, 200] {
-            h.process(Pid(pid)).maps("").write();
-        }
+        h.process(Pid(100)).maps("10000000-10006000 rw-p 00000000 00:00 0 ").write();
+        h.process(Pid(200))
+            .maps("10000000-10008000 rw-p 00000000 00:00 0 [heap]")
+            .maps("70000000-70001000 rw-p 00000000 00:00 0 ")
+            .write();
         h.damon_regions(Pid(100), &[region(0x1000_0000, 4, 0, 7), region(0x1000_4000, 2, 20, 1)]);
         h.damon_regions(Pid(200), &[region(0x1000_0000, 8, 3, 2), region(0x7000_0000, 1, 0, 0)]);
         h
@@ -784,9 +863,9 @@ mod tests {
         assert_eq!(h.read(&format!("{ctx}/targets/1/pid_target")), "200\n");
         assert_eq!(h.read(&format!("{ctx}/schemes/1/action")), "stat\n");
         assert_eq!(h.read(&format!("{ctx}/schemes/1/filters/0/type")), "target\n");
-        assert_eq!(h.read(&format!("{ctx}/schemes/1/filters/0/target_idx")), "1\n");
+        assert_eq!(h.read(&format!("{ctx}/schemes/1/filters/0/damon_target_idx")), "1\n");
         assert_eq!(h.read(&format!("{ctx}/schemes/1/filters/0/matching")), "N\n");
-        assert_eq!(h.read("run/damon-kdamond"), "kdamond=0 kthread=901\n");
+        assert_eq!(h.read("run/damon-kdamond"), "kdamond=0 kthread=901 grew=1\n");
 
         // The order of the protocol: create, configure, then turn on.
         let writes = h.writes();
@@ -815,6 +894,27 @@ mod tests {
             ]),
             "{:?}",
             h.writes()
+        );
+    }
+
+    #[test]
+    fn regions_are_cut_to_anonymous_private_writable_mappings() {
+        let h = FakeHost::new();
+        h.with_damon();
+        h.process(Pid(9))
+            .maps("10000000-10002000 rw-p 00000000 00:00 0 ")
+            .maps("10002000-10003000 r--p 00000000 08:01 5 /usr/lib/x.so")
+            .maps("10003000-10004000 rw-p 00000000 00:00 0 ")
+            .maps("20000000-20001000 rw-p 00000000 00:00 0 [stack]")
+            .write();
+        // One region over both anonymous mappings and the file between them, one over a gap.
+        h.damon_regions(Pid(9), &[region(0x0fff_f000, 6, 4, 1), region(0x1800_0000, 16, 0, 9)]);
+        let mut t = open(&h).unwrap();
+        t.set_pids(&[Pid(9)]).unwrap();
+        let s = t.sample().unwrap();
+        assert_eq!(
+            spans(&s),
+            [(9, 0x1000_0000, 0x1000_2000, 4, 1), (9, 0x1000_3000, 0x1000_4000, 4, 1)]
         );
     }
 
@@ -899,7 +999,9 @@ mod tests {
         assert!(t2.why().contains("removed kdamond 0 left by a previous tierd"), "{}", t2.why());
         assert_eq!(t2.kdamond(), Some(0));
         assert_eq!(h.read(&format!("{KD}/0/state")), "off\n");
-        assert_eq!(h.read("run/damon-kdamond"), "kdamond=0 kthread=-\n");
+        assert_eq!(h.read("run/damon-kdamond"), "kdamond=0 kthread=- grew=1\n");
+        drop(t2);
+        assert_eq!(h.read(&format!("{KD}/nr_kdamonds")), "0\n", "the crashed one's growth undone");
     }
 
     #[test]
@@ -1005,9 +1107,16 @@ mod tests {
     fn records_parse() {
         assert_eq!(
             parse_record("kdamond=2 kthread=77\n"),
-            Some(Record { index: 2, kthread: Some(77) })
+            Some(Record { index: 2, kthread: Some(77), grew: false })
         );
-        assert_eq!(parse_record("kdamond=0 kthread=-\n"), Some(Record { index: 0, kthread: None }));
+        assert_eq!(
+            parse_record("kdamond=0 kthread=-\n"),
+            Some(Record { index: 0, kthread: None, grew: false })
+        );
+        assert_eq!(
+            parse_record("kdamond=1 kthread=5 grew=1\n"),
+            Some(Record { index: 1, kthread: Some(5), grew: true })
+        );
         assert_eq!(parse_record("garbage"), None);
     }
 }

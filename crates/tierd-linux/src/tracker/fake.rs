@@ -77,6 +77,11 @@ impl KernelWriter for FakeWriter {
         std::fs::write(path, value)
     }
 
+    /// The fake's `EBUSY` always means "a kdamond is on": no point in waiting.
+    fn transient_busy(&self) -> bool {
+        false
+    }
+
     fn check_writable(&self, path: &Path) -> io::Result<()> {
         if self.state.lock().expect("fake state lock").denied.contains(path) {
             return Err(io::Error::from_raw_os_error(libc::EACCES));

@@ -66,6 +66,7 @@ fn target(d: &Path) -> io::Result<()> {
 fn scheme(d: &Path) -> io::Result<()> {
     put(&d.join("action"), "stat\n")?;
     put(&d.join("apply_interval_us"), "0\n")?;
+    put(&d.join("target_nid"), "0\n")?;
     for r in ["sz", "nr_accesses", "age"] {
         put(&d.join(format!("access_pattern/{r}/min")), "0\n")?;
         put(&d.join(format!("access_pattern/{r}/max")), "0\n")?;
@@ -97,7 +98,7 @@ fn filter(d: &Path) -> io::Result<()> {
     put(&d.join("memcg_path"), "\n")?;
     put(&d.join("addr_start"), "0\n")?;
     put(&d.join("addr_end"), "0\n")?;
-    put(&d.join("target_idx"), "0\n")
+    put(&d.join("damon_target_idx"), "0\n")
 }
 
 fn running(kdamonds: &Path, n: u64) -> bool {
@@ -150,7 +151,7 @@ fn update_tried(root: &SysRoot, st: &FakeState, kd: &Path) -> io::Result<()> {
             let filtered = (0..num(&sd.join("filters/nr_filters"))).any(|f| {
                 let fd = sd.join(format!("filters/{f}"));
                 let hit = match get(&fd.join("type")).as_str() {
-                    "target" => num(&fd.join("target_idx")) == ti as u64,
+                    "target" => num(&fd.join("damon_target_idx")) == ti as u64,
                     _ => false,
                 };
                 hit == (get(&fd.join("matching")) == "Y")

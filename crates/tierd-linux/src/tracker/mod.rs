@@ -233,6 +233,12 @@ pub trait KernelWriter: Send + Sync + fmt::Debug {
     /// does; the kernel's errno comes back as the error.
     fn write(&self, path: &Path, value: &str) -> io::Result<()>;
 
+    /// Whether an `EBUSY` from this writer may be a lock held for a moment by another
+    /// program (so worth trying again), as in the kernel's DAMON sysfs files.
+    fn transient_busy(&self) -> bool {
+        true
+    }
+
     /// Whether `path` may be written, without writing it (opens it for writing).
     fn check_writable(&self, path: &Path) -> io::Result<()> {
         std::fs::OpenOptions::new().write(true).open(path).map(drop)
