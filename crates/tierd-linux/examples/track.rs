@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! track [--tracker auto|damon|idle|softdirty] [--windows N] [--interval-ms MS]
-//!       [--runtime-dir DIR] [--sample-us US] [--aggr-us US] [PID...]
+//!       [--runtime-dir DIR] [--sample-us US] [--aggr-us US] [--add PID] [PID...]
 //! ```
 //!
 //! With no PID it tracks itself while a thread keeps writing the first 16 MiB of a 64 MiB
@@ -15,7 +15,8 @@
 //!        absent_pages=0 dropped=0 took_ms=101
 //! ```
 //!
-//! With several pids, each window also has one `track: window=N pid=P regions=...
+//! `--add PID` adds a pid to the scope before the second window. With several pids, each
+//! window also has one `track: window=N pid=P regions=...
 //! covered_kib=... hot_kib=...` line per pid. `trackers-guest.sh` beside this file is the
 //! test-bed scenario that runs it on the 6.12 guest.
 //!
@@ -32,7 +33,7 @@ const MIB: u64 = 1 << 20;
 fn usage() -> ! {
     eprintln!(
         "usage: track [--tracker auto|damon|idle|softdirty] [--windows N] [--interval-ms MS] \
-         [--runtime-dir DIR] [--sample-us US] [--aggr-us US] [PID...]"
+         [--runtime-dir DIR] [--sample-us US] [--aggr-us US] [--add PID] [PID...]"
     );
     std::process::exit(64)
 }
@@ -43,6 +44,7 @@ fn main() {
     let mut interval = Duration::from_secs(1);
     let mut ctx = TrackerContext::system("/run/tierd");
     let mut pids = Vec::new();
+    let mut add = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -60,6 +62,7 @@ fn main() {
             "--runtime-dir" => ctx.runtime_dir = val().into(),
             "--sample-us" => ctx.damon.sample_us = val().parse().unwrap_or_else(|_| usage()),
             "--aggr-us" => ctx.damon.aggr_us = val().parse().unwrap_or_else(|_| usage()),
+            "--add" => add.push(Pid(val().parse().unwrap_or_else(|_| usage()))),
             p => pids.push(Pid(p.parse().unwrap_or_else(|_| usage()))),
         }
     }
@@ -97,6 +100,14 @@ fn main() {
         std::process::exit(2);
     }
     for w in 1..=windows {
+        if w == 2 && !add.is_empty() {
+            // The scope grows while the tracker runs (DAMON: a commit with more targets).
+            pids.append(&mut add);
+            if let Err(e) = t.set_pids(&pids) {
+                eprintln!("track: {e}");
+                std::process::exit(2);
+            }
+        }
         std::thread::sleep(interval);
         match t.sample() {
             Ok(s) => report(w, &s, &pids),

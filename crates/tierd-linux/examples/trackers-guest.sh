@@ -3,7 +3,8 @@
 # also build `cargo build --release --target x86_64-unknown-linux-gnu -p tierd-linux --example
 # track` (static) and copy `examples/track` into the initramfs's bin/. Passed on Debian's
 # 6.12.117 guest (damon, softdirty, auto, exit of the only target, crash recovery by record
-# and by mark, a busy kdamond of another user, two targets in one kdamond).
+# and by mark, a busy kdamond of another user, two targets in one kdamond, a scope that
+# grows and shrinks while the kdamond runs).
 #
 # trackers: tierd's access trackers on the real 6.12 kernel. DAMON (vaddr, tried regions,
 # target filters), crash recovery of a kdamond left by a killed tierd, soft-dirty, and auto.
@@ -100,6 +101,30 @@ expect_ge "$(kv regions "$one")" 1 "regions of sleep"
 expect_ge "$(kv regions "$two")" 1 "regions of the scenario shell"
 expect_le "$(kv covered_kib "$one")" 1024 "sleep's anon KiB (its regions, not the shell's)"
 kill $victim
+
+step "the scope changes while the kdamond runs: commit"
+sleep 600 &
+a=$!
+sleep 600 &
+b=$!
+track --tracker damon --windows 25 --interval-ms 200 --runtime-dir /run/tierd --add $b $a >/tmp/t3.log 2>&1 &
+tp=$!
+sleep 3
+expect_eq "$(cat $kd/0/contexts/0/targets/nr_targets)" 2 "targets after --add"
+expect_eq "$(cat $kd/0/contexts/0/targets/1/pid_target)" $b "second target"
+kill -9 $a
+sleep 3
+expect_eq "$(kstate)" on "kdamond still on with one target left"
+expect_eq "$(cat $kd/0/contexts/0/targets/nr_targets)" 1 "targets after one exited"
+expect_eq "$(cat $kd/0/contexts/0/targets/0/pid_target)" $b "the target left"
+wait $tp
+rc=$?
+cat /tmp/t3.log
+expect_eq "$rc" 0 "track over a changing scope"
+grep -q "dropped=1 " /tmp/t3.log || fail "the exited pid was not reported dropped"
+last=$(grep "track: window=25 pid=$b " /tmp/t3.log)
+expect_ge "$(kv regions "$last")" 1 "regions of the remaining pid at the end"
+kill $b
 
 step "another DAMON user"
 echo 0 >$kd/nr_kdamonds

@@ -53,6 +53,11 @@
 //! included); each sample cuts them to the process's anonymous private writable mappings
 //! from `/proc/PID/maps`, the memory the other trackers report and the mover moves.
 //!
+//! When a commit puts a different pid at a target index (a pid before it exited), the 6.12
+//! kernel keeps the old pid's regions at that index until its next layout update; regions
+//! of such an index are left out of samples for `update_us + 2 * aggr_us` (absent, not
+//! wrong). A new pid also has no regions until DAMON has laid them out.
+//!
 //! A process that exits stays a DAMON target until the next commit; its regions are dropped
 //! from samples (the pid is reported in [`Sample::dropped`]) and the remaining pids are
 //! committed again. When every target has exited the kernel stops the kdamond by itself; the
@@ -213,6 +218,10 @@ pub struct DamonTracker {
     inherited: Option<usize>,
     running: bool,
     pids: Vec<Pid>,
+    /// Per target index, until when its regions are not to be trusted: a commit that puts a
+    /// new pid at an index leaves the old pid's regions there until DAMON's next layout
+    /// update (seen in the 6.12 guest), so they are left out, absent rather than wrong.
+    settle: Vec<Option<Instant>>,
     pending_dropped: Vec<Pid>,
     window_start: Option<Instant>,
 }
@@ -262,6 +271,7 @@ impl DamonTracker {
             inherited: None,
             running: false,
             pids: Vec::new(),
+            settle: Vec::new(),
             pending_dropped: Vec::new(),
             window_start: None,
         };
@@ -577,8 +587,9 @@ impl DamonTracker {
                     self.pending_dropped.push(g);
                 }
             }
-            self.pids.clone_from(&alive);
+            let before = std::mem::replace(&mut self.pids, alive.clone());
             if alive.is_empty() {
+                self.settle.clear();
                 if self.running {
                     self.turn_off(k)?;
                     self.running = false;
@@ -590,6 +601,7 @@ impl DamonTracker {
             let cmd = if self.running { "commit" } else { "on" };
             match self.write(&state, cmd) {
                 Ok(()) => {
+                    self.settle_after(cmd, &before, &alive);
                     if !self.running {
                         self.running = true;
                         let kthread = number(&self.kd(k).join("pid")).ok().flatten();
@@ -609,21 +621,49 @@ impl DamonTracker {
         Ok(())
     }
 
+    /// Updates [`DamonTracker::settle`] after `cmd` set the targets from `before` to `now`.
+    fn settle_after(&mut self, cmd: &str, before: &[Pid], now: &[Pid]) {
+        if cmd == "on" {
+            self.settle = vec![None; now.len()];
+            return;
+        }
+        let p = self.params;
+        let wait = p.update_us.saturating_add(p.aggr_us.saturating_mul(2));
+        let until = Instant::now() + Duration::from_micros(wait);
+        self.settle = now
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                if before.get(i) == Some(pid) {
+                    self.settle.get(i).copied().flatten()
+                } else {
+                    Some(until)
+                }
+            })
+            .collect();
+    }
+
     /// Reads the tried regions of every scheme, as regions of its pid, clipped to the pid's
     /// anonymous private writable mappings. Returns how many regions the kernel listed
-    /// before clipping.
-    fn read_all_tried(&self, k: usize, out: &mut Vec<Region>) -> Result<usize, Error> {
+    /// before clipping and how many targets were read (not settling, alive).
+    fn read_all_tried(&self, k: usize, out: &mut Vec<Region>) -> Result<(usize, usize), Error> {
         let mut raw = Vec::new();
         let mut listed = 0;
+        let mut read = 0;
+        let now = Instant::now();
         for (i, &pid) in self.pids.iter().enumerate() {
+            if self.settle.get(i).copied().flatten().is_some_and(|t| now < t) {
+                continue;
+            }
             raw.clear();
             self.tried_regions(k, i, pid, &mut raw)?;
             listed += raw.len();
             if let Some(vmas) = super::pagemap::read_anon_vmas(&self.root, pid)? {
+                read += 1;
                 clip(&raw, &vmas, out);
             }
         }
-        Ok(listed)
+        Ok((listed, read))
     }
 
     /// Reads `tried_regions` of scheme `i` as regions of `pid`.
@@ -721,8 +761,8 @@ impl Tracker for DamonTracker {
             }
         }
         if self.running {
-            let listed = self.read_all_tried(k, &mut s.regions)?;
-            if listed == 0 && self.pids.iter().any(|&p| super::pid_alive(&self.root, p)) {
+            let (listed, read) = self.read_all_tried(k, &mut s.regions)?;
+            if listed == 0 && read > 0 {
                 // A live vaddr target always has regions: the kernel has not filled them yet
                 // (6.12 answers the command after the regions are in, taking about two
                 // aggregation intervals, but do not rely on it). Wait and read again.
@@ -916,6 +956,35 @@ mod tests {
             spans(&s),
             [(9, 0x1000_0000, 0x1000_2000, 4, 1), (9, 0x1000_3000, 0x1000_4000, 4, 1)]
         );
+    }
+
+    #[test]
+    fn a_pid_moved_to_another_target_index_is_left_out_until_damon_updates_it() {
+        let h = host();
+        h.process(Pid(50)).maps("10000000-10006000 rw-p 00000000 00:00 0 ").write();
+        h.damon_regions(Pid(50), &[region(0x1000_0000, 1, 0, 0)]);
+        let mut ctx = h.context();
+        ctx.damon.update_us = 30_000;
+        ctx.damon.aggr_us = 10_000;
+        ctx.damon.sample_us = 1_000;
+        let mut t = DamonTracker::open(&ctx, None).unwrap();
+        t.set_pids(&[Pid(50), Pid(100), Pid(200)]).unwrap();
+        h.exit(Pid(50));
+        // 100 and 200 move from indices 1, 2 to 0, 1: the kernel keeps 50's regions at 0.
+        let s = t.sample().unwrap();
+        assert_eq!(s.dropped, [Pid(50)]);
+        let s = t.sample().unwrap();
+        assert!(s.regions.is_empty(), "moved pids are absent while settling: {:?}", spans(&s));
+        std::thread::sleep(Duration::from_millis(60));
+        let s = t.sample().unwrap();
+        assert_eq!(s.regions.len(), 4, "then measured again: {:?}", spans(&s));
+        // Adding a pid at the end moves nobody.
+        h.process(Pid(300)).maps("10000000-10001000 rw-p 00000000 00:00 0 ").write();
+        h.damon_regions(Pid(300), &[region(0x1000_0000, 1, 5, 0)]);
+        t.set_pids(&[Pid(100), Pid(200), Pid(300)]).unwrap();
+        let s = t.sample().unwrap();
+        assert_eq!(s.regions.iter().filter(|r| r.pid != Pid(300)).count(), 4, "{:?}", spans(&s));
+        assert!(s.regions.iter().all(|r| r.pid != Pid(300)), "the new pid settles first");
     }
 
     #[test]
