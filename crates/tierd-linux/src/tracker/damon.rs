@@ -35,6 +35,14 @@
 //! 5. stop: `state` ← `off`, `kdamonds/K/contexts/nr_contexts` ← 0, and `nr_kdamonds` ← K
 //!    when tierd raised it and every other kdamond is free.
 //!
+//! # Cost
+//!
+//! The kernel samples; tierd only writes commands and reads a few files per region. A sample
+//! blocks for about two aggregation intervals (the kernel answers the command once the
+//! regions are in). One scheme per target means each aggregation checks every scheme against
+//! every region, `n` pids times `n * max_regions`: fine for tens of processes, heavy for
+//! hundreds (lower `max_regions`, or narrow the scope).
+//!
 //! # Other users and crash recovery
 //!
 //! The kernel refuses to change `nr_kdamonds` while any kdamond runs (`EBUSY`) and, when it
