@@ -25,6 +25,7 @@
 //!    `C/schemes/nr_schemes` ← n, and per scheme `action` ← `stat`, `access_pattern/{sz,
 //!    nr_accesses,age}/{min,max}` ← 0 and the largest value, `quotas/{ms,bytes}` ← 0,
 //!    `quotas/reset_interval_ms` ← [`MARK_RESET_INTERVAL_MS`], `watermarks/metric` ← `none`,
+//!    `watermarks/interval_us` ← tierd's own pid (inert with `none`: who owns the kdamond),
 //!    and with n > 1 `filters/nr_filters` ← 1, `filters/0/{type,damon_target_idx,matching}`
 //!    ← `target`, I, `N`. (The file is `damon_target_idx` in `mm/damon/sysfs-schemes.c` of
 //!    6.12, although `usage.rst` calls it `target_idx`; seen in the guest.)
@@ -55,7 +56,9 @@
 //! rewritten once it runs; `kdamond=0 kthread=245 grew=1`), and every scheme tierd
 //! writes carries a quota reset interval nobody else picks ([`MARK_RESET_INTERVAL_MS`], inert
 //! since no quota is set). At open, kdamonds so recognised are turned off and emptied: what a
-//! tierd that crashed (or was killed) left behind.
+//! tierd that crashed (or was killed) left behind. The schemes also carry the pid of the
+//! tierd that wrote them (`watermarks/interval_us`, inert with the `none` metric): a marked
+//! kdamond whose tierd is still alive belongs to that other tierd and is left alone.
 //!
 //! DAMON's `vaddr` regions span whole stretches of the address space (gaps and file mappings
 //! included); each sample cuts them to the process's anonymous private writable mappings
@@ -142,6 +145,8 @@ struct KdamondInfo {
     kthread: Option<u64>,
     nr_contexts: u64,
     marked: bool,
+    /// For a marked kdamond: the tierd process that wrote it (see [`DamonTracker::owner`]).
+    owner: Option<u32>,
 }
 
 impl KdamondInfo {
@@ -384,7 +389,22 @@ impl DamonTracker {
         let kthread = value(&kd.join("pid"))?.and_then(|t| t.parse().ok());
         let nr_contexts = number(&kd.join("contexts/nr_contexts"))?.unwrap_or(0);
         let marked = nr_contexts == 1 && self.marked(k)?;
-        Ok(KdamondInfo { on, kthread, nr_contexts, marked })
+        let owner = if marked { self.owner(k)? } else { None };
+        Ok(KdamondInfo { on, kthread, nr_contexts, marked, owner })
+    }
+
+    /// The pid of the tierd that configured marked kdamond `k`: each scheme's
+    /// `watermarks/interval_us`, inert with the `none` metric, carries it.
+    fn owner(&self, k: usize) -> Result<Option<u32>, Error> {
+        let n = number(&self.ctx_dir(k).join("schemes/0/watermarks/interval_us"))?;
+        Ok(n.and_then(|n| u32::try_from(n).ok()).filter(|&p| p != 0))
+    }
+
+    /// Whether marked kdamond `k` belongs to another tierd that still runs: its owner is
+    /// alive and is not this process. (A reused pid makes tierd refuse rather than take a
+    /// live tierd's kdamond; the message names the pid.)
+    fn owned_by_live_tierd(&self, info: &KdamondInfo) -> Option<u32> {
+        info.owner.filter(|&o| o != std::process::id() && super::pid_alive(&self.root, Pid(o)))
     }
 
     /// Whether kdamond `k`'s context carries tierd's mark: `vaddr`, at least one scheme,
@@ -424,7 +444,10 @@ impl DamonTracker {
                         info.nr_contexts <= 1
                     }
             });
-            if !(info.marked || recorded) || info.free() {
+            if !(info.marked || recorded)
+                || info.free()
+                || self.owned_by_live_tierd(&info).is_some()
+            {
                 continue;
             }
             if info.on {
@@ -475,7 +498,9 @@ impl DamonTracker {
                 0
             }
             (None, Some((k, info))) => {
-                let detail = if info.on {
+                let detail = if let Some(o) = self.owned_by_live_tierd(&info) {
+                    format!("kdamond {k} belongs to another tierd (pid {o}) that is still running")
+                } else if info.on {
                     format!(
                         "kdamond {k} is on (thread {}) and was not started by tierd, and the \
                          kernel will not add a kdamond while one runs",
@@ -559,6 +584,7 @@ impl DamonTracker {
             self.write(&s.join("quotas/bytes"), "0")?;
             self.write(&s.join("quotas/reset_interval_ms"), &MARK_RESET_INTERVAL_MS.to_string())?;
             self.write(&s.join("watermarks/metric"), "none")?;
+            self.write(&s.join("watermarks/interval_us"), &std::process::id().to_string())?;
             if pids.len() > 1 {
                 self.write(&s.join("filters/nr_filters"), "1")?;
                 let f = s.join("filters/0");
@@ -1090,6 +1116,27 @@ mod tests {
         std::fs::remove_file(h.path().join("run/damon-kdamond")).unwrap();
         let t2 = open(&h).unwrap();
         assert!(t2.why().contains("removed kdamond 0"), "{}", t2.why());
+    }
+
+    #[test]
+    fn a_kdamond_of_another_tierd_that_still_runs_is_left_alone() {
+        let h = host();
+        let mut t = open(&h).unwrap();
+        t.set_pids(&[Pid(100)]).unwrap();
+        t.simulate_crash();
+        // As if another tierd, pid 4242 and alive, had written it.
+        h.write(&format!("{KD}/0/contexts/0/schemes/0/watermarks/interval_us"), "4242\n");
+        h.process(Pid(4242)).maps("").write();
+        let err = open(&h).unwrap_err();
+        assert!(
+            err.to_string().contains("another tierd (pid 4242) that is still running"),
+            "{err}"
+        );
+        assert_eq!(h.read(&format!("{KD}/0/state")), "on\n");
+        // Once that tierd is gone, its kdamond is a crashed tierd's.
+        h.exit(Pid(4242));
+        let t = open(&h).unwrap();
+        assert!(t.why().contains("removed kdamond 0"), "{}", t.why());
     }
 
     #[test]
