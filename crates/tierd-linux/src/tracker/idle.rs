@@ -64,7 +64,11 @@ impl IdleTracker {
     /// to pick this tracker and is appended to [`Tracker::why`].
     pub fn open(ctx: &TrackerContext, auto_why: Option<&str>) -> Result<IdleTracker, Error> {
         let path = bitmap_path(&ctx.root);
-        let bitmap = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+        let opened = ctx
+            .writer
+            .check_writable(&path)
+            .and_then(|()| std::fs::OpenOptions::new().read(true).write(true).open(&path));
+        let bitmap = match opened {
             Ok(f) => f,
             Err(e) if crate::read::is_gone(&e) => {
                 return Err(Error::Unavailable {

@@ -311,14 +311,19 @@ pub fn open(kind: TrackerKind, ctx: &TrackerContext) -> Result<Box<dyn Tracker>,
                     Ok(t) => return Ok(Box::new(t)),
                     Err(e) => e.to_string(),
                 };
-            if idle::IdleTracker::present(&ctx.root) {
+            let idle_missing = if idle::IdleTracker::present(&ctx.root) {
                 let why = format!("auto: DAMON unusable ({damon_missing})");
-                return Ok(Box::new(idle::IdleTracker::open(ctx, Some(&why))?));
-            }
-            let why = format!(
-                "auto: DAMON unusable ({damon_missing}); idle page tracking absent ({} missing)",
-                idle::bitmap_path(&ctx.root).display()
-            );
+                match idle::IdleTracker::open(ctx, Some(&why)) {
+                    Ok(t) => return Ok(Box::new(t)),
+                    Err(e) => format!("idle page tracking unusable ({e})"),
+                }
+            } else {
+                format!(
+                    "idle page tracking absent ({} missing)",
+                    idle::bitmap_path(&ctx.root).display()
+                )
+            };
+            let why = format!("auto: DAMON unusable ({damon_missing}); {idle_missing}");
             match softdirty::SoftDirtyTracker::open(ctx, Some(&why)) {
                 Ok(t) => Ok(Box::new(t)),
                 Err(e) => Err(Error::Unavailable {
@@ -600,6 +605,18 @@ mod tests {
         let t = open(TrackerKind::Auto, &h.context()).unwrap();
         assert_eq!(t.name(), "idle");
         assert!(t.why().contains("DAMON needs root"), "{}", t.why());
+    }
+
+    #[test]
+    fn auto_without_root_skips_damon_and_idle_for_softdirty() {
+        let h = fake::FakeHost::new();
+        h.with_damon();
+        h.deny("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds");
+        h.with_idle_bitmap(64);
+        h.deny("sys/kernel/mm/page_idle/bitmap");
+        let t = open(TrackerKind::Auto, &h.context()).unwrap();
+        assert_eq!(t.name(), "softdirty");
+        assert!(t.why().contains("idle page tracking unusable"), "{}", t.why());
     }
 
     #[test]
