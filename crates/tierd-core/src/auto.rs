@@ -39,8 +39,10 @@
 //! 3. **The 5.15–6.0 rule** ([`TierSource::CpuRule`]): memory nodes with CPUs on top,
 //!    CPU-less memory nodes below.
 //!
-//! Where HMAT and the kernel's files both exist they must agree; when they don't, the HMAT
-//! answer is kept and a note says so.
+//! Where HMAT and the kernel's files both exist they agree on kernels that use HMAT at boot
+//! (6.10+). When they don't (6.1–6.9 ignore HMAT for memory present at boot; drivers set
+//! their own distances), the running kernel's files win, because they are what its demotion
+//! follows, and a note gives the HMAT answer.
 //!
 //! # From tiers to targets
 //! [`demotion_targets`] follows `establish_demotion_targets`: a node's preferred targets are
@@ -51,9 +53,10 @@
 //! it. The fallback is the tier's `lower_tier_mask`: every memory node in a lower tier.
 //!
 //! # What is approximated
-//! - The kernel reads HMAT `access1` (best CPU initiator, `ACCESS_COORDINATE_CPU`);
-//!   [`Topology`] holds `access0` (best initiator of any kind). They are the same unless a
-//!   non-CPU initiator (a GPU, an accelerator) is the nearest to some memory.
+//! - The kernel reads HMAT `access1` (best CPU initiator, `ACCESS_COORDINATE_CPU`), and so
+//!   does `tierd-linux`; on kernels that print only `access0` (best initiator of any kind),
+//!   that is used. They differ only when a non-CPU initiator (a GPU, an accelerator) is the
+//!   nearest to some memory.
 //! - `node_load[]`, the tie-breaker of `find_next_best_node`, is what the last
 //!   `__build_all_zonelists` left behind. It is simulated here over the online nodes; the
 //!   kernel also walks possible-but-offline nodes, whose distances tierd cannot see.
@@ -318,17 +321,21 @@ pub fn derive_tiers(topo: &Topology) -> Tiers {
         .collect();
     if perfs.len() == memory.len() {
         let tiers = hmat_tiers(topo, memory, &perfs, &mut notes);
-        if let Some(kernel) = kernel_tiers(topo, memory, &mut Vec::new())
+        let mut kernel_notes = Vec::new();
+        if let Some(kernel) = kernel_tiers(topo, memory, &mut kernel_notes)
             && kernel != tiers
         {
+            // The running kernel's tiers are what its demotion uses: follow them, and say
+            // what HMAT alone would have given.
             notes.push(format!(
                 "the kernel's memory_tiering files ({}) differ from the HMAT computation \
-                 ({}): kernels before 6.10 ignore HMAT for memory present at boot, drivers \
-                 such as dax/kmem set their own distances, and HMAT access1 may differ from \
-                 access0",
+                 ({}); following the kernel: kernels before 6.10 ignore HMAT for memory \
+                 present at boot, and drivers such as dax/kmem set their own distances",
                 describe(&kernel),
                 describe(&tiers)
             ));
+            notes.extend(kernel_notes);
+            return Tiers { source: TierSource::Kernel, tiers: kernel, notes };
         }
         return Tiers { source: TierSource::Hmat, tiers, notes };
     }
@@ -753,15 +760,17 @@ mod tests {
     }
 
     #[test]
-    fn hmat_and_kernel_files_that_differ_are_reported() {
+    fn kernel_files_that_differ_from_hmat_win_and_are_reported() {
         let mut topo = test_bed();
-        // What 6.1 prints for the same machine: one tier.
+        // What 6.1 prints for the same machine: one tier. Its demotion follows that, so
+        // `path auto` must too, and say what HMAT alone would give.
         topo.kernel_tiers = Some(kernel_files(&[(4, "0-2")]));
         let tiers = derive_tiers(&topo);
-        assert_eq!(tiers.source, TierSource::Hmat);
-        assert_eq!(tiers.tiers, test_bed_tiers());
+        assert_eq!(tiers.source, TierSource::Kernel);
+        assert_eq!(tiers.masks(), [mask("0-2")]);
         assert_eq!(tiers.notes.len(), 1);
         assert!(tiers.notes[0].contains("memory_tier4: 0-2"), "{:?}", tiers.notes);
+        assert!(auto(&topo).kernel_lines().iter().all(|l| l.ends_with(": null")));
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
     /// A node id beyond the table.
-    #[error("node {0} does not exist (the table holds nodes 0..{1})")]
+    #[error("node {0} does not exist on this machine (its nodes are 0..{1})")]
     NoSuchNode(usize, usize),
     /// A target or fallback that is not online.
     #[error("node {target} is not online (named by node {from})")]
@@ -101,6 +101,9 @@ pub enum GraphParseError {
     /// Fallbacks on a terminal node.
     #[error("`[node.{0}]`: fallback nodes need a target (a terminal node sends pages nowhere)")]
     FallbackWithoutTarget(NodeId),
+    /// Two keys for one node (`[node.1]` and `[node.01]`).
+    #[error("`[node.{0}]` is given twice")]
+    Duplicate(NodeId),
     /// An unsupported format version.
     #[error("unsupported format version {0} (this tierd reads version 1)")]
     Version(u32),
@@ -205,6 +208,7 @@ impl PathGraph {
             return Err(GraphParseError::Version(v));
         }
         let mut graph = PathGraph::default();
+        let mut seen = NodeMask::EMPTY;
         for (key, e) in file.node {
             let node = key
                 .parse::<usize>()
@@ -221,6 +225,10 @@ impl PathGraph {
                         .ok_or(GraphParseError::BadTarget { node, target: t })?,
                 ),
             };
+            if graph.entries.contains_key(&node) || seen.contains(node) {
+                return Err(GraphParseError::Duplicate(node));
+            }
+            seen.insert(node);
             let fallback = e.fallback.unwrap_or_default();
             if target.is_none() && !fallback.is_empty() {
                 return Err(GraphParseError::FallbackWithoutTarget(node));
@@ -389,6 +397,7 @@ mod tests {
             ("[node.0]\ntarget = 1\nfallback = \"3-1\"\n", "range `3-1` goes backwards"),
             ("version = 2\n", "unsupported format version 2"),
             ("[node.0]\n", "missing field `target`"),
+            ("[node.1]\ntarget = -1\n[node.01]\ntarget = 0\n", "`[node.1]` is given twice"),
         ];
         for (text, want) in cases {
             let err = PathGraph::from_toml(text).unwrap_err().to_string();

@@ -21,7 +21,7 @@ pub enum ParseError {
     #[error("not a number in the kernel's kstrtol syntax (base 0: decimal, 0x hex, 0 octal)")]
     Invalid,
     /// A number that does not fit in a signed 64-bit `long` (the kernel's `-ERANGE`).
-    #[error("number out of range for a signed 64-bit long")]
+    #[error("out of range for a signed 64-bit long")]
     Range,
 }
 

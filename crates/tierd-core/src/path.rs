@@ -16,19 +16,28 @@
 //! still terminal: `echo 0 > node0/migration_path` (a self loop), or `1 -> 0` followed by
 //! `echo 1 > node0/migration_path`. Both were accepted and made reclaim loop for ever. Here
 //! the check is derived from the invariant instead: the table is acyclic before a store, so
-//! the store `n -> v` creates a cycle exactly when `n` is reachable from `v`. The reachability
-//! search covers fallback edges too, so no combination of targets can loop.
+//! the store `n -> v` creates a cycle exactly when `n` is reachable from `v`. The
+//! reachability search covers fallback edges too, so no combination of targets can loop.
 //!
 //! # Concurrency
-//! Readers never block and never take a lock: each entry is an atomic, so a single lookup
-//! can't be torn. A whole-table view ([`PathTable::snapshot`]) uses a sequence counter, as
-//! the kernel's `seqcount_t`: writers make it odd while they change entries, readers retry
-//! until they read the same even value before and after. Walking a path one
-//! `next_migration_node` call at a time while a writer runs can mix old and new entries
-//! (and so appear to loop); walk a snapshot instead. Writers are serialised by a mutex, as
-//! the RFC's spinlock did. Entries are cache-line padded so that a writer changing one node
-//! does not slow readers of another.
+//! Writers are serialised by a mutex, as the RFC's spinlock did, and keep the authoritative
+//! table inside it: they validate against that copy and never read the published form.
+//! Readers never take the lock. The published form is one atomic per entry (a lookup is two
+//! atomic loads and can't be torn) plus the fallback words, guarded by a sequence counter as
+//! the kernel's `seqcount_t`: a writer makes it odd while it changes entries, and
+//! [`PathTable::snapshot`] retries until it reads the same even value before and after, so
+//! a snapshot is the old table or the new one, never a mix. (Walking a path one
+//! `next_migration_node` call at a time while a writer runs can mix old and new entries and
+//! so appear to loop; walk a snapshot instead.) Every data access is `Acquire`/`Release`,
+//! which is what makes the sequence check sound without fences: a reader that sees a value
+//! stored inside a write section also sees the counter made odd before it. Entries sit on
+//! their own cache lines so that a writer changing one node does not slow readers of another.
+//!
+//! A change can be made durable before anyone sees it: [`PathTable::store_then`] and
+//! [`PathTable::apply_then`] run a hook (the state-file save) on the validated new table
+//! under the writer lock, and publish only when it succeeds.
 
+use std::convert::Infallible;
 use std::fmt;
 
 use crossbeam_utils::CachePadded;
@@ -39,12 +48,12 @@ use crate::node::{MAX_NUMNODES, NodeId, NodeMask};
 
 #[cfg(loom)]
 use loom::sync::{
-    Mutex,
+    Mutex, MutexGuard,
     atomic::{AtomicI32, AtomicU64, Ordering},
 };
 #[cfg(not(loom))]
 use std::sync::{
-    Mutex,
+    Mutex, MutexGuard,
     atomic::{AtomicI32, AtomicU64, Ordering},
 };
 
@@ -58,15 +67,15 @@ const MASK_WORDS: usize = MAX_NUMNODES / 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The buffer is not a number by `kstrtol`'s rules.
-    #[error("`{text}` is {err}")]
+    #[error("{text:?} is {err}")]
     Parse {
-        /// The buffer, lossily decoded, trailing newline removed.
+        /// The buffer up to its first NUL (what the kernel parses), lossily decoded.
         text: String,
         /// The parse error.
         err: ParseError,
     },
-    /// The node being written does not exist in this table.
-    #[error("node {0} does not exist (the table holds nodes 0..{max})", max = MAX_NUMNODES)]
+    /// The node being written does not exist in this table (it is not a possible node).
+    #[error("node {0} does not exist on this machine")]
     NoSuchNode(usize),
     /// The target is at or above `MAX_NUMNODES`.
     #[error("node {0} is out of range (0..{max})", max = MAX_NUMNODES)]
@@ -89,16 +98,34 @@ impl StoreError {
     }
 }
 
+/// Why a change guarded by a publish hook did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected<R, E> {
+    /// The table refused it.
+    Invalid(R),
+    /// It was valid, but the hook failed; nothing was published.
+    Hook(E),
+}
+
+/// The writers' state, behind the mutex: the authoritative table.
+#[derive(Debug)]
+struct Writer {
+    graph: PathGraph,
+    online: NodeMask,
+    seq: u64,
+}
+
 /// The migration path table. See the module documentation.
 pub struct PathTable {
     capacity: usize,
+    /// Fallback words per node: fallback nodes are online, hence below `capacity`.
+    words: usize,
     targets: Box<[CachePadded<AtomicI32>]>,
-    /// `capacity * MASK_WORDS` words: node `n`'s fallback mask is words
-    /// `n * MASK_WORDS .. (n + 1) * MASK_WORDS`.
+    /// `capacity * words` words: node `n`'s fallback mask is words `n * words ..`.
     fallbacks: Box<[AtomicU64]>,
     online: CachePadded<[AtomicU64; MASK_WORDS]>,
     seq: CachePadded<AtomicU64>,
-    writer: CachePadded<Mutex<()>>,
+    writer: CachePadded<Mutex<Writer>>,
 }
 
 impl fmt::Debug for PathTable {
@@ -111,26 +138,32 @@ impl fmt::Debug for PathTable {
 }
 
 impl PathTable {
-    /// An all-terminal table for `MAX_NUMNODES` nodes with the given online set.
+    /// An all-terminal table for every node id below `MAX_NUMNODES`.
     pub fn new(online: NodeMask) -> PathTable {
         PathTable::with_capacity(MAX_NUMNODES, online)
     }
 
-    /// An all-terminal table for nodes `0..capacity` (at most `MAX_NUMNODES`). A smaller
-    /// table is for model checking, where every atomic costs; nodes at or above `capacity`
-    /// can never be online in it.
+    /// An all-terminal table for nodes `0..capacity` (at most `MAX_NUMNODES`): size it to
+    /// the machine's possible nodes, so that a node that can't exist can't be written and a
+    /// snapshot costs what the machine has. Nodes at or above `capacity` are never online in
+    /// it; a store naming one as target is refused as not online, as on the machine.
     pub fn with_capacity(capacity: usize, online: NodeMask) -> PathTable {
         assert!(capacity > 0 && capacity <= MAX_NUMNODES, "capacity out of range");
-        let table = PathTable {
+        let words = capacity.div_ceil(64);
+        let online = online.and(&NodeMask::first(capacity));
+        PathTable {
             capacity,
+            words,
             targets: (0..capacity).map(|_| CachePadded::new(AtomicI32::new(TERMINAL))).collect(),
-            fallbacks: (0..capacity * MASK_WORDS).map(|_| AtomicU64::new(0)).collect(),
-            online: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            fallbacks: (0..capacity * words).map(|_| AtomicU64::new(0)).collect(),
+            online: CachePadded::new(std::array::from_fn(|i| AtomicU64::new(online.words()[i]))),
             seq: CachePadded::new(AtomicU64::new(0)),
-            writer: CachePadded::new(Mutex::new(())),
-        };
-        table.write_online(online);
-        table
+            writer: CachePadded::new(Mutex::new(Writer {
+                graph: PathGraph::default(),
+                online,
+                seq: 0,
+            })),
+        }
     }
 
     /// The number of node slots.
@@ -147,24 +180,23 @@ impl PathTable {
     /// pointing at a node that went offline is shown as stored and treated as terminal by
     /// [`PathTable::next_migration_node`], as in the RFC.
     pub fn set_online(&self, online: NodeMask) {
-        let _guard = self.lock();
-        self.write_online(online);
-    }
-
-    fn write_online(&self, online: NodeMask) {
+        let mut w = self.lock();
         let online = online.and(&NodeMask::first(self.capacity));
-        for (slot, word) in self.online.iter().zip(online.words()) {
-            slot.store(*word, Ordering::Release);
+        for (i, (old, new)) in w.online.words().iter().zip(online.words()).enumerate() {
+            if old != new {
+                self.online[i].store(*new, Ordering::Release);
+            }
         }
+        w.online = online;
     }
 
     fn is_online(&self, n: usize) -> bool {
         n < self.capacity && self.online[n / 64].load(Ordering::Acquire) & (1 << (n % 64)) != 0
     }
 
-    fn lock(&self) -> impl Drop + '_ {
-        // A writer that panicked left the table consistent (entries are written only after
-        // validation), so a poisoned lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A writer that panicked left the table consistent: the published form changes
+        // only in `publish`, which can't panic half-way, so a poisoned lock is safe to take.
         self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -187,19 +219,55 @@ impl PathTable {
         if self.is_online(t) { NodeId::new(t) } else { None }
     }
 
-    /// The fallback nodes of `node` that are online, in ascending order, without its target.
+    /// The online fallback nodes of `node`, in ascending order, its target left out.
     pub fn fallback(&self, node: NodeId) -> NodeMask {
-        self.snapshot().fallback_of(node).and(&self.online())
+        let i = node.index();
+        if i >= self.capacity {
+            return NodeMask::EMPTY;
+        }
+        let mask = loop {
+            let before = self.seq_begin();
+            let mask = self.read_fallback(i);
+            if self.seq.load(Ordering::Acquire) == before {
+                break mask;
+            }
+        };
+        let mut mask = mask.and(&self.online());
+        if let Some(t) = self.show(node).and_then(|t| usize::try_from(t).ok()).and_then(NodeId::new)
+        {
+            mask.remove(t);
+        }
+        mask
     }
 
     /// `migration_path_store`: parses `buf` like sysfs and stores it as `node`'s target.
     /// Returns the byte count, as a sysfs store does, or the reason for `EINVAL`.
     pub fn store(&self, node: NodeId, buf: &[u8]) -> Result<usize, StoreError> {
-        let value = kstrtol(buf).map_err(|err| StoreError::Parse {
-            text: String::from_utf8_lossy(buf).trim_end_matches('\n').to_string(),
-            err,
+        self.store_then(node, buf, |_| Ok::<(), Infallible>(())).map_err(|e| match e {
+            Rejected::Invalid(e) => e,
+            Rejected::Hook(never) => match never {},
+        })
+    }
+
+    /// [`PathTable::store`], with `publish` run on the new table (under the writer lock,
+    /// after validation) before anyone can see the change; if it fails, nothing changes.
+    pub fn store_then<E>(
+        &self,
+        node: NodeId,
+        buf: &[u8],
+        publish: impl FnOnce(&PathGraph) -> Result<(), E>,
+    ) -> Result<usize, Rejected<StoreError, E>> {
+        // The kernel hands store() a NUL-terminated copy: nothing after a NUL is seen.
+        let seen = buf.split(|&b| b == 0).next().unwrap_or_default();
+        let value = kstrtol(buf).map_err(|err| {
+            Rejected::Invalid(StoreError::Parse { text: String::from_utf8_lossy(seen).into(), err })
         })?;
-        self.store_value(node, value)?;
+        let mut w = self.lock();
+        let entry = self.validate_store(&w, node, value).map_err(Rejected::Invalid)?;
+        let mut graph = w.graph.clone();
+        graph.set(node, entry);
+        publish(&graph).map_err(Rejected::Hook)?;
+        self.publish(&mut w, graph);
         Ok(buf.len())
     }
 
@@ -207,137 +275,158 @@ impl PathTable {
     /// its fallbacks, which only apply to a node with a target); otherwise the target must
     /// be online and must not close a cycle.
     pub fn store_value(&self, node: NodeId, value: i64) -> Result<(), StoreError> {
-        let n = node.index();
-        if n >= self.capacity {
-            return Err(StoreError::NoSuchNode(n));
+        let mut w = self.lock();
+        let entry = self.validate_store(&w, node, value)?;
+        let mut graph = w.graph.clone();
+        graph.set(node, entry);
+        self.publish(&mut w, graph);
+        Ok(())
+    }
+
+    fn validate_store(&self, w: &Writer, node: NodeId, value: i64) -> Result<Entry, StoreError> {
+        if node.index() >= self.capacity {
+            return Err(StoreError::NoSuchNode(node.index()));
         }
         if value < 0 {
-            let _guard = self.lock();
-            self.write_entries(&[(node, Entry::TERMINAL)]);
-            return Ok(());
+            return Ok(Entry::TERMINAL);
         }
         let target = usize::try_from(value)
             .ok()
             .and_then(NodeId::new)
             .ok_or(StoreError::OutOfRange(value))?;
-        let _guard = self.lock();
-        // Checked under the lock: a concurrent set_online can't slip in between.
-        if !self.is_online(target.index()) {
+        if !w.online.contains(target) {
             return Err(StoreError::NotOnline(target));
         }
-        // Entries can't change under us (we hold the lock): read them live, and only along
-        // the paths reachable from the new target.
-        let proposed = Entry { target: Some(target), fallback: self.read_entry(n).fallback };
-        let entry_of = |m: NodeId| if m == node { proposed } else { self.read_entry(m.index()) };
+        let proposed = Entry { target: Some(target), fallback: w.graph.fallback_of(node) };
+        let entry_of = |m: NodeId| if m == node { proposed } else { w.graph.entry(m) };
         match find_cycle_through(node, entry_of) {
-            Some((cycle, false)) => return Err(StoreError::Cycle(cycle)),
-            Some((cycle, true)) => return Err(StoreError::FallbackCycle(cycle)),
-            None => {}
+            Some((cycle, false)) => Err(StoreError::Cycle(cycle)),
+            Some((cycle, true)) => Err(StoreError::FallbackCycle(cycle)),
+            None => Ok(proposed),
         }
-        self.write_entries(&[(node, proposed)]);
-        Ok(())
     }
 
     /// Checks `graph` as a whole replacement of the table: every node it does not name
     /// becomes terminal. Returns every problem found, not only the first.
     pub fn check(&self, graph: &PathGraph) -> Result<(), Vec<GraphError>> {
-        graph.validate(self.online(), self.capacity)
+        let w = self.lock();
+        graph.validate(w.online, self.capacity)
     }
 
     /// Validates `graph` (as [`PathTable::check`]) and then replaces the whole table with it
     /// in one step: readers of [`PathTable::snapshot`] see the old table or the new one,
     /// never a mix. On error nothing changes.
     pub fn apply(&self, graph: &PathGraph) -> Result<(), Vec<GraphError>> {
-        let _guard = self.lock();
-        graph.validate(self.online(), self.capacity)?;
-        let mut changes: Vec<(NodeId, Entry)> = Vec::new();
-        let current = self.snapshot_locked();
-        for i in 0..self.capacity {
-            let node = NodeId::new(i).expect("capacity <= MAX_NUMNODES");
-            let want = graph.entry(node);
-            if current.entry(node) != want {
-                changes.push((node, want));
-            }
-        }
-        self.write_entries(&changes);
+        self.apply_then(graph, |_| Ok::<(), Infallible>(())).map_err(|e| match e {
+            Rejected::Invalid(e) => e,
+            Rejected::Hook(never) => match never {},
+        })
+    }
+
+    /// [`PathTable::apply`], with `publish` run on the new table before anyone sees it.
+    pub fn apply_then<E>(
+        &self,
+        graph: &PathGraph,
+        publish: impl FnOnce(&PathGraph) -> Result<(), E>,
+    ) -> Result<(), Rejected<Vec<GraphError>, E>> {
+        let mut w = self.lock();
+        graph.validate(w.online, self.capacity).map_err(Rejected::Invalid)?;
+        publish(graph).map_err(Rejected::Hook)?;
+        self.publish(&mut w, graph.clone());
         Ok(())
     }
 
     /// Replaces the table with `graph` without validating targets against the online set,
-    /// only against cycles and range: used to load a saved state in which a target may have
-    /// gone offline since (the RFC keeps such a target and treats it as terminal).
+    /// only against cycles and the table's nodes: used to load a saved state in which a
+    /// target may have gone offline since (the RFC keeps such a target and treats it as
+    /// terminal).
     pub fn restore(&self, graph: &PathGraph) -> Result<(), Vec<GraphError>> {
-        let _guard = self.lock();
+        let mut w = self.lock();
         graph.validate(NodeMask::first(self.capacity), self.capacity)?;
-        let changes: Vec<(NodeId, Entry)> = (0..self.capacity)
-            .map(|i| {
-                let node = NodeId::new(i).expect("capacity <= MAX_NUMNODES");
-                (node, graph.entry(node))
-            })
-            .collect();
-        self.write_entries(&changes);
+        self.publish(&mut w, graph.clone());
         Ok(())
     }
 
     /// A consistent copy of the whole table. Lock-free: retries while a writer is active.
     pub fn snapshot(&self) -> PathGraph {
         loop {
-            let before = self.seq.load(Ordering::Acquire);
-            if before % 2 == 1 {
-                std::hint::spin_loop();
-                #[cfg(loom)]
-                loom::thread::yield_now();
-                continue;
+            let before = self.seq_begin();
+            let mut graph = PathGraph::default();
+            for i in 0..self.capacity {
+                let target = self.targets[i].load(Ordering::Acquire);
+                let target = usize::try_from(target).ok().and_then(NodeId::new);
+                let fallback = self.read_fallback(i);
+                graph.set(
+                    NodeId::new(i).expect("capacity <= MAX_NUMNODES"),
+                    Entry { target, fallback },
+                );
             }
-            let graph = self.read_entries();
             if self.seq.load(Ordering::Acquire) == before {
                 return graph;
             }
         }
     }
 
-    /// The snapshot as seen by the writer holding the lock (no retry needed).
-    fn snapshot_locked(&self) -> PathGraph {
-        self.read_entries()
-    }
-
-    fn read_entry(&self, i: usize) -> Entry {
-        if i >= self.capacity {
-            return Entry::TERMINAL;
-        }
-        let target = self.targets[i].load(Ordering::Acquire);
-        let words = &self.fallbacks[i * MASK_WORDS..(i + 1) * MASK_WORDS];
-        let fallback =
-            NodeMask::from_words(std::array::from_fn(|w| words[w].load(Ordering::Acquire)));
-        let target = usize::try_from(target).ok().and_then(NodeId::new);
-        Entry { target, fallback }
-    }
-
-    fn read_entries(&self) -> PathGraph {
-        let mut graph = PathGraph::default();
-        for i in 0..self.capacity {
-            graph.set(NodeId::new(i).expect("capacity <= MAX_NUMNODES"), self.read_entry(i));
-        }
-        graph
-    }
-
-    /// Writes entries inside a sequence-counter write section. The caller holds the lock.
-    fn write_entries(&self, changes: &[(NodeId, Entry)]) {
-        if changes.is_empty() {
-            return;
-        }
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s + 1, Ordering::Release);
-        for (node, entry) in changes {
-            let i = node.index();
-            let words = &self.fallbacks[i * MASK_WORDS..(i + 1) * MASK_WORDS];
-            let fallback = if entry.target.is_some() { entry.fallback } else { NodeMask::EMPTY };
-            for (slot, word) in words.iter().zip(fallback.words()) {
-                slot.store(*word, Ordering::Release);
+    /// The sequence value at the start of a read section: waits out a writer (spinning a
+    /// little, then yielding the CPU so that a preempted writer can finish).
+    fn seq_begin(&self) -> u64 {
+        let mut spins = 0u32;
+        loop {
+            let s = self.seq.load(Ordering::Acquire);
+            if s.is_multiple_of(2) {
+                return s;
             }
-            self.targets[i].store(entry.target.map_or(TERMINAL, NodeId::as_i32), Ordering::Release);
+            spins += 1;
+            #[cfg(loom)]
+            loom::thread::yield_now();
+            #[cfg(not(loom))]
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
-        self.seq.store(s + 2, Ordering::Release);
+    }
+
+    fn read_fallback(&self, i: usize) -> NodeMask {
+        let slot = &self.fallbacks[i * self.words..(i + 1) * self.words];
+        let mut words = [0u64; MASK_WORDS];
+        for (w, a) in words.iter_mut().zip(slot) {
+            *w = a.load(Ordering::Acquire);
+        }
+        NodeMask::from_words(words)
+    }
+
+    /// Publishes `new` as the table, inside a sequence-counter write section, storing only
+    /// what changed. The caller holds the lock (`w`).
+    fn publish(&self, w: &mut Writer, new: PathGraph) {
+        let changed: Vec<(NodeId, Entry, Entry)> = (0..self.capacity)
+            .filter_map(|i| {
+                let n = NodeId::new(i).expect("capacity <= MAX_NUMNODES");
+                let (old, new) = (w.graph.entry(n), new.entry(n));
+                (old != new).then_some((n, old, new))
+            })
+            .collect();
+        if !changed.is_empty() {
+            self.seq.store(w.seq + 1, Ordering::Release);
+            for (n, old, new) in &changed {
+                let i = n.index();
+                let slot = &self.fallbacks[i * self.words..(i + 1) * self.words];
+                let (old_words, new_words) = (old.fallback.words(), new.fallback.words());
+                for (k, a) in slot.iter().enumerate() {
+                    if old_words[k] != new_words[k] {
+                        a.store(new_words[k], Ordering::Release);
+                    }
+                }
+                if old.target != new.target {
+                    let raw = new.target.map_or(TERMINAL, NodeId::as_i32);
+                    self.targets[i].store(raw, Ordering::Release);
+                }
+            }
+            w.seq += 2;
+            self.seq.store(w.seq, Ordering::Release);
+        }
+        w.graph = new;
     }
 }
 
@@ -466,6 +555,29 @@ mod tests {
     enum Op {
         Store(usize, i64),
         Online(Vec<bool>),
+        Apply(PathGraph),
+    }
+
+    fn mask_of(bits: &[bool]) -> NodeMask {
+        bits.iter().enumerate().filter(|&(_, &o)| o).map(|(i, _)| id(i)).collect()
+    }
+
+    /// A random graph over `n` nodes with random fallbacks: valid or not.
+    fn any_graph(n: usize) -> impl Strategy<Value = PathGraph> {
+        proptest::collection::vec(
+            (
+                proptest::option::of(0..n),
+                proptest::collection::vec(proptest::bool::weighted(0.2), n),
+            ),
+            n,
+        )
+        .prop_map(|entries| {
+            let mut g = PathGraph::default();
+            for (i, (target, fb)) in entries.into_iter().enumerate() {
+                g.set(id(i), Entry { target: target.map(id), fallback: mask_of(&fb) });
+            }
+            g
+        })
     }
 
     fn op(nodes: usize) -> impl Strategy<Value = Op> {
@@ -473,15 +585,17 @@ mod tests {
         prop_oneof![
             8 => (0..n, -2i64..=i64::try_from(n).unwrap()).prop_map(|(a, b)| Op::Store(a, b)),
             1 => proptest::collection::vec(proptest::bool::weighted(0.8), n).prop_map(Op::Online),
+            2 => any_graph(n).prop_map(Op::Apply),
         ]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
-        /// After any sequence of stores and online changes, from every node, following the
-        /// stored targets ends at a terminal node in fewer than MAX_NUMNODES steps, no cycle
-        /// exists through targets or fallbacks, and a rejected store changed nothing.
+        /// After any sequence of stores, whole-graph applies (with fallbacks) and online
+        /// changes, from every node, following the stored targets ends at a terminal node in
+        /// fewer than MAX_NUMNODES steps, no cycle exists through targets or fallbacks, and a
+        /// rejected change changed nothing.
         #[test]
         fn no_store_sequence_forms_a_cycle(
             (nodes, ops, online) in (1usize..9).prop_flat_map(|n| (
@@ -490,9 +604,7 @@ mod tests {
                 proptest::collection::vec(proptest::bool::weighted(0.8), n),
             ))
         ) {
-            let online: NodeMask =
-                online.iter().enumerate().filter(|&(_, &o)| o).map(|(i, _)| id(i)).collect();
-            let t = PathTable::with_capacity(nodes, online);
+            let t = PathTable::with_capacity(nodes, mask_of(&online));
             for op in ops {
                 let before = t.snapshot();
                 match op {
@@ -511,10 +623,16 @@ mod tests {
                         }
                     }
                     Op::Online(bits) => {
-                        let m = bits.iter().enumerate().filter(|&(_, &o)| o).map(|(i, _)| id(i)).collect();
-                        t.set_online(m);
+                        t.set_online(mask_of(&bits));
                         prop_assert_eq!(&t.snapshot(), &before);
                     }
+                    Op::Apply(g) => match t.apply(&g) {
+                        Ok(()) => prop_assert_eq!(t.snapshot(), g),
+                        Err(errs) => {
+                            prop_assert!(!errs.is_empty());
+                            prop_assert_eq!(&t.snapshot(), &before, "rejected apply changed the table");
+                        }
+                    },
                 }
                 let g = t.snapshot();
                 prop_assert_eq!(find_cycle(&g, nodes), None);
@@ -522,26 +640,29 @@ mod tests {
             }
         }
 
-        /// Graph-level apply never commits a cycle and commits exactly the graph it accepts.
+        /// Graph-level apply never commits a cycle or an offline node, commits exactly the
+        /// graph it accepts, and accepts every graph that has neither.
         #[test]
         fn apply_is_all_or_nothing(
-            (nodes, targets) in (1usize..7).prop_flat_map(|n| (
+            (nodes, g, online) in (1usize..7).prop_flat_map(|n| (
                 Just(n),
-                proptest::collection::vec(proptest::option::of(0..n), n),
+                any_graph(n),
+                proptest::collection::vec(proptest::bool::weighted(0.8), n),
             ))
         ) {
-            let t = PathTable::with_capacity(nodes, NodeMask::first(nodes));
-            let mut g = PathGraph::default();
-            for (i, tgt) in targets.iter().enumerate() {
-                g.set(id(i), Entry { target: tgt.map(id), fallback: NodeMask::EMPTY });
-            }
+            let online = mask_of(&online);
+            let t = PathTable::with_capacity(nodes, online);
             let before = t.snapshot();
+            let offline_named = g.iter().any(|(_, e)| e.destinations().any(|d| !online.contains(d)));
             match t.apply(&g) {
-                Ok(()) => prop_assert_eq!(t.snapshot(), g.clone().with_capacity(nodes)),
+                Ok(()) => {
+                    prop_assert_eq!(t.snapshot(), g.clone());
+                    prop_assert!(find_cycle(&g, nodes).is_none() && !offline_named);
+                }
                 Err(errs) => {
                     prop_assert!(!errs.is_empty());
                     prop_assert_eq!(t.snapshot(), before);
-                    prop_assert!(find_cycle(&g, nodes).is_some());
+                    prop_assert!(find_cycle(&g, nodes).is_some() || offline_named);
                 }
             }
         }
@@ -552,37 +673,68 @@ mod tests {
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
 
     fn id(n: usize) -> NodeId {
         NodeId::new(n).unwrap()
     }
 
-    /// A writer turns `0 -> 1 -> 2` into `2 -> 1 -> 0` through single stores and a whole-graph
-    /// apply; a reader takes snapshots and single lookups meanwhile. Every snapshot is
-    /// acyclic, and every single lookup returns a value some state of the table held.
-    #[test]
-    fn readers_never_see_a_cycle_or_a_torn_entry() {
-        loom::model(|| {
+    fn graph(text: &str) -> PathGraph {
+        PathGraph::from_toml(text).unwrap()
+    }
+
+    fn old() -> PathGraph {
+        graph("[node.0]\ntarget = 1\nfallback = \"2\"\n[node.1]\ntarget = 2\n")
+    }
+
+    fn new() -> PathGraph {
+        graph("[node.2]\ntarget = 1\nfallback = \"0\"\n[node.1]\ntarget = 0\n")
+    }
+
+    /// A writer turns `0 -> 1 (fallback 2) -> 2` into `2 -> 1 (fallback 0) -> 0` with one
+    /// whole-graph apply while a reader reads. Runs `read` in every interleaving loom finds
+    /// and returns how many there were.
+    fn model(read: fn(&PathTable) -> PathGraph) -> usize {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+        loom::model(move || {
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let t = Arc::new(PathTable::with_capacity(3, NodeMask::first(3)));
-            t.store(id(0), b"1").unwrap();
-            t.store(id(1), b"2").unwrap();
+            t.apply(&old()).unwrap();
             let w = Arc::clone(&t);
-            let writer = loom::thread::spawn(move || {
-                let mut g = PathGraph::default();
-                g.set(id(2), Entry { target: Some(id(1)), fallback: NodeMask::EMPTY });
-                g.set(id(1), Entry { target: Some(id(0)), fallback: NodeMask::EMPTY });
-                w.apply(&g).unwrap();
-            });
-            for _ in 0..2 {
-                let g = t.snapshot();
-                for n in 0..3 {
-                    assert!(g.cycle_through(id(n)).is_none(), "reader saw a cycle: {g:?}");
-                }
-                let v = t.show(id(1)).unwrap();
-                assert!(v == 2 || v == 0, "torn or invented entry {v}");
+            let writer = loom::thread::spawn(move || w.apply(&new()).unwrap());
+            let seen = read(&t);
+            assert!(seen == old() || seen == new(), "reader saw a mix: {seen:?}");
+            for n in 0..3 {
+                assert!(seen.cycle_through(id(n)).is_none(), "reader saw a cycle: {seen:?}");
             }
+            let v = t.show(id(1)).unwrap();
+            assert!(v == 2 || v == 0, "invented entry {v}");
             writer.join().unwrap();
-            assert_eq!(t.next_migration_node(id(2)), Some(id(1)));
+            assert_eq!(t.snapshot(), new());
+        });
+        RUNS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn snapshots_are_the_old_table_or_the_new_one() {
+        let runs = model(PathTable::snapshot);
+        assert!(runs > 10, "loom explored only {runs} interleavings: the model is degenerate");
+    }
+
+    /// The negative control: without the sequence check, some interleaving shows a mix of
+    /// the two tables. If this stops failing, the model above proves nothing.
+    #[test]
+    #[should_panic(expected = "reader saw a")]
+    fn without_the_sequence_check_a_reader_sees_a_mix() {
+        model(|t| {
+            let mut g = PathGraph::default();
+            for i in 0..3 {
+                let target = usize::try_from(t.targets[i].load(Ordering::Acquire)).ok();
+                let target = target.and_then(NodeId::new);
+                g.set(id(i), Entry { target, fallback: t.read_fallback(i) });
+            }
+            g
         });
     }
 }

@@ -25,6 +25,7 @@ pub mod root;
 pub mod scope;
 pub mod sys;
 pub mod topology;
+pub mod tracker;
 pub mod vmstat;
 
 pub use error::Error;

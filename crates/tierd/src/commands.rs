@@ -50,30 +50,40 @@ impl Env {
     }
 }
 
-/// How a command reaches the table: directly (this process holds the lock) or through the
-/// long-running owner's control socket.
+/// How a command reaches the table: directly (this process holds the lock, or only reads)
+/// or through the long-running owner's control socket.
 enum Access {
     Direct(Box<Paths>, #[allow(dead_code)] Option<OwnerLock>),
     Remote(PathBuf),
 }
 
+/// How long a change waits for another short CLI call to release the state.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 fn access(env: &Env, topology: &Topology, for_change: bool) -> Result<Access> {
     let state = env.state_file();
-    match state.try_lock(None) {
-        Ok(Some(lock)) => Ok(Access::Direct(Box::new(Paths::open(topology, state)?), Some(lock))),
-        Ok(None) => match state.owner_socket(Duration::from_secs(2)) {
-            Some(socket) => Ok(Access::Remote(socket)),
-            None => bail!(
-                "{} is owned by another tierd that serves no control socket; stop it or wait",
-                env.state.display()
-            ),
-        },
-        // Reading needs no lock: the file is replaced atomically, so it is always whole.
-        Err(_) if !for_change => Ok(Access::Direct(Box::new(Paths::open(topology, state)?), None)),
-        Err(e) => {
-            Err(anyhow!(e)
-                .context("cannot take ownership of the state to change it (are you root?)"))
-        }
+    if !for_change {
+        // Reads never lock. A long-running owner is asked (it may know a fresher online
+        // set); otherwise the file is read: it is replaced atomically, so it is always whole.
+        return Ok(match state.owner_socket(Duration::ZERO) {
+            Some(socket) => Access::Remote(socket),
+            None => Access::Direct(Box::new(Paths::open(topology, state)?), None),
+        });
+    }
+    let lock = state
+        .lock_within(LOCK_WAIT)
+        .context("cannot take ownership of the state to change it (are you root?)")?;
+    if let Some(lock) = lock {
+        return Ok(Access::Direct(Box::new(Paths::open(topology, state)?), Some(lock)));
+    }
+    match state.owner_socket(Duration::from_millis(500)) {
+        Some(socket) => Ok(Access::Remote(socket)),
+        None => bail!(
+            "{} is locked by {} and no control socket answers for it; wait for it to finish \
+             or stop it",
+            env.state.display(),
+            state.owner_pid().map_or("another process".to_string(), |p| format!("pid {p}"))
+        ),
     }
 }
 
@@ -81,6 +91,19 @@ fn remote(socket: &Path, req: &Request) -> Result<(usize, PathsView)> {
     match control::call(socket, req)? {
         Response::Ok { count, view } => Ok((count, view)),
         Response::Error { message, .. } => Err(anyhow!(message)),
+    }
+}
+
+/// The table for reading: from the owner when one answers, else from the state file (a
+/// non-root user can't reach the root-only socket, and an owner may have died).
+fn read_view(env: &Env, topology: &Topology) -> Result<PathsView> {
+    match access(env, topology, false)? {
+        Access::Direct(paths, _) => Ok(paths.view()),
+        Access::Remote(socket) => match control::call(&socket, &Request::Show) {
+            Ok(Response::Ok { view, .. }) => Ok(view),
+            Ok(Response::Error { message, .. }) => Err(anyhow!(message)),
+            Err(_) => Ok(Paths::open(topology, env.state_file())?.view()),
+        },
     }
 }
 
@@ -94,10 +117,7 @@ pub fn topology(env: &Env, json: bool) -> Result<String> {
 /// `tierd path show [NODE]`.
 pub fn path_show(env: &Env, node: Option<NodeId>, json: bool) -> Result<String> {
     let topo = env.topology()?;
-    let view = match access(env, &topo, false)? {
-        Access::Direct(paths, _) => paths.view(),
-        Access::Remote(socket) => remote(&socket, &Request::Show)?.1,
-    };
+    let view = read_view(env, &topo)?;
     let state_exists = env.state.exists();
     match node {
         Some(n) => {
@@ -178,7 +198,7 @@ pub fn path_apply(env: &Env, file: &Path, dry_run: bool) -> Result<String> {
 pub fn path_check(env: &Env, file: &Path, json: bool) -> Result<(String, bool)> {
     let topo = env.topology()?;
     let (ok, errors, parse_error) = match read_graph(file) {
-        Ok((_, graph)) => match graph.validate(topo.online, tierd_core::MAX_NUMNODES) {
+        Ok((_, graph)) => match graph.validate(topo.online, crate::paths::capacity_of(&topo)) {
             Ok(()) => (true, Vec::new(), None),
             Err(errs) => (false, errs.iter().map(ToString::to_string).collect::<Vec<_>>(), None),
         },
@@ -236,15 +256,20 @@ pub fn mount(env: &Env, mountpoint: &Path) -> Result<()> {
     let topo = env.topology()?;
     let state = env.state_file();
     let socket = env.socket_path();
-    let lock = state.try_lock(Some(&socket))?.ok_or_else(|| {
+    let mut lock = state.lock_within(LOCK_WAIT)?.ok_or_else(|| {
         anyhow!(
-            "{} is owned by another tierd; stop it first (one owner per state file)",
-            env.state.display()
+            "{} is owned by another tierd ({}); stop it first (one owner per state file)",
+            env.state.display(),
+            state.owner_pid().map_or("pid unknown".to_string(), |p| format!("pid {p}"))
         )
     })?;
-    let paths = Arc::new(Paths::open(&topo, state)?);
+    let online_root = env.root.clone();
+    let paths = Arc::new(Paths::open(&topo, state)?.with_online_source(Box::new(move || {
+        tierd_linux::topology::read_online(&online_root).ok()
+    })));
     let server = control::Server::start(&socket, Arc::clone(&paths))
         .with_context(|| format!("cannot serve the control socket {}", socket.display()))?;
+    lock.publish_socket(&socket)?;
     let root = nix::unistd::geteuid().is_root();
     let mut config = fuser::Config::default();
     config.mount_options = vec![

@@ -156,7 +156,9 @@ pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
         Request::Show => Ok(0),
         Request::Store { node, value } => match usize::try_from(*node).ok().and_then(NodeId::new) {
             Some(n) => paths.store(n, value),
-            None => Err(ChangeError::Store(tierd_core::StoreError::NoSuchNode(*node as usize))),
+            None => Err(ChangeError::Store(tierd_core::StoreError::NoSuchNode(
+                usize::try_from(*node).unwrap_or(usize::MAX),
+            ))),
         },
         Request::Apply { graph, dry_run } => match PathGraph::from_toml(graph) {
             Ok(g) => paths.apply(&g, *dry_run).map(|()| 0),

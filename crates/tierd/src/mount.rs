@@ -105,7 +105,10 @@ impl PathFs {
 
     fn content(&self, inode: Inode) -> Option<String> {
         match inode {
-            Inode::Online => Some(format!("{}\n", self.paths.table().online())),
+            Inode::Online => {
+                self.paths.refresh_online();
+                Some(format!("{}\n", self.paths.table().online()))
+            }
             Inode::Possible => Some(format!("{}\n", self.paths.possible())),
             Inode::MigrationPath(n) => self.paths.table().show_text(n),
             Inode::Distance(n) => self.topology.node(n).map(|i| {
@@ -117,8 +120,10 @@ impl PathFs {
     }
 
     fn attr(&self, inode: Inode) -> FileAttr {
+        let subdirs = u32::try_from(self.paths.possible().len()).unwrap_or(u32::MAX);
         let (kind, perm, nlink) = match inode {
-            Inode::Root | Inode::NodeDir(_) => (FileType::Directory, 0o755, 2),
+            Inode::Root => (FileType::Directory, 0o755, 2 + subdirs),
+            Inode::NodeDir(_) => (FileType::Directory, 0o755, 2),
             Inode::MigrationPath(_) => (FileType::RegularFile, 0o644, 1),
             _ => (FileType::RegularFile, 0o444, 1),
         };
@@ -188,9 +193,9 @@ impl Filesystem for PathFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         _size: Option<u64>,
         _atime: Option<fuser::TimeOrNow>,
         _mtime: Option<fuser::TimeOrNow>,
@@ -202,12 +207,15 @@ impl Filesystem for PathFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // `echo 2 > file` opens with O_TRUNC, which arrives as a truncate; sysfs ignores
-        // it too. Nothing else about these files can be changed.
-        match Inode::from_ino(ino.into()).filter(|i| self.exists(*i)) {
-            Some(inode) => reply.attr(&TTL, &self.attr(inode)),
-            None => reply.error(Errno::ENOENT),
+        let Some(inode) = Inode::from_ino(ino.into()).filter(|i| self.exists(*i)) else {
+            return reply.error(Errno::ENOENT);
+        };
+        // `echo 2 > file` opens with O_TRUNC, which arrives as a truncate: sysfs ignores it,
+        // and so do we. Modes and owners are fixed, as in sysfs.
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(Errno::EPERM);
         }
+        reply.attr(&TTL, &self.attr(inode));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -269,7 +277,7 @@ impl Filesystem for PathFs {
         }
         match self.paths.store(node, data) {
             Ok(n) => {
-                tracing::info!(node = %node, value = %String::from_utf8_lossy(data).trim_end(), "migration_path stored");
+                tracing::info!(node = %node, value = ?String::from_utf8_lossy(data), "migration_path stored");
                 reply.written(u32::try_from(n).unwrap_or(u32::MAX));
             }
             Err(e) => {
@@ -322,7 +330,8 @@ impl Filesystem for PathFs {
         }
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (inode, kind, name)) in entries.into_iter().enumerate().skip(skip) {
-            if reply.add(INodeNo(inode.ino()), (i + 1) as u64, kind, name) {
+            let next = u64::try_from(i + 1).unwrap_or(u64::MAX);
+            if reply.add(INodeNo(inode.ino()), next, kind, name) {
                 break;
             }
         }

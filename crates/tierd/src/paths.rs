@@ -2,13 +2,14 @@
 //!
 //! [`Paths`] is what the FUSE tree, the control socket and the CLI's direct mode share: the
 //! lock-free [`PathTable`] plus the state file it persists to. Every change is validated by
-//! the table, then saved; if the save fails the change is rolled back and reported, so the
-//! file and the memory never disagree and nothing a user wrote is silently lost.
-
-use std::sync::Mutex;
+//! the table, then saved, and only then published to readers: a change whose save fails is
+//! never seen by anyone, so the file and the memory never disagree and nothing a user wrote
+//! is silently lost. The table is sized to the machine's possible nodes, so a node that
+//! can't exist can't be written.
 
 use serde::{Deserialize, Serialize};
 use tierd_core::graph::GraphError;
+use tierd_core::path::Rejected;
 use tierd_core::{NodeId, NodeMask, PathGraph, PathTable, StoreError, Topology};
 
 use crate::state::{StateError, StateFile};
@@ -22,8 +23,8 @@ pub enum ChangeError {
     /// The table rejected a graph; every problem is listed.
     #[error("Invalid argument: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Graph(Vec<GraphError>),
-    /// The change was valid but could not be saved, and was rolled back.
-    #[error("{0} (the change was rolled back)")]
+    /// The change was valid but could not be saved, so it was not made.
+    #[error("{0} (nothing was changed)")]
     State(#[from] StateError),
 }
 
@@ -64,14 +65,31 @@ pub struct PathsView {
     pub nodes: Vec<NodeRow>,
 }
 
+/// The path table's size for a machine: one slot per node id up to the highest possible
+/// node, so that nodes that can't exist can't be written.
+pub fn capacity_of(topology: &Topology) -> usize {
+    topology.possible.or(&topology.online).iter().last().map_or(1, |n| n.index() + 1)
+}
+
+/// Reads the machine's online nodes now; `None` when that fails (the last set is kept).
+pub type OnlineSource = Box<dyn Fn() -> Option<NodeMask> + Send + Sync>;
+
 /// The live table and its state file.
-#[derive(Debug)]
 pub struct Paths {
     table: PathTable,
     state: StateFile,
     possible: NodeMask,
-    /// Serialises change-then-save so that saves land in the order of the changes.
-    changes: Mutex<()>,
+    online_source: Option<OnlineSource>,
+}
+
+impl std::fmt::Debug for Paths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paths")
+            .field("table", &self.table)
+            .field("state", &self.state)
+            .field("possible", &self.possible)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Paths {
@@ -79,19 +97,15 @@ impl Paths {
     /// machine's online nodes. A saved target that is no longer online is kept, shown, and
     /// treated as terminal, as the RFC does.
     pub fn open(topology: &Topology, state: StateFile) -> Result<Paths, StateError> {
-        let table = PathTable::new(topology.online);
+        let possible = topology.possible.or(&topology.online);
+        let table = PathTable::with_capacity(capacity_of(topology), topology.online);
         if let Some(graph) = state.load()? {
             table.restore(&graph).map_err(|errs| StateError::Corrupt {
                 path: state.path().to_path_buf(),
                 reason: errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
             })?;
         }
-        Ok(Paths {
-            table,
-            state,
-            possible: topology.possible.or(&topology.online),
-            changes: Mutex::new(()),
-        })
+        Ok(Paths { table, state, possible, online_source: None })
     }
 
     /// The table.
@@ -109,40 +123,53 @@ impl Paths {
         self.possible
     }
 
-    /// A sysfs store to `node`'s `migration_path`, then a save.
-    pub fn store(&self, node: NodeId, buf: &[u8]) -> Result<usize, ChangeError> {
-        let _guard = self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = self.table.snapshot();
-        let n = self.table.store(node, buf)?;
-        self.save_or_roll_back(&before)?;
-        Ok(n)
+    /// Re-reads the online set from `source` before every change and every view, as the
+    /// kernel checks `node_online()` at every store: for a long-running owner, during which
+    /// nodes may come and go.
+    #[must_use]
+    pub fn with_online_source(mut self, source: OnlineSource) -> Paths {
+        self.online_source = Some(source);
+        self
     }
 
-    /// Validates `graph` as a whole; with `dry_run` false, applies it and saves.
+    /// Brings the online set up to date from the online source, if there is one.
+    pub fn refresh_online(&self) {
+        if let Some(online) = self.online_source.as_ref().and_then(|f| f()) {
+            self.table.set_online(online);
+        }
+    }
+
+    /// A sysfs store to `node`'s `migration_path`: validated, saved, then published.
+    pub fn store(&self, node: NodeId, buf: &[u8]) -> Result<usize, ChangeError> {
+        self.refresh_online();
+        self.table.store_then(node, buf, |g| self.save(g)).map_err(|e| match e {
+            Rejected::Invalid(e) => ChangeError::Store(e),
+            Rejected::Hook(e) => ChangeError::State(e),
+        })
+    }
+
+    /// Validates `graph` as a whole; with `dry_run` false, saves it and applies it.
     pub fn apply(&self, graph: &PathGraph, dry_run: bool) -> Result<(), ChangeError> {
+        self.refresh_online();
         if dry_run {
             return self.table.check(graph).map_err(ChangeError::Graph);
         }
-        let _guard = self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = self.table.snapshot();
-        self.table.apply(graph).map_err(ChangeError::Graph)?;
-        self.save_or_roll_back(&before)
+        self.table.apply_then(graph, |g| self.save(g)).map_err(|e| match e {
+            Rejected::Invalid(e) => ChangeError::Graph(e),
+            Rejected::Hook(e) => ChangeError::State(e),
+        })
     }
 
-    fn save_or_roll_back(&self, before: &PathGraph) -> Result<(), ChangeError> {
-        let after = self.table.snapshot();
-        if &after == before && self.state.path().exists() {
+    fn save(&self, graph: &PathGraph) -> Result<(), StateError> {
+        if self.state.path().exists() && self.table.snapshot() == *graph {
             return Ok(());
         }
-        if let Err(e) = self.state.save(&after) {
-            self.table.restore(before).expect("the previous table was valid");
-            return Err(e.into());
-        }
-        Ok(())
+        self.state.save(graph)
     }
 
     /// The table as rows.
     pub fn view(&self) -> PathsView {
+        self.refresh_online();
         let graph = self.table.snapshot();
         let online = self.table.online();
         let mut nodes: NodeMask = self.possible;
@@ -208,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_save_rolls_the_change_back() {
+    fn failed_save_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("state");
         std::fs::create_dir(&sub).unwrap();

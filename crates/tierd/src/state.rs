@@ -16,6 +16,8 @@
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,12 +30,12 @@ pub const DEFAULT_STATE: &str = "/var/lib/tierd/paths.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file exists but could not be read.
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The file is not a valid path graph.
     #[error(
@@ -46,20 +48,20 @@ pub enum StateError {
         reason: String,
     },
     /// Writing failed; the old file is untouched.
-    #[error("cannot write state file {path}: {source}")]
+    #[error("cannot write state file {path}: {cause}")]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The lock file could not be opened or locked.
-    #[error("cannot lock {path}: {source}")]
+    #[error("cannot lock {path}: {cause}")]
     Lock {
         /// The lock file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -99,7 +101,7 @@ impl StateFile {
                 });
             }
             Err(source) => {
-                return Err(StateError::Read { path: self.path.clone(), source });
+                return Err(StateError::Read { path: self.path.clone(), cause: source });
             }
         };
         PathGraph::from_toml(&text).map(Some).map_err(|e| StateError::Corrupt {
@@ -111,7 +113,7 @@ impl StateFile {
     /// Writes `graph` atomically (temp file, fsync, rename, fsync of the directory),
     /// creating the directory when needed.
     pub fn save(&self, graph: &PathGraph) -> Result<(), StateError> {
-        let err = |source| StateError::Write { path: self.path.clone(), source };
+        let err = |cause| StateError::Write { path: self.path.clone(), cause };
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -127,6 +129,8 @@ impl StateFile {
             graph.to_toml()
         );
         tmp.write_all(text.as_bytes()).map_err(err)?;
+        // Readable by everyone, like the sysfs files it stands for; tempfile creates 0600.
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(&self.path).map_err(|e| err(e.error))?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
@@ -134,13 +138,13 @@ impl StateFile {
     }
 
     /// Tries to become the owner. `Ok(None)` when another process holds the lock.
-    pub fn try_lock(&self, socket: Option<&Path>) -> Result<Option<OwnerLock>, StateError> {
+    pub fn try_lock(&self) -> Result<Option<OwnerLock>, StateError> {
         let path = self.lock_path();
-        let lock_err = |source| StateError::Lock { path: path.clone(), source };
+        let lock_err = |cause| StateError::Lock { path: path.clone(), cause };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(lock_err)?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -152,14 +156,31 @@ impl StateFile {
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
             Err(fs::TryLockError::Error(e)) => return Err(lock_err(e)),
         }
-        let mut info = format!("pid={}\n", std::process::id());
-        if let Some(s) = socket {
-            let _ = writeln!(info, "socket={}", s.display());
+        let mut owner = OwnerLock { file, path: path.clone() };
+        owner.write_record(None).map_err(lock_err)?;
+        Ok(Some(owner))
+    }
+
+    /// Becomes the owner, waiting up to `wait` for a short-lived holder (another CLI call)
+    /// to finish. `Ok(None)` when the lock is still held then, or when its holder is a
+    /// long-running owner that serves a control socket (ask it instead).
+    pub fn lock_within(&self, wait: Duration) -> Result<Option<OwnerLock>, StateError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = self.try_lock()? {
+                return Ok(Some(lock));
+            }
+            if self.owner_socket(Duration::ZERO).is_some() || Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        file.set_len(0).map_err(lock_err)?;
-        file.write_all(info.as_bytes()).map_err(lock_err)?;
-        file.sync_all().map_err(lock_err)?;
-        Ok(Some(OwnerLock { file, path }))
+    }
+
+    /// The owner's pid as its lock file records it.
+    pub fn owner_pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.lock_path()).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("pid=")?.parse().ok())
     }
 
     /// The control socket of the process that owns the state, waiting up to `wait` for a
@@ -194,6 +215,23 @@ impl OwnerLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Tells CLI calls where to reach this owner. Call it once the socket is listening, so
+    /// that nobody connects before it answers.
+    pub fn publish_socket(&mut self, socket: &Path) -> Result<(), StateError> {
+        self.write_record(Some(socket))
+            .map_err(|cause| StateError::Lock { path: self.path.clone(), cause })
+    }
+
+    fn write_record(&mut self, socket: Option<&Path>) -> io::Result<()> {
+        let mut info = format!("pid={}\n", std::process::id());
+        if let Some(s) = socket {
+            let _ = writeln!(info, "socket={}", s.display());
+        }
+        self.file.set_len(0)?;
+        self.file.write_all_at(info.as_bytes(), 0)?;
+        self.file.sync_all()
+    }
 }
 
 impl Drop for OwnerLock {
@@ -217,6 +255,8 @@ mod tests {
                 .unwrap();
         state.save(&g).unwrap();
         assert_eq!(state.load().unwrap(), Some(g));
+        let mode = fs::metadata(state.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by everyone, like the sysfs files");
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -254,11 +294,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateFile::new(dir.path().join("paths.toml"));
         let sock = dir.path().join("ctl.sock");
-        let owner = state.try_lock(Some(&sock)).unwrap().expect("first lock");
-        assert!(state.try_lock(None).unwrap().is_none(), "second owner refused");
+        let mut owner = state.try_lock().unwrap().expect("first lock");
+        assert!(state.try_lock().unwrap().is_none(), "second owner refused");
+        assert_eq!(state.owner_socket(Duration::ZERO), None, "not published before listening");
+        owner.publish_socket(&sock).unwrap();
         assert_eq!(state.owner_socket(Duration::ZERO), Some(sock));
+        assert_eq!(state.owner_pid(), Some(std::process::id()));
+        assert!(
+            state.lock_within(Duration::from_secs(5)).unwrap().is_none(),
+            "no wait for a long-running owner"
+        );
         drop(owner);
         assert_eq!(state.owner_socket(Duration::ZERO), None);
-        assert!(state.try_lock(None).unwrap().is_some(), "lock released on drop");
+        assert!(state.try_lock().unwrap().is_some(), "lock released on drop");
     }
 }

@@ -112,3 +112,50 @@ fn help_explains_the_store_rules() {
     let help = stdout(&o);
     assert!(help.contains("kstrtol") && help.contains("Invalid argument"), "{help}");
 }
+
+#[test]
+fn concurrent_calls_wait_for_each_other_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("paths.toml");
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tierd"))
+            .arg("--sysfs-root")
+            .arg(fixture())
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> =
+        (0..12)
+            .map(|i| {
+                if i % 2 == 0 {
+                    spawn(&["path", "set", "0", "1"])
+                } else {
+                    spawn(&["path", "show"])
+                }
+            })
+            .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(stdout(&tierd(&state, &["path", "show", "0"])), "1\n");
+}
+
+#[test]
+fn nodes_that_do_not_exist_can_not_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("paths.toml");
+    let o = tierd(&state, &["path", "set", "5", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("node 5 does not exist"), "{}", stderr(&o));
+    let file = dir.path().join("g.toml");
+    std::fs::write(&file, "[node.900]\ntarget = 0\n").unwrap();
+    let o = tierd(&state, &["path", "check", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("node 900 does not exist"), "{}", stdout(&o));
+}

@@ -31,8 +31,12 @@ fn fuse_available() -> bool {
 }
 
 fn tierd(state: &Path) -> Command {
+    tierd_on(&fixture(), state)
+}
+
+fn tierd_on(sys: &Path, state: &Path) -> Command {
     let mut c = Command::new(TIERD);
-    c.arg("--sysfs-root").arg(fixture()).arg("--state").arg(state);
+    c.arg("--sysfs-root").arg(sys).arg("--state").arg(state);
     c
 }
 
@@ -60,7 +64,12 @@ impl Drop for Mounted {
 }
 
 fn mount(mnt: &Path, state: &Path) -> Mounted {
-    let child = tierd(state).arg("mount").arg(mnt).stderr(Stdio::inherit()).spawn().unwrap();
+    mount_on(&fixture(), mnt, state)
+}
+
+fn mount_on(sys: &Path, mnt: &Path, state: &Path) -> Mounted {
+    let child =
+        tierd_on(sys, state).arg("mount").arg(mnt).stderr(Stdio::inherit()).spawn().unwrap();
     let mut m = Mounted { child, mnt: mnt.to_path_buf() };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !mnt.join("online").exists() {
@@ -158,6 +167,22 @@ fn fuse_tree_has_the_seed_semantics() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     assert_eq!(fs::read_to_string(&node0).unwrap(), "1\n");
+    // A non-root user can't reach the root-only socket; `path show` reads the state file.
+    let out = as_nobody(&format!(
+        "{TIERD} --sysfs-root {} --state {} path show 0",
+        fixture().display(),
+        state.display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Modes and owners are fixed, as in sysfs.
+    let out = Command::new("chmod").arg("666").arg(&node0).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
 
     // SIGTERM unmounts cleanly and exits 0.
     nix::sys::signal::kill(
@@ -191,4 +216,52 @@ fn mount_refuses_a_non_empty_directory() {
     assert_eq!(fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "mine");
     let e = fs::metadata(dir.path().join("nope")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_node_that_goes_offline_while_mounted_is_no_longer_a_target() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sys = dir.path().join("machine/sys");
+    copy_tree(&fixture(), &sys);
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let state = dir.path().join("paths.toml");
+    let _m = mount_on(&sys, &mnt, &state);
+    let node0 = mnt.join("node0/migration_path");
+    assert_eq!(write_once(&node0, b"2"), Ok(1));
+    // Node 2 goes offline under the running mount: the kernel checks node_online() at
+    // every store, and so does tierd.
+    let nodes = sys.join("devices/system/node");
+    fs::write(nodes.join("online"), "0-1\n").unwrap();
+    fs::write(nodes.join("has_memory"), "0-1\n").unwrap();
+    fs::write(nodes.join("node0/distance"), "10 20\n").unwrap();
+    fs::write(nodes.join("node1/distance"), "20 10\n").unwrap();
+    fs::remove_dir_all(nodes.join("node2")).unwrap();
+    assert_eq!(fs::read_to_string(mnt.join("online")).unwrap(), "0-1\n");
+    assert_eq!(write_once(&mnt.join("node1/migration_path"), b"2"), Err(libc::EINVAL));
+    // The stored target is kept and shown, as in the RFC.
+    assert_eq!(fs::read_to_string(&node0).unwrap(), "2\n");
+    let out = tierd_on(&sys, &state).args(["path", "show", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (view["nodes"][0]["stored"].as_i64(), view["nodes"][0]["next"].as_i64()),
+        (Some(2), Some(-1))
+    );
 }
