@@ -39,5 +39,8 @@ cargo test -j"$jobs" --workspace
 step "loom model of the path table"
 RUSTFLAGS="--cfg loom" cargo test -j"$jobs" -p tierd-core --release --target-dir target/loom --lib loom
 
+step "real-kernel test bed: harness self-test (a failing scenario, a panic, a hang)"
+tests/vm/selftest.sh
+
 step "real-kernel scenarios (QEMU)"
 tests/vm/run.sh
