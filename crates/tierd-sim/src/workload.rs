@@ -1,0 +1,245 @@
+//! Workloads, drawn once into a compact trace (one `u32` page index per access) that every
+//! policy replays: drawing costs as much as simulating, so it is done once per run, and all
+//! policies see exactly the same accesses.
+//!
+//! Processes own consecutive page ranges in the order the scenario lists them. When there are
+//! several, each access picks a process in proportion to its `share`.
+
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rand_xoshiro::rand_core::SeedableRng;
+
+use crate::scenario::{Scenario, WorkloadSpec};
+use crate::zipf::{Uniform, Zipf};
+
+/// A drawn trace.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// One page index per access.
+    pub accesses: Vec<u32>,
+    /// Per process, its page range `first..end`.
+    pub ranges: Vec<(u32, u32)>,
+}
+
+impl Trace {
+    /// Total pages of all processes.
+    pub fn pages(&self) -> u32 {
+        self.ranges.last().map_or(0, |r| r.1)
+    }
+}
+
+fn pages_of(mib: u64, page_size: u64) -> u64 {
+    (mib << 20).div_ceil(page_size).max(1)
+}
+
+/// Pages a workload touches.
+pub fn footprint_pages(w: &WorkloadSpec, page_size: u64) -> u64 {
+    match w {
+        WorkloadSpec::Zipf(z) => pages_of(z.footprint_mib, page_size),
+        WorkloadSpec::HotsetShift(h) => pages_of(h.footprint_mib, page_size),
+        WorkloadSpec::Scan(s) => pages_of(s.footprint_mib, page_size),
+        WorkloadSpec::Gups(g) => pages_of(g.footprint_mib, page_size),
+        WorkloadSpec::Phases(p) => {
+            p.phase.iter().map(|ph| footprint_pages(&ph.workload, page_size)).max().unwrap_or(1)
+        }
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A fixed permutation of `0..n`: `i -> (i * mul + add) mod n`, so that a workload's hot
+/// ranks are scattered over its pages.
+#[derive(Clone, Debug)]
+struct Scatter {
+    n: u64,
+    mul: u64,
+    add: u64,
+}
+
+impl Scatter {
+    fn new(n: u64) -> Scatter {
+        // Near the golden ratio of n, coprime with it.
+        let mut mul = (n * 1_618_034 / 2_618_034).max(1);
+        while gcd(mul, n) != 1 {
+            mul += 1;
+        }
+        Scatter { n, mul, add: n / 3 }
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // the remainder is below n
+    fn map(&self, i: u64) -> u64 {
+        ((u128::from(i) * u128::from(self.mul) + u128::from(self.add)) % u128::from(self.n)) as u64
+    }
+}
+
+/// One workload's generator.
+#[derive(Clone, Debug)]
+enum Gen {
+    Zipf { zipf: Zipf, scatter: Scatter },
+    Hotset { n: u64, hot: u64, frac: f64, every: u64, count: u64, offset: u64 },
+    Scan { n: u64, pos: u64 },
+    Gups { n: u64 },
+    Phases { phases: Vec<(u64, Source)>, interleave: bool, total: u64, cur: usize, left: u64 },
+}
+
+/// A generator with its prefault pass.
+#[derive(Clone, Debug)]
+struct Source {
+    kind: Gen,
+    prefault_left: u64,
+    prefault_pos: u64,
+}
+
+impl Source {
+    fn new(w: &WorkloadSpec, page_size: u64) -> Source {
+        let n = footprint_pages(w, page_size);
+        let (kind, prefault) = match w {
+            WorkloadSpec::Zipf(z) => {
+                (Gen::Zipf { zipf: Zipf::new(n, z.exponent), scatter: Scatter::new(n) }, z.prefault)
+            }
+            WorkloadSpec::HotsetShift(h) => (
+                Gen::Hotset {
+                    n,
+                    hot: pages_of(h.hot_mib, page_size).min(n),
+                    frac: h.hot_fraction.clamp(0.0, 1.0),
+                    every: h.shift_every.max(1),
+                    count: 0,
+                    offset: 0,
+                },
+                h.prefault,
+            ),
+            WorkloadSpec::Scan(_) => (Gen::Scan { n, pos: 0 }, false),
+            WorkloadSpec::Gups(g) => (Gen::Gups { n }, g.prefault),
+            WorkloadSpec::Phases(p) => {
+                let phases: Vec<(u64, Source)> = p
+                    .phase
+                    .iter()
+                    .map(|ph| (ph.accesses.max(1), Source::new(&ph.workload, page_size)))
+                    .collect();
+                let total = phases.iter().map(|p| p.0).sum();
+                let left = phases[0].0;
+                (Gen::Phases { phases, interleave: p.interleave, total, cur: 0, left }, false)
+            }
+        };
+        Source { kind, prefault_left: if prefault { n } else { 0 }, prefault_pos: 0 }
+    }
+
+    #[inline]
+    fn next<R: Uniform>(&mut self, rng: &mut R) -> u64 {
+        if self.prefault_left > 0 {
+            self.prefault_left -= 1;
+            self.prefault_pos += 1;
+            return self.prefault_pos - 1;
+        }
+        match &mut self.kind {
+            Gen::Zipf { zipf, scatter } => scatter.map(zipf.sample(rng) - 1),
+            Gen::Hotset { n, hot, frac, every, count, offset } => {
+                *count += 1;
+                if *count >= *every {
+                    *count = 0;
+                    *offset = (*offset + *hot) % *n;
+                }
+                if rng.next_f64() < *frac {
+                    (*offset + rng.below(*hot)) % *n
+                } else {
+                    rng.below(*n)
+                }
+            }
+            Gen::Scan { n, pos } => {
+                let p = *pos;
+                *pos = (*pos + 1) % *n;
+                p
+            }
+            Gen::Gups { n } => rng.below(*n),
+            Gen::Phases { phases, interleave, total, cur, left } => {
+                if *interleave {
+                    let mut x = rng.below(*total);
+                    let mut i = 0;
+                    while x >= phases[i].0 {
+                        x -= phases[i].0;
+                        i += 1;
+                    }
+                    phases[i].1.next(rng)
+                } else {
+                    if *left == 0 {
+                        *cur = (*cur + 1) % phases.len();
+                        *left = phases[*cur].0;
+                    }
+                    *left -= 1;
+                    phases[*cur].1.next(rng)
+                }
+            }
+        }
+    }
+}
+
+/// Why a trace could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// More pages than a `u32` page index can name.
+    #[error("the processes' footprints add up to {0} pages, more than 2^32 - 1")]
+    TooManyPages(u64),
+}
+
+/// Draws the scenario's trace.
+pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
+    let mut ranges = Vec::new();
+    let mut first = 0u64;
+    for p in &s.process {
+        let n = footprint_pages(&p.workload, s.page_size);
+        let end = first + n;
+        if end >= u64::from(u32::MAX) {
+            return Err(TraceError::TooManyPages(end));
+        }
+        #[allow(clippy::cast_possible_truncation)] // checked above
+        ranges.push((first as u32, end as u32));
+        first = end;
+    }
+    let mut sources: Vec<Source> =
+        s.process.iter().map(|p| Source::new(&p.workload, s.page_size)).collect();
+    let shares: Vec<u64> = s.process.iter().map(|p| u64::from(p.share)).collect();
+    let total_share: u64 = shares.iter().sum();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed);
+    let len = usize::try_from(s.accesses).unwrap_or(usize::MAX);
+    let mut accesses = Vec::with_capacity(len);
+    if sources.len() == 1 {
+        let base = u64::from(ranges[0].0);
+        let src = &mut sources[0];
+        for _ in 0..len {
+            #[allow(clippy::cast_possible_truncation)] // below `end`, checked
+            accesses.push((base + src.next(&mut rng)) as u32);
+        }
+    } else {
+        for _ in 0..len {
+            let mut x = rng.below(total_share);
+            let mut i = 0;
+            while x >= shares[i] {
+                x -= shares[i];
+                i += 1;
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            accesses.push((u64::from(ranges[i].0) + sources[i].next(&mut rng)) as u32);
+        }
+    }
+    Ok(Trace { accesses, ranges })
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, clippy::cast_lossless)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scatter_is_a_permutation() {
+        for n in [1u64, 2, 10, 97, 1000, 4096] {
+            let s = Scatter::new(n);
+            let mut seen = vec![false; n as usize];
+            for i in 0..n {
+                let j = s.map(i) as usize;
+                assert!(!seen[j]);
+                seen[j] = true;
+            }
+        }
+    }
+}
