@@ -6,6 +6,7 @@
 //! under each policy on a fresh [`machine::Machine`], and computes two bounds from the same
 //! trace ([`bounds`]). Nothing here touches the operating system.
 
+pub mod bench;
 pub mod bounds;
 pub mod machine;
 pub mod report;

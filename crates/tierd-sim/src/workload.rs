@@ -60,16 +60,18 @@ struct Scatter {
 impl Scatter {
     fn new(n: u64) -> Scatter {
         // Near the golden ratio of n, coprime with it.
-        let mut mul = (n * 1_618_034 / 2_618_034).max(1);
+        let mut mul = (n / 1_000 * 618 + n % 1_000 * 618 / 1_000).max(1);
         while gcd(mul, n) != 1 {
             mul += 1;
         }
         Scatter { n, mul, add: n / 3 }
     }
 
-    #[allow(clippy::cast_possible_truncation)] // the remainder is below n
+    /// `i < n < 2^32` and `mul, add < n`, so the arithmetic fits in 64 bits (a 128-bit
+    /// remainder would cost as much as the Zipf draw itself).
+    #[inline]
     fn map(&self, i: u64) -> u64 {
-        ((u128::from(i) * u128::from(self.mul) + u128::from(self.add)) % u128::from(self.n)) as u64
+        (i * self.mul + self.add) % self.n
     }
 }
 
@@ -182,8 +184,8 @@ pub enum TraceError {
     TooManyPages(u64),
 }
 
-/// Draws the scenario's trace.
-pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
+/// The page ranges of the scenario's processes, in order.
+pub fn ranges(s: &Scenario) -> Result<Vec<(u32, u32)>, TraceError> {
     let mut ranges = Vec::new();
     let mut first = 0u64;
     for p in &s.process {
@@ -196,22 +198,27 @@ pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
         ranges.push((first as u32, end as u32));
         first = end;
     }
+    Ok(ranges)
+}
+
+/// Generates the scenario's accesses in order, handing each page to `sink`. [`draw`] stores
+/// them; the benchmark's bare loop only touches a page array with them.
+pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32)>, TraceError> {
+    let ranges = ranges(s)?;
     let mut sources: Vec<Source> =
         s.process.iter().map(|p| Source::new(&p.workload, s.page_size)).collect();
     let shares: Vec<u64> = s.process.iter().map(|p| u64::from(p.share)).collect();
     let total_share: u64 = shares.iter().sum();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed);
-    let len = usize::try_from(s.accesses).unwrap_or(usize::MAX);
-    let mut accesses = Vec::with_capacity(len);
     if sources.len() == 1 {
         let base = u64::from(ranges[0].0);
         let src = &mut sources[0];
-        for _ in 0..len {
+        for _ in 0..s.accesses {
             #[allow(clippy::cast_possible_truncation)] // below `end`, checked
-            accesses.push((base + src.next(&mut rng)) as u32);
+            sink((base + src.next(&mut rng)) as u32);
         }
     } else {
-        for _ in 0..len {
+        for _ in 0..s.accesses {
             let mut x = rng.below(total_share);
             let mut i = 0;
             while x >= shares[i] {
@@ -219,9 +226,16 @@ pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
                 i += 1;
             }
             #[allow(clippy::cast_possible_truncation)]
-            accesses.push((u64::from(ranges[i].0) + sources[i].next(&mut rng)) as u32);
+            sink((u64::from(ranges[i].0) + sources[i].next(&mut rng)) as u32);
         }
     }
+    Ok(ranges)
+}
+
+/// Draws the scenario's trace.
+pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
+    let mut accesses = Vec::with_capacity(usize::try_from(s.accesses).unwrap_or(0));
+    let ranges = generate(s, |p| accesses.push(p))?;
     Ok(Trace { accesses, ranges })
 }
 

@@ -8,6 +8,7 @@ use tierd_sim::{RunOptions, Scenario, report, scenario::DEFAULT_SCENARIO};
 /// Compare linux-swap, linux-demote and tierd on a simulated machine (the embedded default
 /// scenario when no file is given).
 #[derive(clap::Args, Debug)]
+#[allow(clippy::struct_excessive_bools)] // command-line flags
 pub struct SimulateArgs {
     /// Scenario file (TOML); see `scenarios/` and `--print-default`.
     pub scenario: Option<PathBuf>,
@@ -26,6 +27,71 @@ pub struct SimulateArgs {
     /// Print the embedded default scenario and exit.
     #[arg(long)]
     pub print_default: bool,
+    /// Measure the simulator: accesses/s per policy next to a bare loop that only draws the
+    /// workload and touches a flat page array, bytes of state per page, and peak memory for
+    /// 16 GiB of simulated 4 KiB pages.
+    #[arg(long)]
+    pub bench: bool,
+}
+
+/// `VmHWM` of this process, bytes (Linux only; `None` elsewhere).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// 16 GiB of 4 KiB pages, every page touched once: the memory target of issue 4.
+const BIG: &str = r#"
+name = "16 GiB of pages"
+accesses = 4194304
+paths = "0"
+policies = ["linux-swap"]
+[[node]]
+id = 0
+capacity_mib = 16384
+cpu = true
+latency_ns = 80
+[[process]]
+[process.workload]
+kind = "gups"
+footprint_mib = 16384
+prefault = true
+"#;
+
+fn bench(scenario: &Scenario) -> anyhow::Result<()> {
+    let before = peak_rss();
+    let big = Scenario::from_toml(BIG)?;
+    let opts = RunOptions { no_bounds: true, ..RunOptions::default() };
+    tierd_sim::simulate(&big, &opts, &mut |_, _| {})?;
+    let after = peak_rss();
+    let b = tierd_sim::bench::bench(scenario)?;
+    let m = |x: f64| x / 1e6;
+    println!("benchmark: {} ({} accesses, {} pages)", scenario.name, b.accesses, b.pages);
+    println!("  bare loop (draw + touch a flat byte array) {:>8.1} M accesses/s", m(b.bare_per_s));
+    println!("  drawing the trace buffer                   {:>8.1} M accesses/s", m(b.draw_per_s));
+    for p in &b.policies {
+        println!(
+            "  {:<13} replay {:>8.1} M/s, draw+replay {:>8.1} M/s ({:.2}x the bare loop's time)",
+            p.policy,
+            m(p.replay_per_s),
+            m(p.draw_and_replay_per_s),
+            b.bare_per_s / p.draw_and_replay_per_s
+        );
+    }
+    println!(
+        "  state: {} bytes per simulated page (+ {} bytes of trace per access)",
+        b.state_bytes_per_page, b.trace_bytes_per_access
+    );
+    if let (Some(a), Some(z)) = (before, after) {
+        println!(
+            "  16 GiB of 4 KiB pages (4194304 pages, all touched): peak RSS {} MiB (before: {} MiB)",
+            z >> 20,
+            a >> 20
+        );
+    }
+    Ok(())
 }
 
 /// Runs `tierd simulate`.
@@ -45,6 +111,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     if let Some(seed) = args.seed {
         scenario.seed = seed;
+    }
+    if args.bench {
+        if let Some(a) = args.accesses {
+            scenario.accesses = a;
+        }
+        return bench(&scenario);
     }
     let opts =
         RunOptions { no_bounds: args.no_bounds, accesses: args.accesses, ..RunOptions::default() };
