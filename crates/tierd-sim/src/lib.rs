@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bounds;
 pub mod machine;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;

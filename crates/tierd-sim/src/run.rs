@@ -302,6 +302,8 @@ pub struct Report {
     pub page_size: u64,
     /// The migration paths used, `node -> target` (fallbacks in brackets).
     pub paths: String,
+    /// Size of each node, pages, by node id.
+    pub node_pages: Vec<u64>,
     /// `[min, low, high]` watermarks per node, pages.
     pub watermarks: Vec<[u64; 3]>,
     /// One entry per policy, in scenario order.
@@ -511,6 +513,7 @@ pub fn simulate(
         pages: u64::from(trace.pages()),
         page_size: s.page_size,
         paths: describe(&setup.graph),
+        node_pages: setup.machine.nodes.iter().map(|n| n.total).collect(),
         watermarks: setup.machine.nodes.iter().map(|n| n.wmarks).collect(),
         policies,
         bounds,

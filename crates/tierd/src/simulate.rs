@@ -1,5 +1,7 @@
 //! `tierd simulate`: compare policies on a simulated tiered-memory machine.
 
+use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -32,6 +34,19 @@ pub struct SimulateArgs {
     /// 16 GiB of simulated 4 KiB pages.
     #[arg(long)]
     pub bench: bool,
+    /// Write an SVG of per-node occupancy and fast-tier hit ratio over time, one line per
+    /// policy.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `VmHWM` of this process, bytes (Linux only; `None` elsewhere).
@@ -98,8 +113,7 @@ fn bench(scenario: &Scenario) -> anyhow::Result<()> {
 #[allow(clippy::needless_pass_by_value)] // the CLI hands its parsed arguments over
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.print_default {
-        print!("{DEFAULT_SCENARIO}");
-        return Ok(());
+        return emit(DEFAULT_SCENARIO);
     }
     let mut scenario = match &args.scenario {
         Some(path) => {
@@ -118,20 +132,47 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         return bench(&scenario);
     }
-    let opts =
-        RunOptions { no_bounds: args.no_bounds, accesses: args.accesses, ..RunOptions::default() };
-    let report = tierd_sim::simulate(&scenario, &opts, &mut |_, _| {})?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+    let accesses = args.accesses.unwrap_or(scenario.accesses);
+    let opts = RunOptions {
+        no_bounds: args.no_bounds,
+        accesses: args.accesses,
+        sample_every: if args.plot.is_some() { (accesses / 400).max(1) } else { 0 },
+        ..RunOptions::default()
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let mut progress = |policy: tierd_sim::PolicyName, done: u64| {
+        if show_progress {
+            #[allow(clippy::cast_precision_loss)]
+            let pct = 100.0 * done as f64 / accesses.max(1) as f64;
+            eprint!("\r{:<13} {pct:>5.1}% of {accesses} accesses", policy.as_str());
+        }
+    };
+    let report = tierd_sim::simulate(&scenario, &opts, &mut progress)?;
+    if show_progress {
+        eprint!("\r{:<60}\r", "");
     }
-    print!("{}", report::table(&report));
-    println!();
+    if let Some(path) = &args.plot {
+        std::fs::write(path, tierd_sim::plot::svg(&report, &report.node_pages))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        return emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    }
+    let mut out = report::table(&report);
+    out.push('\n');
     for p in &report.policies {
         #[allow(clippy::cast_precision_loss)]
         let rate = report.accesses as f64 / p.wall_s.max(1e-9) / 1e6;
-        println!("simulator speed, {:<13} {rate:>7.1} M accesses/s ({:.2} s)", p.policy, p.wall_s);
+        let _ = writeln!(
+            out,
+            "simulator speed, {:<13} {rate:>7.1} M accesses/s ({:.2} s)",
+            p.policy, p.wall_s
+        );
     }
-    println!("trace drawn in {:.2} s, bounds in {:.2} s", report.draw_wall_s, report.bounds_wall_s);
-    Ok(())
+    let _ = writeln!(
+        out,
+        "trace drawn in {:.2} s, bounds in {:.2} s",
+        report.draw_wall_s, report.bounds_wall_s
+    );
+    emit(&out)
 }
