@@ -139,6 +139,70 @@ pub trait Backend {
     fn move_pages(&mut self, pages: &[Self::Page], to: NodeId, status: &mut Vec<MoveStatus>);
 }
 
+/// The contract every [`Backend`] keeps, as a test helper each backend's tests call (the
+/// simulator on a small machine, the Linux backend on a fake sysfs tree), so that the two
+/// cannot drift apart. Panics with a message naming the broken rule.
+///
+/// `b` must have at least two memory nodes, some idle pages on the first of them and room on
+/// the second, and be quiet (nothing else allocating) while the contract runs.
+pub fn backend_contract<B: Backend>(b: &mut B) {
+    let nodes = b.memory_nodes();
+    assert!(nodes.len() >= 2, "the contract needs two memory nodes, got {nodes}");
+    assert!(b.page_size().is_power_of_two(), "page size {} is not a power of two", b.page_size());
+    for n in nodes.iter() {
+        let m = b.node_memory(n).unwrap_or_else(|| panic!("node {n} is listed but has no memory"));
+        assert!(m.free <= m.total, "node {n}: free {} > total {}", m.free, m.total);
+        assert!(
+            m.wmark_min <= m.wmark_low && m.wmark_low <= m.wmark_high,
+            "node {n}: watermarks out of order {m:?}"
+        );
+    }
+    let absent = (0..crate::MAX_NUMNODES)
+        .filter_map(NodeId::new)
+        .find(|n| !nodes.contains(*n))
+        .expect("some node id is unused");
+    assert_eq!(b.node_memory(absent), None, "node {absent} is not a memory node: absent, not zero");
+
+    let mut nodes_iter = nodes.iter();
+    let from = nodes_iter.next().expect("two nodes");
+    let to = nodes_iter.next().expect("two nodes");
+    let mut cold = Vec::new();
+    b.coldest(from, 4, &mut cold);
+    assert!(cold.len() <= 4, "coldest returned {} pages for max 4", cold.len());
+    let mut hot = Vec::new();
+    b.hottest(from, 4, &mut hot);
+    assert!(hot.len() <= 4, "hottest returned {} pages for max 4", hot.len());
+
+    // Moving to the node a page is on is a no-op that succeeds.
+    let pages: Vec<B::Page> = cold.iter().map(|h| h.page).collect();
+    let mut status = vec![Err(MoveError::Busy); 1];
+    if !pages.is_empty() {
+        b.move_pages(&pages[..1], from, &mut status);
+        assert_eq!(status, [Ok(from)], "a page already on its node");
+    }
+
+    // One status per page, in order; a moved page leaves `from` for `to`.
+    let before_from = b.node_memory(from).expect("listed").free;
+    let before_to = b.node_memory(to).expect("listed").free;
+    b.move_pages(&pages, to, &mut status);
+    assert_eq!(status.len(), pages.len(), "one status per page");
+    let moved = status.iter().filter(|s| s.is_ok()).count() as u64;
+    for s in &status {
+        assert!(matches!(s, Ok(n) if *n == to) || s.is_err(), "moved somewhere else: {s:?}");
+    }
+    let after_from = b.node_memory(from).expect("listed").free;
+    let after_to = b.node_memory(to).expect("listed").free;
+    if moved > 0 {
+        // On a quiet machine: others may allocate meanwhile on a real one.
+        assert!(after_from > before_from, "node {from} did not free the {moved} moved pages");
+        assert!(after_to < before_to, "node {to} took {moved} pages without losing free pages");
+    }
+
+    // An empty request is answered with an empty status list.
+    b.move_pages(&[], to, &mut status);
+    assert!(status.is_empty(), "status not replaced for an empty request");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -380,6 +380,9 @@ mod tests {
             NodeMask::first(3)
         }
         fn node_memory(&self, node: NodeId) -> Option<NodeMemory> {
+            if node.index() >= 3 {
+                return None;
+            }
             let used = self.on.iter().filter(|n| **n == node).count() as u64;
             Some(NodeMemory {
                 total: self.total,
@@ -416,6 +419,13 @@ mod tests {
         );
         let graph = PathGraph::from_toml("[node.0]\ntarget = 1\n[node.1]\ntarget = 2\n").unwrap();
         (topo, graph)
+    }
+
+    #[test]
+    fn the_fake_keeps_the_backend_contract() {
+        let mut b =
+            Fake { on: vec![id(0); 10], hot: vec![false; 10], total: 100, moves: Vec::new() };
+        crate::backend::backend_contract(&mut b);
     }
 
     #[test]

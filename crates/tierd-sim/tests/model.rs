@@ -232,3 +232,23 @@ proptest! {
         }
     }
 }
+
+/// The simulator keeps the contract every backend keeps.
+#[test]
+fn the_machine_keeps_the_backend_contract() {
+    let s = scenario([4, 4, 8], "0 -> 1 -> 2", 50_000, &zipf(3, Some("0"), true));
+    let setup = Setup::new(&s).unwrap();
+    let trace = workload::draw(&s).unwrap();
+    let (_, mut m) =
+        replay(&s, &setup, &trace, PolicyName::LinuxSwap, &checked(), &mut |_, _| {}).unwrap();
+    // Age the pages once so that some are idle.
+    let mut cold = Vec::new();
+    tierd_core::backend::Backend::coldest(
+        &mut m,
+        tierd_core::NodeId::new(0).unwrap(),
+        64,
+        &mut cold,
+    );
+    tierd_core::backend::backend_contract(&mut m);
+    m.check().unwrap();
+}
