@@ -23,6 +23,15 @@ pub struct StaticBound {
     pub amat_ns: f64,
 }
 
+/// Accesses per page.
+pub fn page_counts(trace: &[u32], pages: usize) -> Vec<u32> {
+    let mut counts = vec![0u32; pages];
+    for &p in trace {
+        counts[p as usize] = counts[p as usize].saturating_add(1);
+    }
+    counts
+}
+
 /// Static top-k over `trace`. `nodes` are `(pages, latency_ns, is_fast)`, any order.
 pub fn static_top_k(
     trace: &[u32],
@@ -31,10 +40,18 @@ pub fn static_top_k(
     first_touch_ns: u64,
     swap_fault_ns: u64,
 ) -> StaticBound {
-    let mut counts = vec![0u32; pages];
-    for &p in trace {
-        counts[p as usize] = counts[p as usize].saturating_add(1);
-    }
+    let counts = page_counts(trace, pages);
+    static_from_counts(counts, trace.len() as u64, nodes, first_touch_ns, swap_fault_ns)
+}
+
+/// Static top-k from accesses per page (`accesses` in all).
+pub fn static_from_counts(
+    mut counts: Vec<u32>,
+    accesses: u64,
+    nodes: &[(u64, u64, bool)],
+    first_touch_ns: u64,
+    swap_fault_ns: u64,
+) -> StaticBound {
     let touched = counts.iter().filter(|c| **c > 0).count() as u64;
     counts.sort_unstable_by(|a, b| b.cmp(a));
     let mut order: Vec<(u64, u64, bool)> = nodes.to_vec();
@@ -56,7 +73,7 @@ pub fn static_top_k(
         time += u128::from(c - 1) * u128::from(swap_fault_ns);
     }
     #[allow(clippy::cast_precision_loss)]
-    let n = trace.len().max(1) as f64;
+    let n = accesses.max(1) as f64;
     #[allow(clippy::cast_precision_loss)]
     StaticBound { fast_hit_ratio: fast_hits as f64 / n, amat_ns: time as f64 / n }
 }

@@ -13,6 +13,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod tracefile;
 pub mod workload;
 pub mod zipf;
 

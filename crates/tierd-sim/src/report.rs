@@ -48,12 +48,12 @@ pub fn table(r: &Report) -> String {
             b.static_amat_ns,
             100.0 * b.static_fast_hit_ratio
         );
+        let belady =
+            b.belady_fast_hit_ratio.map_or("-".to_string(), |r| format!("{:.2}", 100.0 * r));
         let _ = writeln!(
             out,
-            "{:<14} {:>9} {:>8.2}   (best fast-tier hit ratio with free migrations)",
-            "belady+bypass",
-            "-",
-            100.0 * b.belady_fast_hit_ratio
+            "{:<14} {:>9} {:>8}   (best fast-tier hit ratio with free migrations)",
+            "belady+bypass", "-", belady
         );
     }
     out

@@ -22,6 +22,9 @@ pub enum SimError {
     /// The scenario's paths are not a valid graph.
     #[error("paths: {0}")]
     Paths(String),
+    /// The scenario could not be completed (a trace file header).
+    #[error("{0}")]
+    Scenario(String),
     /// The trace could not be drawn.
     #[error(transparent)]
     Trace(#[from] workload::TraceError),
@@ -281,8 +284,9 @@ pub struct Bounds {
     pub static_fast_hit_ratio: f64,
     /// Static top-k average access time, ns.
     pub static_amat_ns: f64,
-    /// Belady-with-bypass fast-tier hit ratio.
-    pub belady_fast_hit_ratio: f64,
+    /// Belady-with-bypass fast-tier hit ratio; `None` for a streamed trace (it needs the
+    /// whole trace in memory, 8 bytes an access).
+    pub belady_fast_hit_ratio: Option<f64>,
 }
 
 /// The whole report.
@@ -329,6 +333,9 @@ pub struct RunOptions {
     pub sample_every: u64,
     /// Override the scenario's access count.
     pub accesses: Option<u64>,
+    /// Do not hold the trace in memory: draw (or read) it again for every policy. Always on
+    /// when a process replays a trace file. The Belady bound is skipped.
+    pub stream: bool,
 }
 
 fn describe(graph: &PathGraph) -> String {
@@ -360,6 +367,67 @@ pub fn run_policy(
     replay(s, setup, trace, policy, opts, &mut observe).map(|(r, _)| r)
 }
 
+/// One policy's replay in progress.
+struct Replayer<'a> {
+    m: Machine,
+    tierd: Option<Tierd<u32>>,
+    policy: PolicyName,
+    interval_ns: u64,
+    next_tick: u64,
+    samples: Vec<Sample>,
+    next_sample: u64,
+    last_fast: u64,
+    last_at: u64,
+    done: u64,
+    fast: &'a [bool],
+    opts: &'a RunOptions,
+    observe: &'a mut dyn FnMut(&Machine, u64),
+}
+
+impl Replayer<'_> {
+    fn fast_served(&self) -> u64 {
+        (0..self.m.node_count()).filter(|i| self.fast[*i]).map(|i| self.m.counters.served[i]).sum()
+    }
+
+    /// Replays one chunk, then runs what happens between chunks: policy ticks, checks,
+    /// samples.
+    fn feed(&mut self, chunk: &[u32]) -> Result<(), SimError> {
+        let m = &mut self.m;
+        m.run(chunk);
+        self.done += chunk.len() as u64;
+        if let Some(t) = self.tierd.as_mut() {
+            let now = m.now_ns();
+            if now >= self.next_tick {
+                t.tick(now, m);
+                m.end_window();
+                self.next_tick = now + self.interval_ns;
+            }
+        }
+        if self.opts.check {
+            m.check().map_err(|what| SimError::Invariant {
+                policy: self.policy.as_str(),
+                accesses: self.done,
+                what,
+            })?;
+        }
+        if self.opts.sample_every > 0 && self.done >= self.next_sample {
+            let fast = self.fast_served();
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = (fast - self.last_fast) as f64 / (self.done - self.last_at).max(1) as f64;
+            self.samples.push(Sample {
+                accesses: self.done,
+                used_pages: (0..self.m.node_count()).map(|i| self.m.used(i)).collect(),
+                fast_hit_ratio: ratio,
+            });
+            self.last_fast = fast;
+            self.last_at = self.done;
+            self.next_sample += self.opts.sample_every;
+        }
+        (self.observe)(&self.m, self.done);
+        Ok(())
+    }
+}
+
 /// [`run_policy`], calling `observe` with the machine after every chunk of accesses and
 /// returning the machine in its final state (for tests and tools).
 pub fn replay(
@@ -377,7 +445,7 @@ pub fn replay(
         PolicyName::Tierd if s.costs.kernel_demotion_under_tierd => Reclaim::Demote,
         PolicyName::LinuxSwap | PolicyName::Tierd => Reclaim::Swap,
     };
-    let mut tierd = (policy == PolicyName::Tierd)
+    let tierd = (policy == PolicyName::Tierd)
         .then(|| Tierd::<u32>::new(s.policy.clone(), &setup.topology, &setup.graph));
     if let Some(t) = &tierd
         && t.config().promote
@@ -386,50 +454,47 @@ pub fn replay(
             *p = t.promotion_target(id(slot)).is_some();
         }
     }
-    let mut m = Machine::new(cfg);
-    let interval_ns = s.policy.interval_ms.max(1) * 1_000_000;
-    let mut next_tick = interval_ns;
-    let mut samples = Vec::new();
-    let mut next_sample = opts.sample_every;
-    let mut last_fast = 0u64;
-    let mut last_at = 0u64;
+    let mut r = Replayer {
+        m: Machine::new(cfg),
+        tierd,
+        policy,
+        interval_ns: s.policy.interval_ms.max(1) * 1_000_000,
+        next_tick: s.policy.interval_ms.max(1) * 1_000_000,
+        samples: Vec::new(),
+        next_sample: opts.sample_every,
+        last_fast: 0,
+        last_at: 0,
+        done: 0,
+        fast: &setup.fast,
+        opts,
+        observe,
+    };
+    if trace.streamed {
+        // Stream the workload again instead of holding it: trace files of any length.
+        let mut block = Vec::with_capacity(CHUNK);
+        let mut failed = None;
+        workload::generate(s, |p| {
+            block.push(p);
+            if block.len() == CHUNK {
+                if failed.is_none() {
+                    failed = r.feed(&block).err();
+                }
+                block.clear();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        r.feed(&block)?;
+    } else {
+        for chunk in trace.accesses.chunks(CHUNK) {
+            r.feed(chunk)?;
+        }
+    }
+    let Replayer { m, samples, done, .. } = r;
     let fast_served = |m: &Machine| -> u64 {
         (0..m.node_count()).filter(|i| setup.fast[*i]).map(|i| m.counters.served[i]).sum()
     };
-    let mut done = 0u64;
-    for chunk in trace.accesses.chunks(CHUNK) {
-        m.run(chunk);
-        done += chunk.len() as u64;
-        if let Some(t) = tierd.as_mut() {
-            let now = m.now_ns();
-            if now >= next_tick {
-                t.tick(now, &mut m);
-                m.end_window();
-                next_tick = now + interval_ns;
-            }
-        }
-        if opts.check {
-            m.check().map_err(|what| SimError::Invariant {
-                policy: policy.as_str(),
-                accesses: done,
-                what,
-            })?;
-        }
-        if opts.sample_every > 0 && done >= next_sample {
-            let fast = fast_served(&m);
-            #[allow(clippy::cast_precision_loss)]
-            let ratio = (fast - last_fast) as f64 / (done - last_at).max(1) as f64;
-            samples.push(Sample {
-                accesses: done,
-                used_pages: (0..m.node_count()).map(|i| m.used(i)).collect(),
-                fast_hit_ratio: ratio,
-            });
-            last_fast = fast;
-            last_at = done;
-            next_sample += opts.sample_every;
-        }
-        observe(&m, done);
-    }
     let c = &m.counters;
     let n = m.node_count();
     let moved: u64 = c.moves.iter().flatten().sum();
@@ -460,6 +525,40 @@ pub fn replay(
     Ok((result, m))
 }
 
+fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, SimError> {
+    let nodes: Vec<(u64, u64, bool)> = setup
+        .machine
+        .nodes
+        .iter()
+        .zip(&setup.fast)
+        .map(|(nc, f)| (nc.total, nc.latency_ns, *f))
+        .collect();
+    let pages = trace.pages() as usize;
+    let counts = if trace.streamed {
+        let mut counts = vec![0u32; pages];
+        workload::generate(s, |p| {
+            counts[p as usize] = counts[p as usize].saturating_add(1);
+        })?;
+        counts
+    } else {
+        bounds::page_counts(&trace.accesses, pages)
+    };
+    let st = bounds::static_from_counts(
+        counts,
+        s.accesses,
+        &nodes,
+        s.costs.first_touch_ns,
+        s.swap.fault_us * 1000,
+    );
+    let fast_cap = nodes.iter().filter(|n| n.2).map(|n| n.0).sum();
+    Ok(Bounds {
+        static_fast_hit_ratio: st.fast_hit_ratio,
+        static_amat_ns: st.amat_ns,
+        belady_fast_hit_ratio: (!trace.streamed)
+            .then(|| bounds::belady_bypass(&trace.accesses, pages, fast_cap)),
+    })
+}
+
 /// Runs the whole scenario.
 pub fn simulate(
     s: &Scenario,
@@ -470,41 +569,18 @@ pub fn simulate(
     if let Some(a) = opts.accesses {
         s.accesses = a;
     }
+    s.open_traces(None).map_err(|e| SimError::Scenario(e.to_string()))?;
     let setup = Setup::new(&s)?;
     let t0 = Instant::now();
-    let trace = workload::draw(&s)?;
+    let stream = opts.stream || s.uses_trace_files();
+    let trace = if stream { workload::streamed(&s)? } else { workload::draw(&s)? };
     let draw_wall_s = t0.elapsed().as_secs_f64();
     let mut policies = Vec::new();
     for &p in &s.policies {
         policies.push(run_policy(&s, &setup, &trace, p, opts, &mut |d| progress(p, d))?);
     }
     let t1 = Instant::now();
-    let bounds = (!opts.no_bounds).then(|| {
-        let nodes: Vec<(u64, u64, bool)> = setup
-            .machine
-            .nodes
-            .iter()
-            .zip(&setup.fast)
-            .map(|(nc, f)| (nc.total, nc.latency_ns, *f))
-            .collect();
-        let st = bounds::static_top_k(
-            &trace.accesses,
-            trace.pages() as usize,
-            &nodes,
-            s.costs.first_touch_ns,
-            s.swap.fault_us * 1000,
-        );
-        let fast_cap = nodes.iter().filter(|n| n.2).map(|n| n.0).sum();
-        Bounds {
-            static_fast_hit_ratio: st.fast_hit_ratio,
-            static_amat_ns: st.amat_ns,
-            belady_fast_hit_ratio: bounds::belady_bypass(
-                &trace.accesses,
-                trace.pages() as usize,
-                fast_cap,
-            ),
-        }
-    });
+    let bounds = if opts.no_bounds { None } else { Some(compute_bounds(&s, &setup, &trace)?) };
     Ok(Report {
         version: 1,
         scenario: s.name.clone(),

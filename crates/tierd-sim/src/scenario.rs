@@ -246,6 +246,20 @@ pub enum WorkloadSpec {
     Gups(GupsSpec),
     /// A list of workloads over the same pages, one after another or interleaved.
     Phases(PhasesSpec),
+    /// A recorded trace in the binary format (`tracefile`), streamed from disk; it repeats
+    /// when the scenario asks for more accesses than it holds.
+    Trace(TraceSpec),
+}
+
+/// `kind = "trace"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSpec {
+    /// The binary trace file; a relative path is relative to the scenario file.
+    pub path: std::path::PathBuf,
+    /// Pages the trace touches, from its header ([`Scenario::open_traces`] fills it in).
+    #[serde(skip)]
+    pub pages: Option<u64>,
 }
 
 /// `kind = "zipf"`.
@@ -339,6 +353,14 @@ pub enum ScenarioError {
     /// Parsed, but inconsistent.
     #[error("{0}")]
     Invalid(String),
+    /// A trace file of a `trace` workload could not be read.
+    #[error("trace {path}: {err}")]
+    Trace {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: crate::tracefile::TraceFileError,
+    },
 }
 
 impl Scenario {
@@ -347,6 +369,54 @@ impl Scenario {
         let s: Scenario = toml::from_str(text)?;
         s.check().map_err(ScenarioError::Invalid)?;
         Ok(s)
+    }
+
+    /// Resolves the paths of `trace` workloads against `base` (the scenario file's folder)
+    /// and reads their headers. Idempotent; the only file access a scenario needs.
+    pub fn open_traces(&mut self, base: Option<&std::path::Path>) -> Result<(), ScenarioError> {
+        fn visit(
+            w: &mut WorkloadSpec,
+            base: Option<&std::path::Path>,
+        ) -> Result<(), ScenarioError> {
+            match w {
+                WorkloadSpec::Trace(t) => {
+                    if let Some(b) = base
+                        && t.path.is_relative()
+                    {
+                        t.path = b.join(&t.path);
+                    }
+                    if t.pages.is_none() {
+                        let header = crate::tracefile::open(&t.path)
+                            .map_err(|err| ScenarioError::Trace { path: t.path.clone(), err })?
+                            .header();
+                        t.pages = Some(header.pages.max(1));
+                    }
+                }
+                WorkloadSpec::Phases(p) => {
+                    for ph in &mut p.phase {
+                        visit(&mut ph.workload, base)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        for p in &mut self.process {
+            visit(&mut p.workload, base)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any process replays a trace file.
+    pub fn uses_trace_files(&self) -> bool {
+        fn has(w: &WorkloadSpec) -> bool {
+            match w {
+                WorkloadSpec::Trace(_) => true,
+                WorkloadSpec::Phases(p) => p.phase.iter().any(|ph| has(&ph.workload)),
+                _ => false,
+            }
+        }
+        self.process.iter().any(|p| has(&p.workload))
     }
 
     /// The embedded default.

@@ -9,6 +9,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rand_xoshiro::rand_core::SeedableRng;
 
 use crate::scenario::{Scenario, WorkloadSpec};
+use crate::tracefile::{self, TraceReader};
 use crate::zipf::{Uniform, Zipf};
 
 /// A drawn trace.
@@ -18,6 +19,8 @@ pub struct Trace {
     pub accesses: Vec<u32>,
     /// Per process, its page range `first..end`.
     pub ranges: Vec<(u32, u32)>,
+    /// Not held in memory: each replay draws (or reads) the accesses again, in order.
+    pub streamed: bool,
 }
 
 impl Trace {
@@ -41,6 +44,8 @@ pub fn footprint_pages(w: &WorkloadSpec, page_size: u64) -> u64 {
         WorkloadSpec::Phases(p) => {
             p.phase.iter().map(|ph| footprint_pages(&ph.workload, page_size)).max().unwrap_or(1)
         }
+        // Known once `Scenario::open_traces` has read the header.
+        WorkloadSpec::Trace(t) => t.pages.unwrap_or(1),
     }
 }
 
@@ -76,17 +81,20 @@ impl Scatter {
 }
 
 /// One workload's generator.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Gen {
     Zipf { zipf: Zipf, scatter: Scatter },
     Hotset { n: u64, hot: u64, frac: f64, every: u64, count: u64, offset: u64 },
     Scan { n: u64, pos: u64 },
     Gups { n: u64 },
     Phases { phases: Vec<(u64, Source)>, interleave: bool, total: u64, cur: usize, left: u64 },
+    File { path: std::path::PathBuf, reader: FileReader, block: Vec<u32>, pos: usize },
 }
 
+type FileReader = TraceReader<std::io::BufReader<std::fs::File>>;
+
 /// A generator with its prefault pass.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Source {
     kind: Gen,
     prefault_left: u64,
@@ -94,7 +102,7 @@ struct Source {
 }
 
 impl Source {
-    fn new(w: &WorkloadSpec, page_size: u64) -> Source {
+    fn new(w: &WorkloadSpec, page_size: u64) -> Result<Source, TraceError> {
         let n = footprint_pages(w, page_size);
         let (kind, prefault) = match w {
             WorkloadSpec::Zipf(z) => {
@@ -113,29 +121,60 @@ impl Source {
             ),
             WorkloadSpec::Scan(_) => (Gen::Scan { n, pos: 0 }, false),
             WorkloadSpec::Gups(g) => (Gen::Gups { n }, g.prefault),
+            WorkloadSpec::Trace(t) => {
+                let reader = tracefile::open(&t.path)
+                    .map_err(|err| TraceError::File { path: t.path.clone(), err })?;
+                (Gen::File { path: t.path.clone(), reader, block: Vec::new(), pos: 0 }, false)
+            }
             WorkloadSpec::Phases(p) => {
                 let phases: Vec<(u64, Source)> = p
                     .phase
                     .iter()
-                    .map(|ph| (ph.accesses.max(1), Source::new(&ph.workload, page_size)))
-                    .collect();
+                    .map(|ph| Ok((ph.accesses.max(1), Source::new(&ph.workload, page_size)?)))
+                    .collect::<Result<_, TraceError>>()?;
                 let total = phases.iter().map(|p| p.0).sum();
                 let left = phases[0].0;
                 (Gen::Phases { phases, interleave: p.interleave, total, cur: 0, left }, false)
             }
         };
-        Source { kind, prefault_left: if prefault { n } else { 0 }, prefault_pos: 0 }
+        Ok(Source { kind, prefault_left: if prefault { n } else { 0 }, prefault_pos: 0 })
+    }
+
+    /// The next page of a trace file, reopening it at its end.
+    fn next_from_file(
+        path: &std::path::Path,
+        reader: &mut FileReader,
+        block: &mut Vec<u32>,
+        pos: &mut usize,
+    ) -> Result<u64, TraceError> {
+        if *pos == block.len() {
+            let file = |err| TraceError::File { path: path.to_path_buf(), err };
+            reader.read_block(block, 1 << 14).map_err(file)?;
+            if block.is_empty() {
+                *reader = tracefile::open(path).map_err(file)?;
+                reader.read_block(block, 1 << 14).map_err(file)?;
+                if block.is_empty() {
+                    return Err(file(tracefile::TraceFileError::Short { got: 0, want: 1 }));
+                }
+            }
+            *pos = 0;
+        }
+        *pos += 1;
+        Ok(u64::from(block[*pos - 1]))
     }
 
     #[inline]
-    fn next<R: Uniform>(&mut self, rng: &mut R) -> u64 {
+    fn next<R: Uniform>(&mut self, rng: &mut R) -> Result<u64, TraceError> {
         if self.prefault_left > 0 {
             self.prefault_left -= 1;
             self.prefault_pos += 1;
-            return self.prefault_pos - 1;
+            return Ok(self.prefault_pos - 1);
         }
-        match &mut self.kind {
+        Ok(match &mut self.kind {
             Gen::Zipf { zipf, scatter } => scatter.map(zipf.sample(rng) - 1),
+            Gen::File { path, reader, block, pos } => {
+                return Source::next_from_file(path, reader, block, pos);
+            }
             Gen::Hotset { n, hot, frac, every, count, offset } => {
                 *count += 1;
                 if *count >= *every {
@@ -162,17 +201,17 @@ impl Source {
                         x -= phases[i].0;
                         i += 1;
                     }
-                    phases[i].1.next(rng)
+                    phases[i].1.next(rng)?
                 } else {
                     if *left == 0 {
                         *cur = (*cur + 1) % phases.len();
                         *left = phases[*cur].0;
                     }
                     *left -= 1;
-                    phases[*cur].1.next(rng)
+                    phases[*cur].1.next(rng)?
                 }
             }
-        }
+        })
     }
 }
 
@@ -182,6 +221,14 @@ pub enum TraceError {
     /// More pages than a `u32` page index can name.
     #[error("the processes' footprints add up to {0} pages, more than 2^32 - 1")]
     TooManyPages(u64),
+    /// A trace file could not be read.
+    #[error("trace {path}: {err}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: tracefile::TraceFileError,
+    },
 }
 
 /// The page ranges of the scenario's processes, in order.
@@ -205,8 +252,11 @@ pub fn ranges(s: &Scenario) -> Result<Vec<(u32, u32)>, TraceError> {
 /// them; the benchmark's bare loop only touches a page array with them.
 pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32)>, TraceError> {
     let ranges = ranges(s)?;
-    let mut sources: Vec<Source> =
-        s.process.iter().map(|p| Source::new(&p.workload, s.page_size)).collect();
+    let mut sources: Vec<Source> = s
+        .process
+        .iter()
+        .map(|p| Source::new(&p.workload, s.page_size))
+        .collect::<Result<_, _>>()?;
     let shares: Vec<u64> = s.process.iter().map(|p| u64::from(p.share)).collect();
     let total_share: u64 = shares.iter().sum();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed);
@@ -215,7 +265,7 @@ pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32
         let src = &mut sources[0];
         for _ in 0..s.accesses {
             #[allow(clippy::cast_possible_truncation)] // below `end`, checked
-            sink((base + src.next(&mut rng)) as u32);
+            sink((base + src.next(&mut rng)?) as u32);
         }
     } else {
         for _ in 0..s.accesses {
@@ -226,7 +276,7 @@ pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32
                 i += 1;
             }
             #[allow(clippy::cast_possible_truncation)]
-            sink((u64::from(ranges[i].0) + sources[i].next(&mut rng)) as u32);
+            sink((u64::from(ranges[i].0) + sources[i].next(&mut rng)?) as u32);
         }
     }
     Ok(ranges)
@@ -236,7 +286,13 @@ pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32
 pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
     let mut accesses = Vec::with_capacity(usize::try_from(s.accesses).unwrap_or(0));
     let ranges = generate(s, |p| accesses.push(p))?;
-    Ok(Trace { accesses, ranges })
+    Ok(Trace { accesses, ranges, streamed: false })
+}
+
+/// A trace that is not held in memory: every replay generates the accesses again (reading
+/// trace files block by block).
+pub fn streamed(s: &Scenario) -> Result<Trace, TraceError> {
+    Ok(Trace { accesses: Vec::new(), ranges: ranges(s)?, streamed: true })
 }
 
 #[cfg(test)]

@@ -38,6 +38,23 @@ pub struct SimulateArgs {
     /// policy.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Do not hold the trace in memory: draw or read it again for each policy (always on for
+    /// `kind = "trace"` workloads; skips the Belady bound).
+    #[arg(long)]
+    pub stream: bool,
+    /// Also write the drawn trace to FILE in the binary trace format, for `kind = "trace"`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Convert a text trace (one page number or 0x byte address per line) to the binary
+    /// format and exit; needs --output.
+    #[arg(long, value_name = "TEXT", requires = "output")]
+    pub import_trace: Option<PathBuf>,
+    /// Where --import-trace writes the binary trace.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Page size for --import-trace byte addresses.
+    #[arg(long, default_value_t = 4096)]
+    pub page_size: u32,
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
@@ -109,17 +126,50 @@ fn bench(scenario: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--import-trace`: text to binary.
+fn import(input: &std::path::Path, output: &std::path::Path, page_size: u32) -> anyhow::Result<()> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?,
+    );
+    let writer = std::io::BufWriter::new(
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?,
+    );
+    let h = tierd_sim::tracefile::import_text(reader, writer, page_size)
+        .with_context(|| format!("importing {}", input.display()))?;
+    emit(&format!("{}: {} accesses to {} pages\n", output.display(), h.accesses, h.pages))
+}
+
+/// `--record`: the drawn trace to a binary file.
+fn record(scenario: &Scenario, accesses: u64, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut s = scenario.clone();
+    s.accesses = accesses;
+    let trace = tierd_sim::workload::draw(&s)?;
+    let page_size = u32::try_from(s.page_size).context("page size")?;
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    tierd_sim::tracefile::write_trace(&mut w, page_size, u64::from(trace.pages()), &trace.accesses)
+        .and_then(|()| std::io::Write::flush(&mut w))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Runs `tierd simulate`.
 #[allow(clippy::needless_pass_by_value)] // the CLI hands its parsed arguments over
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.print_default {
         return emit(DEFAULT_SCENARIO);
     }
+    if let (Some(input), Some(output)) = (&args.import_trace, &args.output) {
+        return import(input, output, args.page_size);
+    }
     let mut scenario = match &args.scenario {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading scenario {}", path.display()))?;
-            Scenario::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            let mut s =
+                Scenario::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+            s.open_traces(path.parent()).with_context(|| format!("in {}", path.display()))?;
+            s
         }
         None => Scenario::default_scenario(),
     };
@@ -137,8 +187,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         no_bounds: args.no_bounds,
         accesses: args.accesses,
         sample_every: if args.plot.is_some() { (accesses / 400).max(1) } else { 0 },
+        stream: args.stream,
         ..RunOptions::default()
     };
+    if let Some(path) = &args.record {
+        record(&scenario, accesses, path)?;
+    }
     let show_progress = std::io::stderr().is_terminal();
     let mut progress = |policy: tierd_sim::PolicyName, done: u64| {
         if show_progress {
