@@ -424,7 +424,9 @@ impl Scenario {
         Scenario::from_toml(DEFAULT_SCENARIO).expect("the embedded default scenario is valid")
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks the scenario's consistency (done by [`Scenario::from_toml`]; call it again after
+    /// changing a parsed scenario).
+    pub fn check(&self) -> Result<(), String> {
         if self.node.is_empty() || self.node.len() > crate::machine::MAX_SIM_NODES {
             return Err(format!(
                 "a scenario needs 1 to {} nodes, not {}",

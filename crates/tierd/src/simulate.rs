@@ -52,6 +52,12 @@ pub struct SimulateArgs {
     /// Where --import-trace writes the binary trace.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Take the machine from a sysfs tree instead of the scenario's `[[node]]` tables: a
+    /// fixture (`fixtures/dram-cxl-pmem`) or `/` for this host. Sizes from `MemTotal`,
+    /// latency and bandwidth from HMAT (else latency scaled by SLIT distance from 80 ns),
+    /// paths `auto`.
+    #[arg(long, value_name = "DIR")]
+    pub machine: Option<PathBuf>,
     /// Page size for --import-trace byte addresses.
     #[arg(long, default_value_t = 4096)]
     pub page_size: u32,
@@ -126,6 +132,46 @@ fn bench(scenario: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scenario's nodes from a sysfs tree (`--machine`).
+fn nodes_from_sysfs(dir: &std::path::Path) -> anyhow::Result<Vec<tierd_sim::scenario::NodeSpec>> {
+    let root = if dir == std::path::Path::new("/") {
+        tierd_linux::SysRoot::default()
+    } else {
+        tierd_linux::SysRoot::under(dir)
+    };
+    let topo = tierd_linux::read_topology(&root)
+        .with_context(|| format!("reading the machine under {}", dir.display()))?;
+    let ids: Vec<usize> = topo.nodes.iter().map(|n| n.id.index()).collect();
+    if ids.iter().enumerate().any(|(i, id)| i != *id) || topo.nodes.iter().any(|n| !n.has_memory) {
+        anyhow::bail!(
+            "the simulator needs online nodes 0, 1, 2, ... all with memory; {} has {}",
+            dir.display(),
+            topo.online
+        );
+    }
+    let cpus = topo.cpu_nodes();
+    let mut nodes = Vec::new();
+    for n in &topo.nodes {
+        let hmat = n.hmat.unwrap_or_default();
+        let slit = cpus.iter().filter_map(|c| topo.distance(c, n.id)).min().unwrap_or(10);
+        nodes.push(tierd_sim::scenario::NodeSpec {
+            id: u32::try_from(n.id.index()).context("node id")?,
+            capacity_mib: n
+                .mem_total_bytes
+                .with_context(|| format!("node {}: no MemTotal", n.id))?
+                >> 20,
+            cpu: n.has_cpu,
+            latency_ns: hmat.read_latency_ns.unwrap_or(80 * u64::from(slit) / 10),
+            bandwidth_mbps: hmat.read_bandwidth_mbps.unwrap_or(10_000),
+            distance: Some(
+                topo.nodes.iter().map(|m| topo.distance(n.id, m.id).unwrap_or(10)).collect(),
+            ),
+            watermarks_pages: None,
+        });
+    }
+    Ok(nodes)
+}
+
 /// `--import-trace`: text to binary.
 fn import(input: &std::path::Path, output: &std::path::Path, page_size: u32) -> anyhow::Result<()> {
     let reader = std::io::BufReader::new(
@@ -175,6 +221,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     if let Some(seed) = args.seed {
         scenario.seed = seed;
+    }
+    if let Some(dir) = &args.machine {
+        scenario.node = nodes_from_sysfs(dir)?;
+        scenario.paths = tierd_sim::scenario::Paths::Text("auto".into());
+        scenario
+            .check()
+            .map_err(|e| anyhow::anyhow!("with the machine of {}: {e}", dir.display()))?;
     }
     if args.bench {
         if let Some(a) = args.accesses {
