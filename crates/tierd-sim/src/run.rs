@@ -597,3 +597,26 @@ pub fn simulate(
         bounds_wall_s: t1.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default machine (1 + 2 + 4 GiB of 4 KiB pages), worked by hand from
+    /// `calculate_min_free_kbytes` and `__setup_per_zone_wmarks`: lowmem 7340032 kB,
+    /// min_free_kbytes = int_sqrt(7340032 * 16) = 10836, pages_min = 2709, split by size;
+    /// low = min + max(min / 4, size * 10 / 10000), high = min + 2 * that.
+    #[test]
+    fn watermarks_as_the_kernel_derives_them() {
+        let wm = watermarks(&[262_144, 524_288, 1_048_576], 4096, None, 10);
+        assert_eq!(wm, [[387, 649, 911], [774, 1298, 1822], [1548, 2596, 3644]]);
+        // min_free_kbytes is clamped to 128..=262144 kB.
+        let tiny = watermarks(&[256], 4096, None, 10);
+        assert_eq!(tiny[0][0], 32, "128 kB = 32 pages");
+        let huge = watermarks(&[1 << 30], 4096, None, 10);
+        assert_eq!(huge[0][0], 65_536, "262144 kB = 65536 pages");
+        // An explicit min_free_kbytes and a larger scale factor.
+        let set = watermarks(&[262_144], 4096, Some(65_536), 100);
+        assert_eq!(set, [[16_384, 16_384 + 4096, 16_384 + 8192]]);
+    }
+}
