@@ -65,9 +65,17 @@ pub enum GraphError {
         /// The offline node.
         target: NodeId,
     },
-    /// A cycle through targets and fallbacks; the first node is repeated at the end.
-    #[error("cycle: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> "))]
+    /// A cycle through targets; the first node is repeated at the end.
+    #[error("cycle: {}", join_nodes(.0))]
     Cycle(Vec<NodeId>),
+    /// A cycle that needs at least one fallback edge.
+    #[error("cycle through fallback nodes: {}", join_nodes(.0))]
+    FallbackCycle(Vec<NodeId>),
+}
+
+/// `0 -> 1 -> 0`.
+pub(crate) fn join_nodes(nodes: &[NodeId]) -> String {
+    nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> ")
 }
 
 /// Why a graph file did not parse.
@@ -151,7 +159,7 @@ impl PathGraph {
     /// A cycle through `node` over target and fallback edges, as the list of nodes from
     /// `node` back to `node` (rotated to start at its lowest node), or `None`.
     pub fn cycle_through(&self, node: NodeId) -> Option<Vec<NodeId>> {
-        find_cycle_through(node, |n| self.entry(n))
+        find_cycle_through(node, |n| self.entry(n)).map(|(c, _)| c)
     }
 
     /// Every problem that keeps this graph from replacing a table with `capacity` slots and
@@ -174,11 +182,15 @@ impl PathGraph {
             if on_reported_cycle.contains(node) {
                 continue;
             }
-            if let Some(cycle) = self.cycle_through(node) {
+            if let Some((cycle, through_fallback)) = find_cycle_through(node, |n| self.entry(n)) {
                 for n in &cycle {
                     on_reported_cycle.insert(*n);
                 }
-                errors.push(GraphError::Cycle(cycle));
+                errors.push(if through_fallback {
+                    GraphError::FallbackCycle(cycle)
+                } else {
+                    GraphError::Cycle(cycle)
+                });
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
@@ -232,18 +244,28 @@ impl PathGraph {
     }
 }
 
-/// Breadth-first search from `node` along the edges `entry_of` gives; returns the shortest
-/// cycle back to `node` found, or `None`. Visits only nodes reachable from `node`, so a store
-/// costs what its path is long, not what the table is large.
+/// A cycle that closes through `node`, as the list of nodes from its lowest node back to
+/// that node, and whether it needs a fallback edge (`false`: the targets alone loop). Target
+/// edges are searched first, so the message names the loop a user wrote in `migration_path`
+/// when there is one. Visits only nodes reachable from `node`, so a store costs what its
+/// path is long, not what the table is large.
 pub(crate) fn find_cycle_through(
     node: NodeId,
     entry_of: impl Fn(NodeId) -> Entry,
-) -> Option<Vec<NodeId>> {
+) -> Option<(Vec<NodeId>, bool)> {
+    if let Some(c) = shortest_cycle(node, |n| entry_of(n).target.into_iter().collect()) {
+        return Some((c, false));
+    }
+    shortest_cycle(node, |n| entry_of(n).destinations().collect()).map(|c| (c, true))
+}
+
+/// Breadth-first search from `node` along `next`; the shortest cycle back to `node`.
+fn shortest_cycle(node: NodeId, next: impl Fn(NodeId) -> Vec<NodeId>) -> Option<Vec<NodeId>> {
     let mut parent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
     let mut queue = std::collections::VecDeque::from([node]);
     while let Some(n) = queue.pop_front() {
-        for next in entry_of(n).destinations() {
-            if next == node {
+        for m in next(n) {
+            if m == node {
                 // Walk the parents back from `n` to `node`, then close the loop.
                 let mut path = vec![n];
                 while *path.last().expect("non-empty") != node {
@@ -253,9 +275,9 @@ pub(crate) fn find_cycle_through(
                 path.push(node);
                 return Some(order_cycle(path));
             }
-            if let std::collections::btree_map::Entry::Vacant(v) = parent.entry(next) {
+            if let std::collections::btree_map::Entry::Vacant(v) = parent.entry(m) {
                 v.insert(n);
-                queue.push_back(next);
+                queue.push_back(m);
             }
         }
     }
@@ -328,6 +350,13 @@ mod tests {
     fn cycle_through_fallback_is_found() {
         let g = graph("[node.0]\ntarget = 1\n[node.1]\ntarget = 2\nfallback = \"0\"\n");
         assert_eq!(g.cycle_through(id(1)), Some(vec![id(0), id(1), id(0)]));
+        let errs = g.validate("0-2".parse().unwrap(), MAX_NUMNODES).unwrap_err();
+        assert_eq!(errs[0].to_string(), "cycle through fallback nodes: 0 -> 1 -> 0");
+        // Target loops are named before shorter loops through fallbacks.
+        let g = graph(
+            "[node.0]\ntarget = 1\nfallback = \"2\"\n[node.1]\ntarget = 2\n[node.2]\ntarget = 0\n",
+        );
+        assert_eq!(g.cycle_through(id(2)), Some(vec![id(0), id(1), id(2), id(0)]));
         let g = graph("[node.2]\ntarget = 2\n");
         assert_eq!(g.cycle_through(id(2)), Some(vec![id(2), id(2)]));
         let g = graph("[node.3]\ntarget = 1\n[node.1]\ntarget = 2\n[node.2]\ntarget = 3\n");

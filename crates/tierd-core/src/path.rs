@@ -33,7 +33,7 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
-use crate::graph::{Entry, GraphError, PathGraph, find_cycle_through};
+use crate::graph::{Entry, GraphError, PathGraph, find_cycle_through, join_nodes};
 use crate::kstrtol::{ParseError, kstrtol};
 use crate::node::{MAX_NUMNODES, NodeId, NodeMask};
 
@@ -74,13 +74,12 @@ pub enum StoreError {
     /// The target is not online.
     #[error("node {0} is not online")]
     NotOnline(NodeId),
-    /// The store would close a cycle; the nodes of the cycle, first repeated at the end.
-    #[error("cycle: {}", join_cycle(.0))]
+    /// The store would close a cycle of targets; its nodes, the first repeated at the end.
+    #[error("cycle: {}", join_nodes(.0))]
     Cycle(Vec<NodeId>),
-}
-
-fn join_cycle(nodes: &[NodeId]) -> String {
-    nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> ")
+    /// The store would close a cycle through a fallback node.
+    #[error("cycle through fallback nodes: {}", join_nodes(.0))]
+    FallbackCycle(Vec<NodeId>),
 }
 
 impl StoreError {
@@ -99,7 +98,7 @@ pub struct PathTable {
     fallbacks: Box<[AtomicU64]>,
     online: CachePadded<[AtomicU64; MASK_WORDS]>,
     seq: CachePadded<AtomicU64>,
-    writer: Mutex<()>,
+    writer: CachePadded<Mutex<()>>,
 }
 
 impl fmt::Debug for PathTable {
@@ -128,7 +127,7 @@ impl PathTable {
             fallbacks: (0..capacity * MASK_WORDS).map(|_| AtomicU64::new(0)).collect(),
             online: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             seq: CachePadded::new(AtomicU64::new(0)),
-            writer: Mutex::new(()),
+            writer: CachePadded::new(Mutex::new(())),
         };
         table.write_online(online);
         table
@@ -230,8 +229,10 @@ impl PathTable {
         // the paths reachable from the new target.
         let proposed = Entry { target: Some(target), fallback: self.read_entry(n).fallback };
         let entry_of = |m: NodeId| if m == node { proposed } else { self.read_entry(m.index()) };
-        if let Some(cycle) = find_cycle_through(node, entry_of) {
-            return Err(StoreError::Cycle(cycle));
+        match find_cycle_through(node, entry_of) {
+            Some((cycle, false)) => return Err(StoreError::Cycle(cycle)),
+            Some((cycle, true)) => return Err(StoreError::FallbackCycle(cycle)),
+            None => {}
         }
         self.write_entries(&[(node, proposed)]);
         Ok(())

@@ -17,9 +17,13 @@
 pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
+pub mod kernel;
 pub mod meminfo;
+pub mod mover;
 mod read;
 pub mod root;
+pub mod scope;
+pub mod sys;
 pub mod topology;
 pub mod vmstat;
 

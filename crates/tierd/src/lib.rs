@@ -7,7 +7,9 @@
 //! - [`commands`]: the subcommands, returning text for the binary to print.
 
 pub mod commands;
+pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod mount;
 pub mod paths;
 pub mod report;

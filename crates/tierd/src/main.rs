@@ -137,9 +137,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(cli.command, Command::Mount { .. });
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if long_running { "info" } else { "warn" })
+        // fuser logs every operation a filesystem leaves to the kernel's default at warn.
+        tracing_subscriber::EnvFilter::new(if long_running { "info,fuser=error" } else { "warn" })
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let g = cli.global;
     let procfs = g.procfs_root.unwrap_or_else(|| {
         let beside = g.sysfs_root.join("../proc");

@@ -1,0 +1,336 @@
+//! tierd-memload: the workload that tierd's real-kernel test bed runs in the guest.
+//!
+//! It allocates anonymous memory (optionally bound to nodes with `mbind`), fills every page
+//! with verifiable content, keeps touching a hot fraction at a given rate, and reports where
+//! its pages are (a `move_pages` query), how many fail their check, its access rate, and the
+//! kernel's reclaim and migration counters over its run. `migrate` moves its own pages along
+//! a list of nodes with tierd's `move_pages` wrapper and checks every step.
+//!
+//! Every report is one line starting with `memload: ` followed by `key=value` pairs, so
+//! scenario scripts can read it with `sed`. The exit status is 0 when every check held,
+//! 1 when one failed, 2 on a usage or setup error.
+
+mod region;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use tierd_core::{NodeId, NodeMask};
+use tierd_linux::sys::{self, MoveScope, PageError, PageStatus, Target};
+
+use crate::region::Region;
+
+/// Allocate, fill, touch and migrate anonymous memory; report its NUMA placement.
+///
+/// Examples:
+///
+///   tierd-memload run --size-mib 600 --bind 0 --hot-pct 10 --rate 20000 --duration-s 30
+///
+///   tierd-memload migrate --size-mib 64 --bind 0 --path 1,2,0
+///
+/// Send SIGUSR1 to a running `run` for a report at once.
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Fill the buffer, touch its hot part for a while, report placement, checksums, rate.
+    Run(RunArgs),
+    /// Fill the buffer, then move all its pages to each node of --path in turn, checking
+    /// per-page statuses, placement (by query) and content after every step.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Size of the buffer in MiB.
+    #[arg(long)]
+    size_mib: usize,
+    /// Bind the buffer to these nodes (nodelist, e.g. `0` or `1-2`) before the first touch.
+    #[arg(long)]
+    bind: Option<NodeMask>,
+    /// Pages per move_pages call (query and move).
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    /// Seed of the page content pattern.
+    #[arg(long, default_value_t = 0x7469_6572_6400)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Percentage of the pages (the first ones) that are hot and touched continuously.
+    #[arg(long, default_value_t = 0)]
+    hot_pct: u32,
+    /// Hot-page touches per second; 0 means as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to keep touching the hot part, in seconds.
+    #[arg(long, default_value_t = 0)]
+    duration_s: u64,
+    /// Print a placement report every this many seconds while touching (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    report_every_s: u64,
+}
+
+#[derive(Args, Debug)]
+struct MigrateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The nodes to move every page to, in order (comma-separated node ids).
+    #[arg(long, value_delimiter = ',', required = true)]
+    path: Vec<NodeId>,
+    /// Fail when any page reports a status other than its target, even -EBUSY for a page
+    /// that did move (use with transparent huge pages off).
+    #[arg(long)]
+    strict: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run(a) => run(&a),
+        Cmd::Migrate(a) => migrate(&a),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            println!("memload: result=FAIL");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("tierd-memload: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn setup(c: &Common) -> Result<Region, String> {
+    if c.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    let pages = c.size_mib * (1 << 20) / sys::page_size();
+    let mut r = Region::new(pages, c.bind, c.seed).map_err(|e| format!("allocate: {e}"))?;
+    let t = Instant::now();
+    r.fill();
+    println!(
+        "memload: filled pages={pages} seconds={:.2} pid={}",
+        t.elapsed().as_secs_f64(),
+        std::process::id()
+    );
+    Ok(r)
+}
+
+/// Where the pages are: count per node, and per error for pages with none.
+#[derive(Default)]
+struct Placement {
+    nodes: BTreeMap<NodeId, usize>,
+    errors: BTreeMap<&'static str, usize>,
+}
+
+impl Placement {
+    fn of(r: &Region, batch: usize) -> Result<Placement, String> {
+        let mut p = Placement::default();
+        let mut from = 0;
+        while from < r.pages() {
+            let to = (from + batch).min(r.pages());
+            let addrs = r.addrs(from..to);
+            let mut st = vec![PageStatus::UNSET; addrs.len()];
+            sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
+            for s in st {
+                match s.get() {
+                    Ok(n) => *p.nodes.entry(n).or_default() += 1,
+                    Err(e) => *p.errors.entry(e.name()).or_default() += 1,
+                }
+            }
+            from = to;
+        }
+        Ok(p)
+    }
+
+    fn on(&self, n: NodeId) -> usize {
+        self.nodes.get(&n).copied().unwrap_or(0)
+    }
+
+    fn line(&self, label: &str) -> String {
+        let mut s = format!("memload: placement at={label}");
+        for (n, c) in &self.nodes {
+            let _ = write!(s, " node{n}={c}");
+        }
+        let _ = write!(s, " absent={}", self.errors.get("ENOENT").copied().unwrap_or(0));
+        for (e, c) in &self.errors {
+            if *e != "ENOENT" {
+                let _ = write!(s, " {e}={c}");
+            }
+        }
+        s
+    }
+}
+
+/// The kernel counters a run is judged by.
+const VMSTAT_KEYS: &[&str] = &[
+    "pswpin",
+    "pswpout",
+    "pgdemote_kswapd",
+    "pgdemote_direct",
+    "pgdemote_khugepaged",
+    "pgpromote_success",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+];
+
+fn vmstat() -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn vmstat_delta_line(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let mut s = String::from("memload: vmstat-delta");
+    for k in VMSTAT_KEYS {
+        if let (Some(a), Some(b)) = (after.get(*k), before.get(*k)) {
+            let _ = write!(s, " {k}={}", a.saturating_sub(*b));
+        }
+    }
+    s
+}
+
+fn run(a: &RunArgs) -> Result<bool, String> {
+    let report = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
+        .map_err(|e| format!("SIGUSR1 handler: {e}"))?;
+    let before = vmstat();
+    let mut r = setup(&a.common)?;
+    let batch = a.common.batch;
+    println!("{}", Placement::of(&r, batch)?.line("filled"));
+
+    let hot = usize::try_from(
+        u64::try_from(r.pages()).unwrap_or(u64::MAX) * u64::from(a.hot_pct.min(100)) / 100,
+    )
+    .unwrap_or(r.pages());
+    let t = Instant::now();
+    let end = Duration::from_secs(a.duration_s);
+    let mut touches: u64 = 0;
+    let mut next_report = Duration::from_secs(a.report_every_s);
+    let tick = Duration::from_millis(10);
+    let per_tick = if a.rate == 0 { 4096 } else { (a.rate / 100).max(1) };
+    let mut i = 0usize;
+    while hot > 0 && t.elapsed() < end {
+        let tick_start = Instant::now();
+        for _ in 0..per_tick {
+            r.touch(i % hot, i / hot);
+            i = i.wrapping_add(1);
+        }
+        touches += per_tick;
+        if report.swap(false, Ordering::Relaxed)
+            || (a.report_every_s > 0 && t.elapsed() >= next_report)
+        {
+            next_report += Duration::from_secs(a.report_every_s.max(1));
+            println!(
+                "{}",
+                Placement::of(&r, batch)?.line(&format!("{:.1}s", t.elapsed().as_secs_f64()))
+            );
+        }
+        if a.rate > 0
+            && let Some(rest) = tick.checked_sub(tick_start.elapsed())
+        {
+            std::thread::sleep(rest);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // a rate for people to read
+    let rate = if secs > 0.0 { touches as f64 / secs } else { 0.0 };
+    println!(
+        "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
+    );
+    let placement = Placement::of(&r, batch)?;
+    println!("{}", placement.line("end"));
+    // Before the check: reading swapped-out pages swaps them in.
+    println!("{}", vmstat_delta_line(&before, &vmstat()));
+    let bad = r.verify();
+    println!("memload: checksum pages={} bad={bad}", r.pages());
+    Ok(bad == 0)
+}
+
+fn migrate(a: &MigrateArgs) -> Result<bool, String> {
+    let r = setup(&a.common)?;
+    let batch = a.common.batch;
+    let start = Placement::of(&r, batch)?;
+    println!("{}", start.line("filled"));
+    let mut ok = true;
+    if let Some(mask) = a.common.bind {
+        let on_bound: usize = mask.iter().map(|n| start.on(n)).sum();
+        if on_bound != r.pages() {
+            println!(
+                "memload: error=bind-ignored bound={mask} on_bound={on_bound} pages={}",
+                r.pages()
+            );
+            ok = false;
+        }
+    }
+    for &to in &a.path {
+        let t = Instant::now();
+        let mut moved = 0usize;
+        let mut busy = 0usize;
+        let mut failed: BTreeMap<String, usize> = BTreeMap::new();
+        let mut not_migrated = 0usize;
+        let mut from = 0;
+        while from < r.pages() {
+            let end = (from + batch).min(r.pages());
+            let addrs = r.addrs(from..end);
+            let nodes = vec![to; addrs.len()];
+            let mut st = vec![PageStatus::UNSET; addrs.len()];
+            not_migrated +=
+                sys::move_pages(Target::Current, &addrs, &nodes, &mut st, MoveScope::Exclusive)
+                    .map_err(|e| e.to_string())?;
+            for s in st {
+                match s.get() {
+                    Ok(n) if n == to => moved += 1,
+                    Ok(n) => *failed.entry(format!("on-node{n}")).or_default() += 1,
+                    Err(PageError::Busy) => busy += 1,
+                    Err(e) => *failed.entry(e.to_string()).or_default() += 1,
+                }
+            }
+            from = end;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // a rate for people to read
+        let rate = r.pages() as f64 / secs.max(1e-9);
+        let mut line = format!(
+            "memload: migrate to={to} pages={} moved={moved} busy={busy} not_migrated={not_migrated} seconds={secs:.2} pages_per_s={rate:.0}",
+            r.pages()
+        );
+        for (e, c) in &failed {
+            let _ = write!(line, " {e}={c}");
+        }
+        println!("{line}");
+        let placed = Placement::of(&r, batch)?;
+        println!("{}", placed.line(&format!("after-move-to-{to}")));
+        let bad = r.verify();
+        println!("memload: checksum after=move-to-{to} pages={} bad={bad}", r.pages());
+        let on_target = placed.on(to);
+        if on_target != r.pages() || bad != 0 || !failed.is_empty() || (a.strict && busy > 0) {
+            println!(
+                "memload: error=step-failed to={to} on_target={on_target} pages={} bad={bad} busy={busy}",
+                r.pages()
+            );
+            ok = false;
+        }
+    }
+    Ok(ok)
+}

@@ -1,0 +1,311 @@
+//! The daemon's configuration (`/etc/tierd/tierd.toml`): strict TOML, every field documented
+//! with its default, unknown fields rejected with their line. `tierd.example.toml` at the
+//! repository root lists every field at its default; a test parses it and checks that it
+//! equals [`Config::default`], so the example can't drift from the code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tierd_core::NodeId;
+
+/// The default config file.
+pub const DEFAULT_CONFIG: &str = "/etc/tierd/tierd.toml";
+
+/// The whole file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where migration paths come from.
+    pub paths: PathsConfig,
+    /// How much of each node to keep free.
+    pub headroom: HeadroomConfig,
+    /// Which processes' pages tierd moves.
+    pub scope: ScopeConfig,
+    /// How page heat is measured.
+    pub tracker: TrackerConfig,
+    /// Bounds on page moves.
+    pub mover: MoverConfig,
+    /// Bringing hot pages back up.
+    pub promotion: PromotionConfig,
+    /// The daemon itself.
+    pub daemon: DaemonConfig,
+}
+
+/// `[paths]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// `"auto"`: derive the kernel's default at start when the state file has no table yet;
+    /// `"state"`: use the state file as it is (all terminal when absent); or the path of a
+    /// graph file (`tierd path apply` format) applied at every start and reload. Default
+    /// `"auto"`.
+    pub source: String,
+    /// The state file that keeps the table. Default `/var/lib/tierd/paths.toml`.
+    pub state: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig { source: "auto".into(), state: PathBuf::from(crate::state::DEFAULT_STATE) }
+    }
+}
+
+/// `[headroom]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadroomConfig {
+    /// Percent of every node with a migration target to keep free. Default 5.
+    pub default_pct: f64,
+    /// Per-node overrides, `"0" = 10`.
+    pub node: BTreeMap<String, f64>,
+}
+
+impl Default for HeadroomConfig {
+    fn default() -> Self {
+        HeadroomConfig { default_pct: 5.0, node: BTreeMap::new() }
+    }
+}
+
+/// `[scope]`: at most one of `cgroup`, `pids`, `comm`; none = every user process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopeConfig {
+    /// A cgroup v2 path as `/proc/PID/cgroup` prints it (`/system.slice/app.service`).
+    pub cgroup: Option<PathBuf>,
+    /// A list of pids.
+    pub pids: Option<Vec<u32>>,
+    /// A regular expression over the process name (`comm`).
+    pub comm: Option<String>,
+}
+
+/// `[tracker]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// `"auto"` (DAMON, else idle page tracking, else soft-dirty), `"damon"`, `"idle"` or
+    /// `"softdirty"`. Default `"auto"`.
+    pub kind: String,
+    /// DAMON sampling interval, microseconds. Default 5000.
+    pub sample_us: u64,
+    /// DAMON aggregation window, milliseconds: the window page heat is counted over.
+    /// Default 100.
+    pub aggregate_ms: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig { kind: "auto".into(), sample_us: 5000, aggregate_ms: 100 }
+    }
+}
+
+/// `[mover]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MoverConfig {
+    /// Demotion traffic cap, MiB/s; 0 = no cap. Default 256.
+    pub max_mib_per_s: u64,
+    /// Most pages per `move_pages` call. Default 4096.
+    pub pages_per_call: usize,
+    /// A call slower than this halves the next batch, milliseconds. Default 20.
+    pub max_call_ms: u64,
+    /// Also move pages shared with other processes (`MPOL_MF_MOVE_ALL`). Default false.
+    pub move_shared: bool,
+}
+
+impl Default for MoverConfig {
+    fn default() -> Self {
+        MoverConfig {
+            max_mib_per_s: 256,
+            pages_per_call: 4096,
+            max_call_ms: 20,
+            move_shared: false,
+        }
+    }
+}
+
+/// `[promotion]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromotionConfig {
+    /// Bring hot pages of lower tiers up. Default true.
+    pub enabled: bool,
+    /// Accesses per tracker window that make a page hot. Default 2.
+    pub min_heat: u32,
+    /// Promotion traffic cap, MiB/s. Default 64.
+    pub max_mib_per_s: u64,
+    /// A page that moved may not move again for this long, milliseconds (the ping-pong
+    /// guard). Default 10000.
+    pub min_residence_ms: u64,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        PromotionConfig { enabled: true, min_heat: 2, max_mib_per_s: 64, min_residence_ms: 10_000 }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// One loop every this many milliseconds. Default 1000.
+    pub interval_ms: u64,
+    /// OpenMetrics address; keep it on loopback. Default `127.0.0.1:9877`; `""` = off.
+    pub metrics_addr: String,
+    /// The control socket. Default `/run/tierd/control.sock`.
+    pub socket: PathBuf,
+    /// Serve the sysfs-compatible tree here too (`tierd mount`). Default: none.
+    pub mount: Option<PathBuf>,
+    /// Switch the kernel's own demotion and tiering promotion off while running, and restore
+    /// them on exit. Default false (warn only).
+    pub take_over: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            interval_ms: 1000,
+            metrics_addr: crate::metrics::DEFAULT_ADDR.into(),
+            socket: PathBuf::from("/run/tierd/control.sock"),
+            mount: None,
+            take_over: false,
+        }
+    }
+}
+
+/// A config problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid (syntax, unknown field, wrong type: the message has the line).
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text)
+            .map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+    }
+
+    /// Parses and validates the text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let pct = |what: &str, v: f64| {
+            if (0.0..100.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} = {v}: a percentage from 0 to below 100"))
+            }
+        };
+        pct("headroom.default_pct", self.headroom.default_pct)?;
+        for (node, v) in &self.headroom.node {
+            node.parse::<NodeId>().map_err(|e| format!("headroom.node.{node}: {e}"))?;
+            pct(&format!("headroom.node.{node}"), *v)?;
+        }
+        let chosen =
+            [self.scope.cgroup.is_some(), self.scope.pids.is_some(), self.scope.comm.is_some()];
+        if chosen.iter().filter(|c| **c).count() > 1 {
+            return Err("scope: pick at most one of cgroup, pids, comm".into());
+        }
+        if let Some(re) = &self.scope.comm {
+            regex::Regex::new(re).map_err(|e| format!("scope.comm: {e}"))?;
+        }
+        if !["auto", "damon", "idle", "softdirty"].contains(&self.tracker.kind.as_str()) {
+            return Err(format!(
+                "tracker.kind = {:?}: one of \"auto\", \"damon\", \"idle\", \"softdirty\"",
+                self.tracker.kind
+            ));
+        }
+        if self.mover.pages_per_call == 0 || self.mover.max_call_ms == 0 {
+            return Err("mover.pages_per_call and mover.max_call_ms must be above 0".into());
+        }
+        if self.daemon.interval_ms == 0 {
+            return Err("daemon.interval_ms must be above 0".into());
+        }
+        Ok(())
+    }
+
+    /// The headroom of `node`, percent.
+    pub fn headroom_pct(&self, node: NodeId) -> f64 {
+        self.headroom.node.get(&node.to_string()).copied().unwrap_or(self.headroom.default_pct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../tierd.example.toml");
+
+    #[test]
+    fn the_example_lists_every_default() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap(), Config::default());
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_field_of_the_defaults_is_in_the_example() {
+        // Serialising the defaults names every field; each must appear in the example.
+        let text = toml::to_string(&Config::default()).unwrap();
+        for line in text.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(
+                EXAMPLE
+                    .lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+                "{key} is not documented in tierd.example.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_line() {
+        let err = Config::parse("[mover]\npages_per_call = 10\nspeed = 3\n").unwrap_err();
+        assert!(err.contains("unknown field `speed`") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_allowed() {
+        for (text, want) in [
+            ("[headroom]\ndefault_pct = 120\n", "percentage"),
+            ("[headroom.node]\nx = 5\n", "headroom.node.x"),
+            ("[scope]\npids = [1]\ncomm = \"a\"\n", "at most one"),
+            ("[scope]\ncomm = \"(\"\n", "scope.comm"),
+            ("[tracker]\nkind = \"perf\"\n", "one of"),
+            ("[daemon]\ninterval_ms = 0\n", "interval_ms"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn per_node_headroom_overrides_the_default() {
+        let c = Config::parse("[headroom]\ndefault_pct = 3\n[headroom.node]\n0 = 10\n").unwrap();
+        assert!((c.headroom_pct(NodeId::new(0).unwrap()) - 10.0).abs() < f64::EPSILON);
+        assert!((c.headroom_pct(NodeId::new(1).unwrap()) - 3.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,332 @@
+//! The metrics endpoint: OpenMetrics text over HTTP on a loopback address (default
+//! `127.0.0.1:9877`), and the metric families the daemon updates.
+//!
+//! tierd's own counters sit beside the kernel's (`pgdemote_*`, `pgpromote_*`, `pgmigrate_*`,
+//! `pswpin`, `pswpout`, copied from `/proc/vmstat` at each loop), so a dashboard shows what
+//! tierd moved next to what the kernel did. The HTTP server is deliberately tiny: one thread,
+//! `GET /metrics` only, loopback by default; it is not an HTTP framework.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9877";
+
+/// A migration edge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Edge {
+    /// Source node.
+    pub from: u32,
+    /// Destination node.
+    pub to: u32,
+}
+
+/// A node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// The node.
+    pub node: u32,
+}
+
+/// A per-page failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrnoLabel {
+    /// The errno's name (`EBUSY`).
+    pub errno: String,
+}
+
+/// A kernel vmstat counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VmstatLabel {
+    /// The `/proc/vmstat` key.
+    pub counter: String,
+}
+
+/// Every family tierd exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Pages demoted per edge.
+    pub demoted_pages: Family<Edge, Counter>,
+    /// Bytes demoted per edge.
+    pub demoted_bytes: Family<Edge, Counter>,
+    /// Pages promoted per edge.
+    pub promoted_pages: Family<Edge, Counter>,
+    /// Bytes promoted per edge.
+    pub promoted_bytes: Family<Edge, Counter>,
+    /// Per-page move failures by errno.
+    pub move_failures: Family<ErrnoLabel, Counter>,
+    /// Free bytes per node.
+    pub node_free_bytes: Family<NodeLabel, Gauge>,
+    /// Total bytes per node.
+    pub node_total_bytes: Family<NodeLabel, Gauge>,
+    /// Time one tracker sample took.
+    pub tracker_scan_seconds: Histogram,
+    /// Fraction of in-scope memory the last sample covered, in parts per million.
+    pub tracker_coverage_ppm: Gauge,
+    /// Time one daemon loop took.
+    pub loop_seconds: Histogram,
+    /// tierd's CPU time per GiB of tracked memory per minute, in microseconds.
+    pub cpu_us_per_gib_minute: Gauge<u64, AtomicU64>,
+    /// The kernel's own counters, copied from `/proc/vmstat`.
+    pub kernel: Family<VmstatLabel, Gauge>,
+}
+
+/// The `/proc/vmstat` counters mirrored as `tierd_kernel_vmstat{counter=...}`.
+pub const KERNEL_COUNTERS: &[&str] = &[
+    "pgdemote_kswapd",
+    "pgdemote_direct",
+    "pgdemote_khugepaged",
+    "pgpromote_success",
+    "pgpromote_candidate",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "pswpin",
+    "pswpout",
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// All families, registered under the `tierd_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tierd");
+        let buckets = || prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 16);
+        let m = Metrics {
+            registry: Registry::default(),
+            demoted_pages: Family::default(),
+            demoted_bytes: Family::default(),
+            promoted_pages: Family::default(),
+            promoted_bytes: Family::default(),
+            move_failures: Family::default(),
+            node_free_bytes: Family::default(),
+            node_total_bytes: Family::default(),
+            tracker_scan_seconds: Histogram::new(buckets()),
+            tracker_coverage_ppm: Gauge::default(),
+            loop_seconds: Histogram::new(buckets()),
+            cpu_us_per_gib_minute: Gauge::default(),
+            kernel: Family::default(),
+        };
+        registry.register(
+            "demoted_pages",
+            "Pages tierd demoted, per edge",
+            m.demoted_pages.clone(),
+        );
+        registry.register(
+            "demoted_bytes",
+            "Bytes tierd demoted, per edge",
+            m.demoted_bytes.clone(),
+        );
+        registry.register(
+            "promoted_pages",
+            "Pages tierd promoted, per edge",
+            m.promoted_pages.clone(),
+        );
+        registry.register(
+            "promoted_bytes",
+            "Bytes tierd promoted, per edge",
+            m.promoted_bytes.clone(),
+        );
+        registry.register(
+            "move_failures",
+            "Per-page move failures by errno",
+            m.move_failures.clone(),
+        );
+        registry.register("node_free_bytes", "Free memory per node", m.node_free_bytes.clone());
+        registry.register("node_total_bytes", "Memory per node", m.node_total_bytes.clone());
+        registry.register(
+            "tracker_scan_seconds",
+            "Time one access-tracker sample took",
+            m.tracker_scan_seconds.clone(),
+        );
+        registry.register(
+            "tracker_coverage_ppm",
+            "In-scope memory the last tracker sample covered, parts per million",
+            m.tracker_coverage_ppm.clone(),
+        );
+        registry.register("loop_seconds", "Time one daemon loop took", m.loop_seconds.clone());
+        registry.register(
+            "cpu_us_per_gib_minute",
+            "tierd CPU time per GiB of tracked memory per minute, microseconds",
+            m.cpu_us_per_gib_minute.clone(),
+        );
+        registry.register(
+            "kernel_vmstat",
+            "The kernel's own migration and swap counters from /proc/vmstat",
+            m.kernel.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Records moved pages on an edge.
+    pub fn record_move(&self, demotion: bool, from: u32, to: u32, pages: u64, page_size: u64) {
+        let edge = Edge { from, to };
+        let (p, b) = if demotion {
+            (&self.demoted_pages, &self.demoted_bytes)
+        } else {
+            (&self.promoted_pages, &self.promoted_bytes)
+        };
+        p.get_or_create(&edge).inc_by(pages);
+        b.get_or_create(&edge).inc_by(pages.saturating_mul(page_size));
+    }
+
+    /// Copies the kernel counters tierd mirrors out of a `/proc/vmstat` map.
+    pub fn record_vmstat(&self, vmstat: &std::collections::BTreeMap<String, u64>) {
+        for key in KERNEL_COUNTERS {
+            if let Some(v) = vmstat.get(*key) {
+                let label = VmstatLabel { counter: (*key).to_string() };
+                self.kernel.get_or_create(&label).set(i64::try_from(*v).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The HTTP endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct Endpoint {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// Listens on `addr` and serves `metrics`. A non-loopback address is allowed but logged:
+    /// the endpoint has no authentication.
+    pub fn start(addr: &str, metrics: Arc<Metrics>) -> io::Result<Endpoint> {
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}"))
+        })?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "metrics endpoint is reachable beyond this host and has no authentication");
+        }
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("tierd-metrics".into()).spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Err(e) = serve(&stream, &metrics) {
+                            tracing::debug!("metrics request: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => tracing::warn!("metrics accept: {e}"),
+                }
+            }
+        })?;
+        Ok(Endpoint { addr, stop, thread: Some(thread) })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(stream: &TcpStream, metrics: &Metrics) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers; the endpoint needs none of them.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+    };
+    let mut w = stream;
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_openmetrics_with_tierd_and_kernel_counters() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.record_move(true, 0, 1, 10, 4096);
+        metrics.record_move(false, 1, 0, 2, 4096);
+        metrics.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
+        let vmstat = [("pgdemote_kswapd".to_string(), 7u64), ("nr_free_pages".into(), 1)].into();
+        metrics.record_vmstat(&vmstat);
+        let ep = Endpoint::start("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
+        let body = get(ep.addr(), "/metrics");
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        for want in [
+            "tierd_demoted_pages_total{from=\"0\",to=\"1\"} 10",
+            "tierd_demoted_bytes_total{from=\"0\",to=\"1\"} 40960",
+            "tierd_promoted_pages_total{from=\"1\",to=\"0\"} 2",
+            "tierd_move_failures_total{errno=\"EBUSY\"} 1",
+            "tierd_kernel_vmstat{counter=\"pgdemote_kswapd\"} 7",
+            "# EOF",
+        ] {
+            assert!(body.contains(want), "missing {want:?} in\n{body}");
+        }
+        assert!(
+            !body.contains("nr_free_pages"),
+            "only the migration and swap counters are mirrored"
+        );
+        assert!(get(ep.addr(), "/").starts_with("HTTP/1.1 404"));
+    }
+}
