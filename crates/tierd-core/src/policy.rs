@@ -38,6 +38,9 @@ pub struct PolicyConfig {
     /// Free memory kept above the `high` watermark on each node with a target, percent of
     /// the node's size. Default 5.
     pub headroom_pct: f64,
+    /// Per-node overrides of `headroom_pct`, keyed by node id (`[policy.node_headroom_pct]`
+    /// with `0 = 10.0`). Default none.
+    pub node_headroom_pct: std::collections::BTreeMap<String, f64>,
     /// Most memory demoted per second to keep headroom, MiB/s. Default 4096.
     pub demote_mib_per_s: u64,
     /// Whether hot pages of lower tiers are promoted. Default true.
@@ -56,12 +59,42 @@ impl Default for PolicyConfig {
         PolicyConfig {
             interval_ms: 10,
             headroom_pct: 5.0,
+            node_headroom_pct: std::collections::BTreeMap::new(),
             demote_mib_per_s: 4096,
             promote: true,
             promote_mib_per_s: 256,
             promote_min_heat: 1,
             pingpong_ms: 200,
         }
+    }
+}
+
+impl PolicyConfig {
+    /// The headroom of `node`, percent: its override, else `headroom_pct`.
+    pub fn headroom_pct_of(&self, node: NodeId) -> f64 {
+        self.node_headroom_pct.get(&node.to_string()).copied().unwrap_or(self.headroom_pct)
+    }
+
+    /// Checks values a type cannot: percentages in 0..=100, override keys that are node ids.
+    pub fn check(&self) -> Result<(), String> {
+        let pct = |what: &str, v: f64| {
+            if (0.0..=100.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} = {v} is not a percentage (0 to 100)"))
+            }
+        };
+        pct("headroom_pct", self.headroom_pct)?;
+        for (key, v) in &self.node_headroom_pct {
+            if key.parse::<NodeId>().is_err() || key.starts_with('+') || key.trim() != key {
+                return Err(format!("node_headroom_pct: `{key}` is not a node id"));
+            }
+            pct(&format!("node_headroom_pct.{key}"), *v)?;
+        }
+        if self.interval_ms == 0 {
+            return Err("interval_ms must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -179,7 +212,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss
         )]
-        let headroom = (m.total as f64 * self.config.headroom_pct.max(0.0) / 100.0) as u64;
+        let headroom =
+            (m.total as f64 * self.config.headroom_pct_of(node).clamp(0.0, 100.0) / 100.0) as u64;
         Some((m.free, m.wmark_high + headroom))
     }
 
@@ -426,6 +460,20 @@ mod tests {
         let mut b =
             Fake { on: vec![id(0); 10], hot: vec![false; 10], total: 100, moves: Vec::new() };
         crate::backend::backend_contract(&mut b);
+    }
+
+    #[test]
+    fn per_node_headroom_overrides() {
+        let text = "headroom_pct = 4.0\n[node_headroom_pct]\n1 = 20.0\n";
+        let c: PolicyConfig = toml::from_str(text).unwrap();
+        c.check().unwrap();
+        assert!((c.headroom_pct_of(id(0)) - 4.0).abs() < 1e-12);
+        assert!((c.headroom_pct_of(id(1)) - 20.0).abs() < 1e-12);
+        let bad: PolicyConfig = toml::from_str("[node_headroom_pct]\nx = 1.0\n").unwrap();
+        assert_eq!(bad.check().unwrap_err(), "node_headroom_pct: `x` is not a node id");
+        let bad: PolicyConfig = toml::from_str("headroom_pct = 120.0\n").unwrap();
+        assert!(bad.check().unwrap_err().contains("not a percentage"));
+        assert!(toml::from_str::<PolicyConfig>("headroom = 1.0\n").is_err(), "unknown field");
     }
 
     #[test]

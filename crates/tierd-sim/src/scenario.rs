@@ -453,6 +453,7 @@ impl Scenario {
         if !self.page_size.is_power_of_two() || self.page_size < 512 {
             return Err(format!("page_size {} is not a power of two >= 512", self.page_size));
         }
+        self.policy.check().map_err(|e| format!("[policy]: {e}"))?;
         if self.policies.is_empty() {
             return Err("`policies` is empty".into());
         }
