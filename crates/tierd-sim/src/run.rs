@@ -127,6 +127,13 @@ fn parse_chain(text: &str, nodes: usize) -> Result<PathGraph, String> {
 impl Setup {
     /// Builds the machine of `s`.
     pub fn new(s: &Scenario) -> Result<Setup, SimError> {
+        if s.node.is_empty() {
+            return Err(SimError::Scenario(
+                "the scenario has no [[node]] tables: a `machine` tree must be read into them \
+                 first (tierd simulate does)"
+                    .into(),
+            ));
+        }
         let n = s.node.len();
         let lat: Vec<u64> = s.node.iter().map(|x| x.latency_ns).collect();
         let min_lat = lat.iter().copied().min().unwrap_or(1).max(1);

@@ -29,8 +29,14 @@ pub struct Scenario {
     /// Policies to compare, in report order. Default all three.
     #[serde(default = "default_policies")]
     pub policies: Vec<PolicyName>,
-    /// The nodes, ids `0..n` in order.
+    /// The nodes, ids `0..n` in order. Leave out when `machine` is given.
+    #[serde(default)]
     pub node: Vec<NodeSpec>,
+    /// A sysfs tree to take the nodes from instead (a fixture such as
+    /// `fixtures/dram-cxl-pmem`, relative to the scenario file, or `/` for the host running
+    /// the simulation). `tierd simulate` reads it (the library never touches sysfs); paths
+    /// then default to `"auto"`.
+    pub machine: Option<std::path::PathBuf>,
     /// Migration paths: `"auto"`, a chain such as `"0 -> 1 -> 2"`, or a path graph table in
     /// the `tierd path` TOML form (`[paths.node.0] target = 1`). Default `"auto"`.
     #[serde(default)]
@@ -427,6 +433,13 @@ impl Scenario {
     /// Checks the scenario's consistency (done by [`Scenario::from_toml`]; call it again after
     /// changing a parsed scenario).
     pub fn check(&self) -> Result<(), String> {
+        if self.node.is_empty() && self.machine.is_some() {
+            // `tierd simulate` fills the nodes in from the tree; nothing else to check yet.
+            return Ok(());
+        }
+        if !self.node.is_empty() && self.machine.is_some() {
+            return Err("give either [[node]] tables or `machine`, not both".into());
+        }
         if self.node.is_empty() || self.node.len() > crate::machine::MAX_SIM_NODES {
             return Err(format!(
                 "a scenario needs 1 to {} nodes, not {}",

@@ -222,9 +222,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
-    if let Some(dir) = &args.machine {
+    let from_file = scenario.machine.take().map(|m| {
+        let base = args.scenario.as_deref().and_then(std::path::Path::parent);
+        base.map_or(m.clone(), |b| b.join(&m))
+    });
+    if let Some(dir) = args.machine.as_ref().or(from_file.as_ref()) {
         scenario.node = nodes_from_sysfs(dir)?;
-        scenario.paths = tierd_sim::scenario::Paths::Text("auto".into());
+        if args.machine.is_some() {
+            scenario.paths = tierd_sim::scenario::Paths::Text("auto".into());
+        }
         scenario
             .check()
             .map_err(|e| anyhow::anyhow!("with the machine of {}: {e}", dir.display()))?;
