@@ -11,7 +11,10 @@
 //!    watermark). Nodes are served deepest first, so a lower tier makes room before an upper
 //!    one spills into it. The point is that allocations on a fast node never find it below
 //!    `low`: kswapd is never woken there and never gets the chance to swap while lower tiers
-//!    have room (the RFC's "gobs of space in slower memory").
+//!    have room (the RFC's "gobs of space in slower memory"). Against allocation bursts the
+//!    headroom grows to `burst_factor` times what was allocated on the node during the last
+//!    interval (at most a quarter of the node): a fixed percentage that suits the steady state
+//!    is too small for a program filling its heap between two ticks.
 //! 2. **Promotion brings hot pages back.** Pages the backend saw accessed repeatedly on a
 //!    lower node move to its promotion node (the nearest CPU node above it in the path
 //!    graph), at most `promote_mib_per_s`. When the upper node has no room above its
@@ -41,6 +44,10 @@ pub struct PolicyConfig {
     /// Per-node overrides of `headroom_pct`, keyed by node id (`[policy.node_headroom_pct]`
     /// with `0 = 10.0`). Default none.
     pub node_headroom_pct: std::collections::BTreeMap<String, f64>,
+    /// Extra headroom against allocation bursts: a node keeps free at least this many times
+    /// what was allocated on it during the last interval (up to a quarter of the node), when
+    /// that is more than `headroom_pct`. 0 turns it off. Default 2.
+    pub burst_factor: f64,
     /// Most memory demoted per second to keep headroom, MiB/s. Default 4096.
     pub demote_mib_per_s: u64,
     /// Whether hot pages of lower tiers are promoted. Default true.
@@ -60,6 +67,7 @@ impl Default for PolicyConfig {
             interval_ms: 10,
             headroom_pct: 5.0,
             node_headroom_pct: std::collections::BTreeMap::new(),
+            burst_factor: 2.0,
             demote_mib_per_s: 4096,
             promote: true,
             promote_mib_per_s: 256,
@@ -85,6 +93,9 @@ impl PolicyConfig {
             }
         };
         pct("headroom_pct", self.headroom_pct)?;
+        if !(0.0..=100.0).contains(&self.burst_factor) {
+            return Err(format!("burst_factor = {} is not in 0 to 100", self.burst_factor));
+        }
         for (key, v) in &self.node_headroom_pct {
             if key.parse::<NodeId>().is_err() || key.starts_with('+') || key.trim() != key {
                 return Err(format!("node_headroom_pct: `{key}` is not a node id"));
@@ -133,6 +144,8 @@ pub struct Tierd<P> {
     moved_order: VecDeque<(u64, P)>,
     /// Promotion budget carried between ticks, pages.
     promote_tokens: u64,
+    /// Free pages of each node at the end of the previous tick.
+    last_free: std::collections::BTreeMap<NodeId, u64>,
     /// Scratch buffers reused across ticks.
     heat: Vec<PageHeat<P>>,
     pages: Vec<P>,
@@ -182,6 +195,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             moved_at: HashMap::new(),
             moved_order: VecDeque::new(),
             promote_tokens: 0,
+            last_free: std::collections::BTreeMap::new(),
             heat: Vec::new(),
             pages: Vec::new(),
             status: Vec::new(),
@@ -214,7 +228,16 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         )]
         let headroom =
             (m.total as f64 * self.config.headroom_pct_of(node).clamp(0.0, 100.0) / 100.0) as u64;
-        Some((m.free, m.wmark_high + headroom))
+        // What allocations took since the last tick (the policy's own moves are included in
+        // `last_free`), scaled: a burst needs room for more than one interval.
+        let consumed = self.last_free.get(&node).map_or(0, |last| last.saturating_sub(m.free));
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let burst = ((consumed as f64 * self.config.burst_factor) as u64).min(m.total / 4);
+        Some((m.free, m.wmark_high + headroom.max(burst)))
     }
 
     fn recently_moved(&self, page: P, now_ns: u64) -> bool {
@@ -321,6 +344,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
         }
         if !self.config.promote {
+            self.remember_free(b);
             return stats;
         }
         let per_tick = self.per_tick(self.config.promote_mib_per_s, page_size);
@@ -383,7 +407,16 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             }
             self.status = status;
         }
+        self.remember_free(b);
         stats
+    }
+
+    fn remember_free<B: Backend<Page = P>>(&mut self, b: &B) {
+        for plan in &self.plans {
+            if let Some(m) = b.node_memory(plan.node) {
+                self.last_free.insert(plan.node, m.free);
+            }
+        }
     }
 }
 
@@ -460,6 +493,23 @@ mod tests {
         let mut b =
             Fake { on: vec![id(0); 10], hot: vec![false; 10], total: 100, moves: Vec::new() };
         crate::backend::backend_contract(&mut b);
+    }
+
+    #[test]
+    fn headroom_grows_with_an_allocation_burst() {
+        let (topo, graph) = chain();
+        let mut b = Fake { on: vec![id(0); 100], hot: vec![false; 100], total: 100, moves: vec![] };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        p.tick(0, &mut b);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 13, "high 3 + 10% of 100");
+        // 12 new pages allocated on node 0 in the interval: keep twice that free (at most a
+        // quarter of the node) from now on.
+        b.on.extend([id(0); 12]);
+        b.hot.extend([false; 12]);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 1);
+        p.tick(10_000_000, &mut b);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 3 + 24, "high 3 + 2 x 12");
     }
 
     #[test]
