@@ -3,9 +3,17 @@
 //!
 //! # Layout
 //! Speed comes from memory layout. The only per-access state is one byte per page
-//! (`state`: node slot, young bit, hint bit, active, swapped, queued). The LRU links (`prev`,
-//! `next`: two `u32` per page) are touched only when a page is allocated, reclaimed, aged or
-//! migrated, never on a plain access. That is 9 bytes per simulated page.
+//! (`state`: node slot, young bit, hint bit, active, `PG_referenced` when resident or
+//! swapped when not, queued). The LRU links (`prev`, `next`: two `u32` per page) are touched
+//! only when a page is allocated, reclaimed, aged or migrated, never on a plain access. That
+//! is 9 bytes per simulated page.
+//!
+//! # Heat for the policy
+//! The *hint* bit is the simulator's access tracker for [`Backend::hottest`], like a NUMA
+//! hinting fault: it is cleared on every page at the end of each policy interval
+//! ([`Machine::end_window`]), and a page on a promotable node that is accessed again while
+//! its hint bit is set is queued as a promotion candidate (accessed twice in one window).
+//! [`Backend::coldest`] walks the inactive list as reclaim does, so coldness is the kernel's.
 //!
 //! # The model of Linux (classic two-list LRU, one zone per node)
 //! - An access sets the page's *young* bit (the PTE accessed bit).
