@@ -289,3 +289,47 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     );
     emit(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures")).join(name)
+    }
+
+    #[test]
+    fn the_test_bed_fixture_becomes_three_nodes() {
+        let nodes = nodes_from_sysfs(&fixture("dram-cxl-pmem")).unwrap();
+        let summary: Vec<(u32, u64, bool, u64, u64)> = nodes
+            .iter()
+            .map(|n| (n.id, n.capacity_mib, n.cpu, n.latency_ns, n.bandwidth_mbps))
+            .collect();
+        assert_eq!(
+            summary,
+            [(0, 512, true, 80, 20_000), (1, 512, false, 180, 8_000), (2, 512, false, 350, 4_000)]
+        );
+        assert_eq!(nodes[0].distance.as_deref(), Some(&[10, 20, 30][..]));
+    }
+
+    #[test]
+    fn machines_the_simulator_cannot_number_are_refused() {
+        let err = nodes_from_sysfs(&fixture("offline-node")).unwrap_err().to_string();
+        assert!(err.contains("0-1,3"), "{err}");
+    }
+
+    #[test]
+    fn every_example_scenario_loads_its_machine() {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scenarios/fixture-machine.toml"
+        ));
+        let mut s = Scenario::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let dir = path.parent().unwrap().join(s.machine.take().unwrap());
+        s.node = nodes_from_sysfs(&dir).unwrap();
+        s.check().unwrap();
+        let opts = RunOptions { accesses: Some(20_000), no_bounds: true, ..RunOptions::default() };
+        let r = tierd_sim::simulate(&s, &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(r.paths, "0 -> 1 [2], 1 -> 2");
+    }
+}
