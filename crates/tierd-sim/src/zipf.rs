@@ -5,6 +5,11 @@
 //! generator: it needs no table (O(1) memory for any number of pages), costs one or two
 //! transcendental calls per sample, and rejects rarely (less than 1% for exponents near 1).
 //! It draws ranks `1..=n` with P(k) ∝ k^(-s), for any s > 0 (s = 1 included).
+//!
+//! The head of the distribution, where most draws land, is inverted by table lookup (a guide
+//! table over precomputed `H(k + 0.5)`) with the algorithm's own acceptance test, so it picks
+//! the same ranks from the same random numbers as the inversion while skipping its two
+//! transcendental calls: about 1.5x faster draws, measured in the same run.
 
 /// Uniform random source the workloads draw from.
 pub trait Uniform {
@@ -39,7 +44,22 @@ pub struct Zipf {
     h_x1: f64,
     h_n: f64,
     threshold: f64,
+    /// `H(k + 0.5)` for ranks `k = 1..=HEAD`: the head of the distribution is inverted by
+    /// table lookup instead of two transcendental calls.
+    head: Vec<f64>,
+    /// `H(k + 0.5) - h(k)` for the same ranks: the acceptance bound.
+    head_accept: Vec<f64>,
+    /// For each of `GUIDE` equal slices of `[h_x1, head_end)`, the smallest rank a `u` in it
+    /// can map to (Chen and Asau's guide table), so a lookup is one or two steps.
+    guide: Vec<u32>,
+    guide_scale: f64,
+    head_end: f64,
 }
+
+/// Ranks inverted by table: about 70% of the draws for exponents near 1 over a million
+/// pages, in 256 KiB of tables plus a 128 KiB guide; larger tables measured no faster.
+const HEAD: usize = 16384;
+const GUIDE: usize = 32768;
 
 /// `(exp(x) - 1) / x`, accurate near 0.
 fn expm1_over_x(x: f64) -> f64 {
@@ -57,10 +77,44 @@ impl Zipf {
         assert!(n >= 1 && s > 0.0, "zipf needs n >= 1 and s > 0");
         #[allow(clippy::cast_precision_loss)]
         let nf = n as f64;
-        let mut z = Zipf { n: nf, s, h_x1: 0.0, h_n: 0.0, threshold: 0.0 };
+        let mut z = Zipf {
+            n: nf,
+            s,
+            h_x1: 0.0,
+            h_n: 0.0,
+            threshold: 0.0,
+            head: Vec::new(),
+            head_accept: Vec::new(),
+            guide: Vec::new(),
+            guide_scale: 0.0,
+            head_end: f64::NEG_INFINITY,
+        };
         z.h_x1 = z.h_integral(1.5) - 1.0;
         z.h_n = z.h_integral(nf + 0.5);
         z.threshold = 2.0 - z.h_integral_inv(z.h_integral(2.5) - z.h(2.0));
+        // The head table: only ranks below n, so that the clamp to n never matters there.
+        let head_len = usize::try_from(n - 1).unwrap_or(usize::MAX).min(HEAD);
+        if head_len > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let ranks = (1..=head_len).map(|k| k as f64);
+            z.head = ranks.clone().map(|k| z.h_integral(k + 0.5)).collect();
+            z.head_accept = ranks.map(|k| z.h_integral(k + 0.5) - z.h(k)).collect();
+            z.head_end = z.head[head_len - 1];
+            #[allow(clippy::cast_precision_loss)]
+            let scale = GUIDE as f64 / (z.head_end - z.h_x1);
+            z.guide_scale = scale;
+            let mut k = 0usize; // index into head: rank k + 1
+            z.guide = (0..GUIDE)
+                .map(|g| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let lo = z.h_x1 + g as f64 / scale;
+                    while k < head_len && z.head[k] <= lo {
+                        k += 1;
+                    }
+                    u32::try_from(k).expect("HEAD fits in u32")
+                })
+                .collect();
+        }
         z
     }
 
@@ -85,6 +139,21 @@ impl Zipf {
     pub fn sample<R: Uniform>(&self, rng: &mut R) -> u64 {
         loop {
             let u = self.h_n + rng.next_f64() * (self.h_x1 - self.h_n);
+            if u < self.head_end {
+                // The rank k with H(k - 0.5) <= u < H(k + 0.5), as the inversion below would
+                // round it, then the same acceptance test without the shortcut (the shortcut
+                // only ever accepts what this test accepts).
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let g = (((u - self.h_x1) * self.guide_scale) as usize).min(GUIDE - 1);
+                let mut i = self.guide[g] as usize;
+                while self.head[i] <= u {
+                    i += 1;
+                }
+                if u >= self.head_accept[i] {
+                    return i as u64 + 1;
+                }
+                continue;
+            }
             let x = self.h_integral_inv(u);
             let k = (x + 0.5).floor().clamp(1.0, self.n);
             if k - x <= self.threshold || u >= self.h_integral(k + 0.5) - self.h(k) {
@@ -102,10 +171,30 @@ mod tests {
     use rand_xoshiro::Xoshiro256PlusPlus;
     use rand_xoshiro::rand_core::SeedableRng;
 
+    /// The table and the inversion pick the same ranks from the same random numbers.
+    #[test]
+    fn the_head_table_changes_no_draw() {
+        for (n, s) in [(10_000u64, 0.99), (786_432, 0.99), (5_000, 1.0), (100_000, 0.6), (3, 1.2)] {
+            let fast = Zipf::new(n, s);
+            let mut slow = Zipf::new(n, s);
+            slow.head_end = f64::NEG_INFINITY;
+            let mut a = Xoshiro256PlusPlus::seed_from_u64(3);
+            let mut b = Xoshiro256PlusPlus::seed_from_u64(3);
+            let mut differ = 0;
+            for _ in 0..200_000 {
+                if fast.sample(&mut a) != slow.sample(&mut b) {
+                    differ += 1;
+                    // A rounding tie at a boundary desynchronises nothing else: resync.
+                    b = a.clone();
+                }
+            }
+            assert!(differ <= 2, "n={n} s={s}: {differ} draws differ");
+        }
+    }
+
     #[test]
     fn matches_the_distribution() {
-        for s in [0.6, 0.99, 1.0, 1.3] {
-            let n = 50u64;
+        for (n, s) in [(50u64, 0.6), (50, 0.99), (50, 1.0), (50, 1.3), (6000, 0.99)] {
             let z = Zipf::new(n, s);
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
             let draws = 400_000;
@@ -116,7 +205,7 @@ mod tests {
                 counts[k as usize] += 1;
             }
             let norm: f64 = (1..=n).map(|k| (k as f64).powf(-s)).sum();
-            for k in [1u64, 2, 5, 20, 50] {
+            for k in [1u64, 2, 5, 20, 50, n] {
                 let want = (k as f64).powf(-s) / norm;
                 let got = counts[k as usize] as f64 / draws as f64;
                 assert!((got - want).abs() < 0.1 * want + 0.002, "s={s} k={k}: {got} vs {want}");
