@@ -386,8 +386,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let Some((free, goal)) = self.goal(b, to) else {
                 continue;
             };
-            // Promotions may use the headroom down to `low` only for what demotion made room
-            // for; never below the goal otherwise.
+            // Never below the goal: promotions take only the room above the headroom, which
+            // the exchange above made when there was none.
             let room = usize::try_from(free.saturating_sub(goal)).unwrap_or(0);
             hot.truncate(room);
             if hot.is_empty() {
