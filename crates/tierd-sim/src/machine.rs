@@ -378,7 +378,8 @@ impl Machine {
         // The faulting access itself is a fault, not a hit on the node: it pays the fault
         // and the node's latency.
         self.counters.stall_ns += self.nodes[slot as usize].cfg.latency_ns;
-        self.state[i] = slot | YOUNG | HINT;
+        // A page still in a hot queue keeps its mark, so that it is never queued twice.
+        self.state[i] = slot | YOUNG | HINT | (self.state[i] & QUEUED);
         self.push_head(p, slot as usize, INACTIVE_LIST);
     }
 
