@@ -716,6 +716,21 @@ impl Machine {
         if swapped != self.swap_used {
             return Err(format!("{swapped} swapped pages but swap holds {}", self.swap_used));
         }
+        // Hot-page queues: each queued page once, and marked.
+        let mut queued = vec![false; self.pages()];
+        for n in &self.nodes {
+            for &p in &n.hot {
+                if std::mem::replace(&mut queued[p as usize], true) {
+                    return Err(format!("page {p} is queued twice"));
+                }
+                if self.state[p as usize] & QUEUED == 0 {
+                    return Err(format!("page {p} is queued but not marked"));
+                }
+            }
+        }
+        if let Some(p) = (0..self.pages()).find(|&p| self.state[p] & QUEUED != 0 && !queued[p]) {
+            return Err(format!("page {p} is marked queued but in no queue"));
+        }
         Ok(())
     }
 
