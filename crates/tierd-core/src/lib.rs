@@ -8,10 +8,12 @@
 //! that decides what to demote and promote.
 
 pub mod auto;
+pub mod backend;
 pub mod graph;
 pub mod kstrtol;
 pub mod node;
 pub mod path;
+pub mod policy;
 pub mod topology;
 
 pub use graph::{GraphError, PathGraph};

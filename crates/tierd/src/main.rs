@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use tierd::commands::{self, Env};
 use tierd_core::NodeId;
 
+mod simulate;
+
 #[derive(Parser)]
 #[command(
     name = "tierd",
@@ -72,6 +74,9 @@ mountpoint must be an empty directory.")]
         /// An empty directory.
         mountpoint: PathBuf,
     },
+    /// Compare linux-swap, linux-demote and tierd on a simulated tiered-memory machine
+    /// (with no arguments: the embedded default scenario).
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
         Command::Path(PathCommand::Auto { apply, json }) => {
             commands::path_auto(&env, apply, json).map(|s| (s, true))
         }
+        Command::Simulate(args) => simulate::run(args).map(|()| (String::new(), true)),
         Command::Mount { mountpoint } => {
             commands::mount(&env, &mountpoint).map(|()| (String::new(), true))
         }

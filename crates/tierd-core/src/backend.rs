@@ -1,0 +1,231 @@
+//! The narrow seam the policy acts through: what a machine tells tierd about its memory and
+//! what tierd can ask it to do.
+//!
+//! A [`Backend`] reports, per node, its size, free memory and the kernel's watermarks
+//! ([`NodeMemory`]); ranks the pages (or regions) of a node by access heat ([`Backend::coldest`]
+//! and [`Backend::hottest`]); and moves pages between nodes with one result per page
+//! ([`Backend::move_pages`]), exactly the shape of `move_pages(2)`'s status array. The
+//! simulator implements it over its page array; the Linux backend implements it with
+//! per-node `meminfo`/`zoneinfo`, DAMON (or idle page tracking) for heat and `move_pages(2)`.
+//!
+//! Ranking lives in the backend, not in the policy, because only the backend knows how heat
+//! is tracked (an LRU walk, DAMON regions, a bitmap) and can find the coldest pages without
+//! handing every page of the machine to the policy. The policy only decides how many pages
+//! move, where, and when.
+//!
+//! Everything is counted in pages of [`Backend::page_size`] bytes.
+
+use std::fmt;
+use std::hash::Hash;
+
+use crate::node::{NodeId, NodeMask};
+
+/// A node's memory, in pages, as the kernel accounts it (one zone per node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeMemory {
+    /// Pages the node manages (`MemTotal`).
+    pub total: u64,
+    /// Free pages (`MemFree`).
+    pub free: u64,
+    /// The `min` watermark: below it, allocations reclaim directly.
+    pub wmark_min: u64,
+    /// The `low` watermark: below it, the allocator wakes kswapd.
+    pub wmark_low: u64,
+    /// The `high` watermark: kswapd stops once free memory is back above it.
+    pub wmark_high: u64,
+}
+
+impl NodeMemory {
+    /// Free pages above the `high` watermark (zero when below it).
+    pub fn free_above_high(&self) -> u64 {
+        self.free.saturating_sub(self.wmark_high)
+    }
+}
+
+/// How hot a page (or region) is, as the backend's tracker measured it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageHeat<P> {
+    /// The page (or the region's handle).
+    pub page: P,
+    /// Accesses seen in the tracker's last window; 0 = idle. Comparable only within one
+    /// backend.
+    pub heat: u32,
+}
+
+/// Why one page did not move: the `-errno` values `move_pages(2)` reports per page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum MoveError {
+    /// `EBUSY`: the page is in use (pinned, under I/O, locked) right now; try later.
+    #[error("page busy")]
+    Busy,
+    /// `ENOMEM`: the target node has no room.
+    #[error("target node out of memory")]
+    NoMem,
+    /// `EFAULT`: the address is not mapped (the process unmapped it, or it was never touched).
+    #[error("page not mapped")]
+    Fault,
+    /// `ENOENT`: the page is not present (swapped out, or gone with its process).
+    #[error("page not present")]
+    NoEnt,
+    /// `EACCES`: the page is shared and the caller may not move shared pages.
+    #[error("page shared")]
+    Access,
+    /// `EPERM`: not allowed (a missing capability, a mempolicy that forbids the node).
+    #[error("not permitted")]
+    Perm,
+}
+
+impl MoveError {
+    /// The errno `move_pages(2)` reports (positive).
+    pub const fn errno(self) -> i32 {
+        match self {
+            MoveError::Busy => 16,
+            MoveError::NoMem => 12,
+            MoveError::Fault => 14,
+            MoveError::NoEnt => 2,
+            MoveError::Access => 13,
+            MoveError::Perm => 1,
+        }
+    }
+
+    /// The error for a negated errno from a `move_pages(2)` status array, if it is one the
+    /// syscall documents.
+    pub const fn from_errno(errno: i32) -> Option<MoveError> {
+        Some(match errno {
+            16 => MoveError::Busy,
+            12 => MoveError::NoMem,
+            14 => MoveError::Fault,
+            2 => MoveError::NoEnt,
+            13 => MoveError::Access,
+            1 => MoveError::Perm,
+            _ => return None,
+        })
+    }
+}
+
+/// The result of moving one page: the node it is on now, or why it did not move.
+pub type MoveStatus = Result<NodeId, MoveError>;
+
+/// A machine tierd can observe and move memory on. See the module documentation.
+///
+/// Calls take `&mut self` because trackers keep state (a scan position, a DAMON snapshot)
+/// and a real backend performs I/O; a backend is driven by one policy thread.
+pub trait Backend {
+    /// A unit of placement the backend can name and move: a simulated page index, or a
+    /// `(pid, virtual page)` pair on Linux. Region trackers hand out one handle per page of a
+    /// region they rank.
+    type Page: Copy + Eq + Hash + fmt::Debug;
+
+    /// Bytes per page.
+    fn page_size(&self) -> u64;
+
+    /// The online nodes with memory.
+    fn memory_nodes(&self) -> NodeMask;
+
+    /// The memory of `node`, or `None` when the node is not online (absent is not zero).
+    fn node_memory(&self, node: NodeId) -> Option<NodeMemory>;
+
+    /// Appends to `out` up to `max` pages of `node` that are idle by the backend's tracker,
+    /// coldest first. Pages the tracker saw in use are not returned (a simulator or an LRU
+    /// backend may age them as reclaim would). May return fewer than exist.
+    fn coldest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Self::Page>>);
+
+    /// Appends to `out` up to `max` pages of `node` that the tracker saw accessed repeatedly
+    /// since the previous call, hottest first. Each hot page is reported once per window.
+    fn hottest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Self::Page>>);
+
+    /// Moves `pages` to node `to`, replacing `status` with one result per page, in order, as
+    /// `move_pages(2)` fills its status array. A page already on `to` reports `Ok(to)`.
+    fn move_pages(&mut self, pages: &[Self::Page], to: NodeId, status: &mut Vec<MoveStatus>);
+}
+
+/// The contract every [`Backend`] keeps, as a test helper each backend's tests call (the
+/// simulator on a small machine, the Linux backend on a fake sysfs tree), so that the two
+/// cannot drift apart. Panics with a message naming the broken rule.
+///
+/// `b` must have at least two memory nodes, some idle pages on the first of them and room on
+/// the second, and be quiet (nothing else allocating) while the contract runs.
+pub fn backend_contract<B: Backend>(b: &mut B) {
+    let nodes = b.memory_nodes();
+    assert!(nodes.len() >= 2, "the contract needs two memory nodes, got {nodes}");
+    assert!(b.page_size().is_power_of_two(), "page size {} is not a power of two", b.page_size());
+    for n in nodes.iter() {
+        let m = b.node_memory(n).unwrap_or_else(|| panic!("node {n} is listed but has no memory"));
+        assert!(m.free <= m.total, "node {n}: free {} > total {}", m.free, m.total);
+        assert!(
+            m.wmark_min <= m.wmark_low && m.wmark_low <= m.wmark_high,
+            "node {n}: watermarks out of order {m:?}"
+        );
+    }
+    let absent = (0..crate::MAX_NUMNODES)
+        .filter_map(NodeId::new)
+        .find(|n| !nodes.contains(*n))
+        .expect("some node id is unused");
+    assert_eq!(b.node_memory(absent), None, "node {absent} is not a memory node: absent, not zero");
+
+    let mut nodes_iter = nodes.iter();
+    let from = nodes_iter.next().expect("two nodes");
+    let to = nodes_iter.next().expect("two nodes");
+    let mut cold = Vec::new();
+    b.coldest(from, 4, &mut cold);
+    assert!(cold.len() <= 4, "coldest returned {} pages for max 4", cold.len());
+    let mut hot = Vec::new();
+    b.hottest(from, 4, &mut hot);
+    assert!(hot.len() <= 4, "hottest returned {} pages for max 4", hot.len());
+
+    // Moving to the node a page is on is a no-op that succeeds.
+    let pages: Vec<B::Page> = cold.iter().map(|h| h.page).collect();
+    let mut status = vec![Err(MoveError::Busy); 1];
+    if !pages.is_empty() {
+        b.move_pages(&pages[..1], from, &mut status);
+        assert_eq!(status, [Ok(from)], "a page already on its node");
+    }
+
+    // One status per page, in order; a moved page leaves `from` for `to`.
+    let before_from = b.node_memory(from).expect("listed").free;
+    let before_to = b.node_memory(to).expect("listed").free;
+    b.move_pages(&pages, to, &mut status);
+    assert_eq!(status.len(), pages.len(), "one status per page");
+    let moved = status.iter().filter(|s| s.is_ok()).count() as u64;
+    for s in &status {
+        assert!(matches!(s, Ok(n) if *n == to) || s.is_err(), "moved somewhere else: {s:?}");
+    }
+    let after_from = b.node_memory(from).expect("listed").free;
+    let after_to = b.node_memory(to).expect("listed").free;
+    if moved > 0 {
+        // On a quiet machine: others may allocate meanwhile on a real one.
+        assert!(after_from > before_from, "node {from} did not free the {moved} moved pages");
+        assert!(after_to < before_to, "node {to} took {moved} pages without losing free pages");
+    }
+
+    // An empty request is answered with an empty status list.
+    b.move_pages(&[], to, &mut status);
+    assert!(status.is_empty(), "status not replaced for an empty request");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_round_trips() {
+        for e in [
+            MoveError::Busy,
+            MoveError::NoMem,
+            MoveError::Fault,
+            MoveError::NoEnt,
+            MoveError::Access,
+            MoveError::Perm,
+        ] {
+            assert_eq!(MoveError::from_errno(e.errno()), Some(e));
+        }
+        assert_eq!(MoveError::from_errno(22), None);
+    }
+
+    #[test]
+    fn free_above_high_saturates() {
+        let m = NodeMemory { total: 100, free: 5, wmark_min: 1, wmark_low: 2, wmark_high: 10 };
+        assert_eq!(m.free_above_high(), 0);
+        assert_eq!(NodeMemory { free: 15, ..m }.free_above_high(), 5);
+    }
+}

@@ -1,0 +1,567 @@
+//! The `tierd` policy: proactive demotion that keeps headroom, and rate-limited promotion
+//! with a ping-pong guard. Pure logic over a [`Backend`]; the simulator and the daemon run
+//! this same code.
+//!
+//! Every [`Tierd::tick`] (one per `interval_ms`) does two things.
+//!
+//! 1. **Demotion keeps headroom.** Every node with a migration target keeps
+//!    `headroom_pct` of its size free *above* its `high` watermark. Below that, the policy
+//!    asks the backend for the node's coldest pages and moves them one step down the path
+//!    (the target, then the fallbacks in order, each only while it stays above its own `low`
+//!    watermark). Nodes are served deepest first, so a lower tier makes room before an upper
+//!    one spills into it. The point is that allocations on a fast node never find it below
+//!    `low`: kswapd is never woken there and never gets the chance to swap while lower tiers
+//!    have room (the RFC's "gobs of space in slower memory"). Against allocation bursts the
+//!    headroom grows to `burst_factor` times what was allocated on the node during the last
+//!    interval (at most a quarter of the node): a fixed percentage that suits the steady state
+//!    is too small for a program filling its heap between two ticks.
+//! 2. **Promotion brings hot pages back.** Pages the backend saw accessed repeatedly on a
+//!    lower node move to its promotion node (the nearest CPU node above it in the path
+//!    graph), at most `promote_mib_per_s`. When the upper node has no room above its
+//!    headroom, as many of its coldest pages are demoted first (an exchange).
+//!
+//! The ping-pong guard: a page moved (either way) less than `pingpong_ms` ago is not moved
+//! again, so a page that is hot for one window does not bounce between tiers.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, MoveError, PageHeat};
+use crate::graph::PathGraph;
+use crate::node::{NodeId, NodeMask};
+use crate::topology::Topology;
+
+/// The policy's parameters, as in a scenario's or the daemon's `[policy]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// How often the policy runs, milliseconds. Default 10.
+    pub interval_ms: u64,
+    /// Free memory kept above the `high` watermark on each node with a target, percent of
+    /// the node's size. Default 5.
+    pub headroom_pct: f64,
+    /// Per-node overrides of `headroom_pct`, keyed by node id (`[policy.node_headroom_pct]`
+    /// with `0 = 10.0`). Default none.
+    pub node_headroom_pct: std::collections::BTreeMap<String, f64>,
+    /// Extra headroom against allocation bursts: a node keeps free at least this many times
+    /// what was allocated on it during the last interval (up to a quarter of the node), when
+    /// that is more than `headroom_pct`. 0 turns it off. Default 2.
+    pub burst_factor: f64,
+    /// Most memory demoted per second to keep headroom, MiB/s. Default 4096.
+    pub demote_mib_per_s: u64,
+    /// Whether hot pages of lower tiers are promoted. Default true.
+    pub promote: bool,
+    /// Most memory promoted per second, MiB/s. Default 256.
+    pub promote_mib_per_s: u64,
+    /// Least heat (accesses seen in the tracker's window) that makes a page worth promoting.
+    /// Default 1.
+    pub promote_min_heat: u32,
+    /// A page moved less than this long ago is not moved again, milliseconds. Default 200.
+    pub pingpong_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            interval_ms: 10,
+            headroom_pct: 5.0,
+            node_headroom_pct: std::collections::BTreeMap::new(),
+            burst_factor: 2.0,
+            demote_mib_per_s: 4096,
+            promote: true,
+            promote_mib_per_s: 256,
+            promote_min_heat: 1,
+            pingpong_ms: 200,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The headroom of `node`, percent: its override, else `headroom_pct`.
+    pub fn headroom_pct_of(&self, node: NodeId) -> f64 {
+        self.node_headroom_pct.get(&node.to_string()).copied().unwrap_or(self.headroom_pct)
+    }
+
+    /// Checks values a type cannot: percentages in 0..=100, override keys that are node ids.
+    pub fn check(&self) -> Result<(), String> {
+        let pct = |what: &str, v: f64| {
+            if (0.0..=100.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} = {v} is not a percentage (0 to 100)"))
+            }
+        };
+        pct("headroom_pct", self.headroom_pct)?;
+        if !(0.0..=100.0).contains(&self.burst_factor) {
+            return Err(format!("burst_factor = {} is not in 0 to 100", self.burst_factor));
+        }
+        for (key, v) in &self.node_headroom_pct {
+            if key.parse::<NodeId>().is_err() || key.starts_with('+') || key.trim() != key {
+                return Err(format!("node_headroom_pct: `{key}` is not a node id"));
+            }
+            pct(&format!("node_headroom_pct.{key}"), *v)?;
+        }
+        if self.interval_ms == 0 {
+            return Err("interval_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What one tick did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TickStats {
+    /// Pages demoted (to keep headroom or to make room for promotions).
+    pub demoted: u64,
+    /// Pages promoted.
+    pub promoted: u64,
+    /// Moves the backend refused (any per-page error).
+    pub failed: u64,
+    /// Candidates skipped by the ping-pong guard.
+    pub guarded: u64,
+}
+
+/// One node's place in the path graph, computed once.
+#[derive(Clone, Debug)]
+struct NodePlan {
+    node: NodeId,
+    /// Target, then fallbacks: where this node's cold pages go.
+    destinations: Vec<NodeId>,
+    /// Where this node's hot pages go, if anywhere.
+    promote_to: Option<NodeId>,
+}
+
+/// The policy state. See the module documentation.
+#[derive(Debug)]
+pub struct Tierd<P> {
+    config: PolicyConfig,
+    /// Deepest nodes first.
+    plans: Vec<NodePlan>,
+    /// When each recently moved page moved, nanoseconds.
+    moved_at: HashMap<P, u64>,
+    /// The same pages in the order they moved, to expire them in O(moves).
+    moved_order: VecDeque<(u64, P)>,
+    /// Promotion budget carried between ticks, pages.
+    promote_tokens: u64,
+    /// Free pages of each node at the end of the previous tick.
+    last_free: std::collections::BTreeMap<NodeId, u64>,
+    /// Scratch buffers reused across ticks.
+    heat: Vec<PageHeat<P>>,
+    pages: Vec<P>,
+    status: Vec<crate::backend::MoveStatus>,
+}
+
+/// The nodes from which `node` can be reached along target and fallback edges.
+fn ancestors(graph: &PathGraph, node: NodeId) -> NodeMask {
+    let mut found = NodeMask::EMPTY;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (n, e) in graph.iter() {
+            if !found.contains(n) && e.destinations().any(|d| d == node || found.contains(d)) {
+                found.insert(n);
+                changed = true;
+            }
+        }
+    }
+    found
+}
+
+impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
+    /// A policy for `topology` with demotion along `graph` (which must be acyclic, as every
+    /// [`PathGraph`] accepted by [`crate::PathTable::apply`] is). The promotion node of a node
+    /// is the nearest CPU node among the nodes that demote into it (directly or not), or the
+    /// nearest such node when none has a CPU.
+    pub fn new(config: PolicyConfig, topology: &Topology, graph: &PathGraph) -> Tierd<P> {
+        let memory = topology.memory_nodes();
+        let mut plans: Vec<(usize, NodePlan)> = memory
+            .iter()
+            .map(|node| {
+                let above = ancestors(graph, node).and(&memory);
+                let dist = |a: &NodeId| topology.distance(node, *a).unwrap_or(u32::MAX);
+                let cpu = above.and(&topology.cpu_nodes());
+                let pool = if cpu.is_empty() { above } else { cpu };
+                let promote_to = pool.iter().min_by_key(|a| (dist(a), *a));
+                let destinations =
+                    graph.entry(node).destinations().filter(|d| memory.contains(*d)).collect();
+                (above.len(), NodePlan { node, destinations, promote_to })
+            })
+            .collect();
+        plans.sort_by_key(|(depth, plan)| (std::cmp::Reverse(*depth), plan.node));
+        Tierd {
+            config,
+            plans: plans.into_iter().map(|(_, p)| p).collect(),
+            moved_at: HashMap::new(),
+            moved_order: VecDeque::new(),
+            promote_tokens: 0,
+            last_free: std::collections::BTreeMap::new(),
+            heat: Vec::new(),
+            pages: Vec::new(),
+            status: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// The node `node`'s hot pages are promoted to, if any.
+    pub fn promotion_target(&self, node: NodeId) -> Option<NodeId> {
+        self.plans.iter().find(|p| p.node == node).and_then(|p| p.promote_to)
+    }
+
+    /// Pages per tick allowed by a rate in MiB/s.
+    fn per_tick(&self, mib_per_s: u64, page_size: u64) -> u64 {
+        let bytes = u128::from(mib_per_s) * (1 << 20) * u128::from(self.config.interval_ms) / 1000;
+        u64::try_from(bytes / u128::from(page_size.max(1))).unwrap_or(u64::MAX)
+    }
+
+    /// Pages `node` keeps free: its `high` watermark plus the headroom.
+    fn goal<B: Backend<Page = P>>(&self, b: &B, node: NodeId) -> Option<(u64, u64)> {
+        let m = b.node_memory(node)?;
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let headroom =
+            (m.total as f64 * self.config.headroom_pct_of(node).clamp(0.0, 100.0) / 100.0) as u64;
+        // What allocations took since the last tick (the policy's own moves are included in
+        // `last_free`), scaled: a burst needs room for more than one interval.
+        let consumed = self.last_free.get(&node).map_or(0, |last| last.saturating_sub(m.free));
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let burst = ((consumed as f64 * self.config.burst_factor) as u64).min(m.total / 4);
+        Some((m.free, m.wmark_high + headroom.max(burst)))
+    }
+
+    fn recently_moved(&self, page: P, now_ns: u64) -> bool {
+        let window = self.config.pingpong_ms.saturating_mul(1_000_000);
+        self.moved_at.get(&page).is_some_and(|t| now_ns.saturating_sub(*t) < window)
+    }
+
+    fn record_move(&mut self, page: P, now_ns: u64) {
+        self.moved_at.insert(page, now_ns);
+        self.moved_order.push_back((now_ns, page));
+    }
+
+    fn expire(&mut self, now_ns: u64) {
+        let window = self.config.pingpong_ms.saturating_mul(1_000_000);
+        while let Some(&(t, page)) = self.moved_order.front() {
+            if now_ns.saturating_sub(t) < window {
+                break;
+            }
+            self.moved_order.pop_front();
+            if self.moved_at.get(&page) == Some(&t) {
+                self.moved_at.remove(&page);
+            }
+        }
+    }
+
+    /// Demotes up to `want` of `node`'s coldest pages down its destinations. Returns the
+    /// number moved.
+    fn demote<B: Backend<Page = P>>(
+        &mut self,
+        b: &mut B,
+        plan: &NodePlan,
+        want: u64,
+        now_ns: u64,
+        stats: &mut TickStats,
+    ) -> u64 {
+        if want == 0 || plan.destinations.is_empty() {
+            return 0;
+        }
+        let want_usize = usize::try_from(want).unwrap_or(usize::MAX);
+        self.heat.clear();
+        b.coldest(plan.node, want_usize, &mut self.heat);
+        let mut pending: Vec<P> = Vec::with_capacity(self.heat.len());
+        for h in std::mem::take(&mut self.heat) {
+            if self.recently_moved(h.page, now_ns) {
+                stats.guarded += 1;
+            } else {
+                pending.push(h.page);
+            }
+        }
+        let mut moved = 0;
+        for &dest in &plan.destinations {
+            if pending.is_empty() {
+                break;
+            }
+            let Some(m) = b.node_memory(dest) else {
+                continue;
+            };
+            let room = usize::try_from(m.free.saturating_sub(m.wmark_low + 1)).unwrap_or(0);
+            if room == 0 {
+                continue;
+            }
+            let n = room.min(pending.len());
+            self.pages.clear();
+            self.pages.extend(pending.drain(..n));
+            let mut status = std::mem::take(&mut self.status);
+            b.move_pages(&self.pages, dest, &mut status);
+            let mut refused = Vec::new();
+            for (i, s) in status.iter().enumerate() {
+                let page = self.pages[i];
+                match s {
+                    Ok(_) => {
+                        moved += 1;
+                        self.record_move(page, now_ns);
+                    }
+                    // Full: the next destination may take it.
+                    Err(MoveError::NoMem) => refused.push(page),
+                    Err(_) => stats.failed += 1,
+                }
+            }
+            self.status = status;
+            refused.append(&mut pending);
+            pending = refused;
+        }
+        stats.failed += pending.len() as u64;
+        stats.demoted += moved;
+        moved
+    }
+
+    /// Runs one interval of the policy at simulated or real time `now_ns`.
+    pub fn tick<B: Backend<Page = P>>(&mut self, now_ns: u64, b: &mut B) -> TickStats {
+        let mut stats = TickStats::default();
+        self.expire(now_ns);
+        let page_size = b.page_size();
+        let mut demote_budget = self.per_tick(self.config.demote_mib_per_s, page_size);
+        let plans = self.plans.clone();
+        for plan in &plans {
+            if plan.destinations.is_empty() {
+                continue;
+            }
+            let Some((free, goal)) = self.goal(b, plan.node) else {
+                continue;
+            };
+            let want = goal.saturating_sub(free).min(demote_budget);
+            demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
+        }
+        if !self.config.promote {
+            self.remember_free(b);
+            return stats;
+        }
+        let per_tick = self.per_tick(self.config.promote_mib_per_s, page_size);
+        self.promote_tokens = (self.promote_tokens + per_tick).min(per_tick.saturating_mul(2));
+        // Promote into the fastest nodes first: deepest-first order reversed.
+        for plan in plans.iter().rev() {
+            let Some(to) = plan.promote_to else { continue };
+            if self.promote_tokens == 0 {
+                break;
+            }
+            self.heat.clear();
+            let max = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
+            b.hottest(plan.node, max, &mut self.heat);
+            let mut hot: Vec<P> = Vec::with_capacity(self.heat.len());
+            for h in std::mem::take(&mut self.heat) {
+                if h.heat < self.config.promote_min_heat {
+                    continue;
+                }
+                if self.recently_moved(h.page, now_ns) {
+                    stats.guarded += 1;
+                } else {
+                    hot.push(h.page);
+                }
+            }
+            if hot.is_empty() {
+                continue;
+            }
+            let Some((free, goal)) = self.goal(b, to) else {
+                continue;
+            };
+            let room = free.saturating_sub(goal);
+            let need = hot.len() as u64;
+            if room < need
+                && let Some(up) = plans.iter().find(|p| p.node == to)
+            {
+                let up = up.clone();
+                self.demote(b, &up, need - room, now_ns, &mut stats);
+            }
+            let Some((free, goal)) = self.goal(b, to) else {
+                continue;
+            };
+            // Never below the goal: promotions take only the room above the headroom, which
+            // the exchange above made when there was none.
+            let room = usize::try_from(free.saturating_sub(goal)).unwrap_or(0);
+            hot.truncate(room);
+            if hot.is_empty() {
+                continue;
+            }
+            let mut status = std::mem::take(&mut self.status);
+            b.move_pages(&hot, to, &mut status);
+            for (page, s) in hot.iter().zip(&status) {
+                match s {
+                    Ok(_) => {
+                        stats.promoted += 1;
+                        self.promote_tokens = self.promote_tokens.saturating_sub(1);
+                        self.record_move(*page, now_ns);
+                    }
+                    Err(_) => stats.failed += 1,
+                }
+            }
+            self.status = status;
+        }
+        self.remember_free(b);
+        stats
+    }
+
+    fn remember_free<B: Backend<Page = P>>(&mut self, b: &B) {
+        for plan in &self.plans {
+            if let Some(m) = b.node_memory(plan.node) {
+                self.last_free.insert(plan.node, m.free);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{MoveStatus, NodeMemory};
+
+    /// A backend of numbered pages on three nodes, with scripted heat.
+    struct Fake {
+        on: Vec<NodeId>,
+        hot: Vec<bool>,
+        total: u64,
+        moves: Vec<(u32, NodeId, NodeId)>,
+    }
+
+    fn id(n: usize) -> NodeId {
+        NodeId::new(n).unwrap()
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // a handful of pages
+    impl Backend for Fake {
+        type Page = u32;
+        fn page_size(&self) -> u64 {
+            4096
+        }
+        fn memory_nodes(&self) -> NodeMask {
+            NodeMask::first(3)
+        }
+        fn node_memory(&self, node: NodeId) -> Option<NodeMemory> {
+            if node.index() >= 3 {
+                return None;
+            }
+            let used = self.on.iter().filter(|n| **n == node).count() as u64;
+            Some(NodeMemory {
+                total: self.total,
+                free: self.total - used,
+                wmark_min: 1,
+                wmark_low: 2,
+                wmark_high: 3,
+            })
+        }
+        fn coldest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<u32>>) {
+            let pages = (0..self.on.len()).filter(|&p| self.on[p] == node && !self.hot[p]);
+            out.extend(pages.take(max).map(|p| PageHeat { page: p as u32, heat: 0 }));
+        }
+        fn hottest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<u32>>) {
+            let pages = (0..self.on.len()).filter(|&p| self.on[p] == node && self.hot[p]);
+            out.extend(pages.take(max).map(|p| PageHeat { page: p as u32, heat: 5 }));
+        }
+        fn move_pages(&mut self, pages: &[u32], to: NodeId, status: &mut Vec<MoveStatus>) {
+            status.clear();
+            for &p in pages {
+                let from = self.on[p as usize];
+                self.moves.push((p, from, to));
+                self.on[p as usize] = to;
+                status.push(Ok(to));
+            }
+        }
+    }
+
+    fn chain() -> (Topology, PathGraph) {
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 20; 3],
+        );
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 1\n[node.1]\ntarget = 2\n").unwrap();
+        (topo, graph)
+    }
+
+    #[test]
+    fn the_fake_keeps_the_backend_contract() {
+        let mut b =
+            Fake { on: vec![id(0); 10], hot: vec![false; 10], total: 100, moves: Vec::new() };
+        crate::backend::backend_contract(&mut b);
+    }
+
+    #[test]
+    fn headroom_grows_with_an_allocation_burst() {
+        let (topo, graph) = chain();
+        let mut b = Fake { on: vec![id(0); 100], hot: vec![false; 100], total: 100, moves: vec![] };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        p.tick(0, &mut b);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 13, "high 3 + 10% of 100");
+        // 12 new pages allocated on node 0 in the interval: keep twice that free (at most a
+        // quarter of the node) from now on.
+        b.on.extend([id(0); 12]);
+        b.hot.extend([false; 12]);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 1);
+        p.tick(10_000_000, &mut b);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 3 + 24, "high 3 + 2 x 12");
+    }
+
+    #[test]
+    fn per_node_headroom_overrides() {
+        let text = "headroom_pct = 4.0\n[node_headroom_pct]\n1 = 20.0\n";
+        let c: PolicyConfig = toml::from_str(text).unwrap();
+        c.check().unwrap();
+        assert!((c.headroom_pct_of(id(0)) - 4.0).abs() < 1e-12);
+        assert!((c.headroom_pct_of(id(1)) - 20.0).abs() < 1e-12);
+        let bad: PolicyConfig = toml::from_str("[node_headroom_pct]\nx = 1.0\n").unwrap();
+        assert_eq!(bad.check().unwrap_err(), "node_headroom_pct: `x` is not a node id");
+        let bad: PolicyConfig = toml::from_str("headroom_pct = 120.0\n").unwrap();
+        assert!(bad.check().unwrap_err().contains("not a percentage"));
+        assert!(toml::from_str::<PolicyConfig>("headroom = 1.0\n").is_err(), "unknown field");
+    }
+
+    #[test]
+    fn promotion_targets_follow_the_graph() {
+        let (topo, graph) = chain();
+        let p: Tierd<u32> = Tierd::new(PolicyConfig::default(), &topo, &graph);
+        assert_eq!(p.promotion_target(id(0)), None);
+        assert_eq!(p.promotion_target(id(1)), Some(id(0)));
+        assert_eq!(p.promotion_target(id(2)), Some(id(0)));
+    }
+
+    #[test]
+    fn keeps_headroom_and_promotes_hot_pages_once() {
+        let (topo, graph) = chain();
+        // 100 pages per node, node 0 full of cold pages, node 2 holding 10 hot ones.
+        let mut on = vec![id(0); 100];
+        on.extend(vec![id(2); 10]);
+        let mut hot = vec![false; 100];
+        hot.extend(vec![true; 10]);
+        let mut b = Fake { on, hot, total: 100, moves: Vec::new() };
+        let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        let s = p.tick(0, &mut b);
+        assert_eq!(s.promoted, 10);
+        // Every demotion went 0 -> 1, every promotion 2 -> 0.
+        for (_, from, to) in &b.moves {
+            assert!(
+                (*from == id(0) && *to == id(1)) || (*from == id(2) && *to == id(0)),
+                "{from} -> {to}"
+            );
+        }
+        let m = b.node_memory(id(0)).unwrap();
+        assert!(m.free >= 3 + 10, "headroom kept: {m:?}");
+        // The promoted pages are now cold: the guard keeps them in place for a while.
+        b.hot.iter_mut().for_each(|h| *h = false);
+        let before = b.moves.len();
+        let s = p.tick(1_000_000, &mut b);
+        assert_eq!(s.demoted, 0, "{s:?}");
+        assert_eq!(b.moves.len(), before);
+    }
+}

@@ -1,0 +1,844 @@
+//! The simulated machine: nodes, pages, per-node LRU lists, the allocator, kswapd and
+//! direct reclaim, a swap device, and the [`Backend`] the `tierd` policy acts through.
+//!
+//! # Layout
+//! Speed comes from memory layout. The only per-access state is one byte per page
+//! (`state`: node slot, young bit, hint bit, active, `PG_referenced` when resident or
+//! swapped when not, queued). The LRU links (`prev`, `next`: two `u32` per page) are touched
+//! only when a page is allocated, reclaimed, aged or migrated, never on a plain access. That
+//! is 9 bytes per simulated page.
+//!
+//! # Heat for the policy
+//! The *hint* bit is the simulator's access tracker for [`Backend::hottest`], like a NUMA
+//! hinting fault: it is cleared on every page at the end of each policy interval
+//! ([`Machine::end_window`]), and a page on a promotable node that is accessed again while
+//! its hint bit is set is queued as a promotion candidate (accessed twice in one window).
+//! [`Backend::coldest`] walks the inactive list as reclaim does, so coldness is the kernel's.
+//!
+//! # The model of Linux (classic two-list LRU, one zone per node)
+//! - An access sets the page's *young* bit (the PTE accessed bit).
+//! - A new page (first touch or swap-in) goes to the head of its node's inactive list, as
+//!   `lru_cache_add_inactive_or_unevictable` does for anonymous pages since 5.9.
+//! - Reclaim takes pages from the inactive tail (`shrink_inactive_list`) and applies
+//!   `folio_check_references`: the young bit is tested and cleared, `PG_referenced` tested
+//!   and cleared; a young page that was already referenced is activated, a young page seen
+//!   for the first time is marked referenced and rotated for another trip (every page starts
+//!   young from its instantiating fault, so one reference is not enough), an old page is
+//!   evicted. Before that, while `inactive_is_low` (inactive × int_sqrt(10 × GiB) < active),
+//!   the active tail is aged onto the inactive head with its bit cleared
+//!   (`shrink_active_list`: anonymous pages are deactivated even when referenced).
+//! - Eviction swaps the page out (`linux-swap`), or, with demotion, migrates it to the first of
+//!   the node's destinations (target, then fallbacks) that stays above its `min` watermark
+//!   after the move, waking that node's kswapd when it drops below `low`; it swaps only when
+//!   no destination can take it (`demote_folio_list` with `alloc_demote_folio`, 5.15+).
+//! - Allocation (`get_page_from_freelist`, zone_reclaim_mode 0): the first node of the
+//!   process's zonelist (its allowed nodes in distance order from its CPU node) that stays
+//!   above `low`; else the slow path wakes kswapd on every allowed node and retries against
+//!   `min`; else direct reclaim on each allowed node, charged to the workload; else OOM.
+//! - kswapd, once woken, runs beside the workload until the node is back above `high`,
+//!   scanning a fixed number of pages per workload access; its time is not charged to the
+//!   workload. Direct reclaim scans up to a whole trip around the lists at once.
+
+use tierd_core::backend::{Backend, MoveError, MoveStatus, NodeMemory, PageHeat};
+use tierd_core::{NodeId, NodeMask};
+
+/// A page index, `0..pages`.
+pub type Page = u32;
+
+const NONE: u32 = u32::MAX;
+
+/// The most nodes a simulated machine has (node slots fit in 3 bits, 7 = not resident).
+pub const MAX_SIM_NODES: usize = 7;
+
+const SLOT: u8 = 0b0000_0111;
+const NOT_RESIDENT: u8 = 7;
+const YOUNG: u8 = 1 << 3;
+const HINT: u8 = 1 << 4;
+const ACTIVE: u8 = 1 << 5;
+/// For a page that is not resident: it is on the swap device (else it was never touched).
+const SWAPPED: u8 = 1 << 6;
+/// For a resident page: `PG_referenced`, set when reclaim found it young once.
+const REFERENCED: u8 = 1 << 6;
+const QUEUED: u8 = 1 << 7;
+
+const INACTIVE_LIST: usize = 0;
+const ACTIVE_LIST: usize = 1;
+/// `SWAP_CLUSTER_MAX`: the batch reclaim works in.
+const BATCH: u64 = 32;
+/// Pages kswapd scans in the time of one workload access.
+const KSWAPD_SCAN_PER_ACCESS: u64 = 2;
+/// Hot-page candidates kept per node between two policy ticks.
+const HOT_QUEUE_CAP: usize = 1 << 16;
+
+/// What kernel reclaim does with a page it evicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reclaim {
+    /// Swap it out (no demotion).
+    Swap,
+    /// Migrate it down the path, swap only when no destination has room.
+    Demote,
+}
+
+/// One node as the scenario describes it.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node id.
+    pub id: NodeId,
+    /// Pages.
+    pub total: u64,
+    /// `[min, low, high]` watermarks, pages.
+    pub wmarks: [u64; 3],
+    /// Access latency, ns.
+    pub latency_ns: u64,
+    /// Bandwidth, MB/s (for migration cost).
+    pub bandwidth_mbps: u64,
+}
+
+/// One process's pages and memory policy.
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    /// First page.
+    pub first: Page,
+    /// One past the last page.
+    pub end: Page,
+    /// Node slots to allocate from, in order (allowed nodes by distance from the CPU).
+    pub zonelist: Vec<u8>,
+}
+
+/// Everything the machine needs.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Nodes, in slot order.
+    pub nodes: Vec<NodeConfig>,
+    /// Per slot, demotion destination slots (target, then fallbacks).
+    pub destinations: Vec<Vec<u8>>,
+    /// Per slot, whether hot pages on it are tracked for promotion.
+    pub promotable: Vec<bool>,
+    /// Processes, in page order, covering `0..pages`.
+    pub processes: Vec<ProcessConfig>,
+    /// Bytes per page.
+    pub page_size: u64,
+    /// Swap device size, pages.
+    pub swap_pages: u64,
+    /// Cost of a swap-in fault, ns.
+    pub swap_fault_ns: u64,
+    /// Cost of a first-touch fault (allocate and zero a page), ns.
+    pub first_touch_ns: u64,
+    /// Fixed cost of migrating one page besides the copy (unmap, TLB flush), ns.
+    pub migrate_overhead_ns: u64,
+    /// What kernel reclaim does.
+    pub reclaim: Reclaim,
+}
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Accesses served by a resident page, per node slot (faults are counted apart).
+    pub served: [u64; MAX_SIM_NODES],
+    /// Accesses that found no memory at all (OOM).
+    pub oom: u64,
+    /// First touches.
+    pub first_touch: u64,
+    /// Swap-in faults.
+    pub swap_in: u64,
+    /// Pages swapped out.
+    pub swap_out: u64,
+    /// Pages demoted by kernel reclaim.
+    pub kernel_demoted: u64,
+    /// Pages demoted through the backend (the policy).
+    pub policy_demoted: u64,
+    /// Pages promoted through the backend (the policy).
+    pub promoted: u64,
+    /// Page moves per (from slot, to slot), every cause.
+    pub moves: [[u64; MAX_SIM_NODES]; MAX_SIM_NODES],
+    /// kswapd wake-ups.
+    pub kswapd_runs: u64,
+    /// Direct reclaim runs.
+    pub direct_reclaims: u64,
+    /// Workload stall time besides memory latency (faults, direct reclaim), ns.
+    pub stall_ns: u64,
+    /// Background time (kswapd and policy migrations), ns.
+    pub background_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    cfg: NodeConfig,
+    free: u64,
+    lists: [List; 2],
+    hot: Vec<Page>,
+    /// ns to migrate one page out of or into this node.
+    copy_ns: u64,
+}
+
+/// The simulated machine. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    state: Vec<u8>,
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    nodes: Vec<Node>,
+    destinations: Vec<Vec<u8>>,
+    promotable_mask: u8,
+    processes: Vec<ProcessConfig>,
+    page_size: u64,
+    swap_pages: u64,
+    swap_used: u64,
+    swap_fault_ns: u64,
+    first_touch_ns: u64,
+    migrate_overhead_ns: u64,
+    reclaim: Reclaim,
+    reclaiming: u8,
+    /// Nodes whose kswapd is awake, one bit per slot.
+    kswapd_running: u8,
+    /// Accesses replayed when each node's kswapd last ran.
+    kswapd_at: [u64; MAX_SIM_NODES],
+    /// The counters.
+    pub counters: Counters,
+}
+
+fn int_sqrt(x: u64) -> u64 {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let mut r = (x as f64).sqrt() as u64;
+    while r * r > x {
+        r -= 1;
+    }
+    while (r + 1) * (r + 1) <= x {
+        r += 1;
+    }
+    r
+}
+
+impl Machine {
+    /// A machine with every page untouched and every node free.
+    pub fn new(cfg: MachineConfig) -> Machine {
+        assert!(cfg.nodes.len() <= MAX_SIM_NODES, "at most {MAX_SIM_NODES} nodes");
+        let pages = cfg.processes.last().map_or(0, |p| p.end as usize);
+        let min_bw = |a: u64| a.max(1);
+        let nodes = cfg
+            .nodes
+            .iter()
+            .map(|n| Node {
+                free: n.total,
+                lists: [List { head: NONE, tail: NONE, len: 0 }; 2],
+                hot: Vec::new(),
+                copy_ns: cfg.page_size * 1000 / min_bw(n.bandwidth_mbps),
+                cfg: n.clone(),
+            })
+            .collect();
+        let mut promotable_mask = 0u8;
+        for (slot, p) in cfg.promotable.iter().enumerate() {
+            if *p {
+                promotable_mask |= 1 << slot;
+            }
+        }
+        Machine {
+            state: vec![NOT_RESIDENT; pages],
+            prev: vec![NONE; pages],
+            next: vec![NONE; pages],
+            nodes,
+            destinations: cfg.destinations,
+            promotable_mask,
+            processes: cfg.processes,
+            page_size: cfg.page_size,
+            swap_pages: cfg.swap_pages,
+            swap_used: 0,
+            swap_fault_ns: cfg.swap_fault_ns,
+            first_touch_ns: cfg.first_touch_ns,
+            migrate_overhead_ns: cfg.migrate_overhead_ns,
+            reclaim: cfg.reclaim,
+            reclaiming: 0,
+            kswapd_running: 0,
+            kswapd_at: [0; MAX_SIM_NODES],
+            counters: Counters::default(),
+        }
+    }
+
+    /// Bytes of simulator state per page (the hot byte and the LRU links).
+    pub const BYTES_PER_PAGE: usize = 1 + 2 * std::mem::size_of::<u32>();
+
+    /// Number of pages.
+    pub fn pages(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Number of node slots.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The node in `slot`.
+    pub fn node_id(&self, slot: usize) -> NodeId {
+        self.nodes[slot].cfg.id
+    }
+
+    /// Free pages of `slot`.
+    pub fn free(&self, slot: usize) -> u64 {
+        self.nodes[slot].free
+    }
+
+    /// Pages in use on `slot`.
+    pub fn used(&self, slot: usize) -> u64 {
+        self.nodes[slot].cfg.total - self.nodes[slot].free
+    }
+
+    /// Pages on the swap device.
+    pub fn swap_used(&self) -> u64 {
+        self.swap_used
+    }
+
+    /// The node slot `page` is on, if resident.
+    pub fn slot_of(&self, page: Page) -> Option<usize> {
+        let s = self.state[page as usize] & SLOT;
+        (s != NOT_RESIDENT).then_some(s as usize)
+    }
+
+    /// Simulated time so far: memory latency of every access plus stalls, ns.
+    pub fn now_ns(&self) -> u64 {
+        let c = &self.counters;
+        let lat: u64 = self.nodes.iter().zip(c.served).map(|(n, s)| n.cfg.latency_ns * s).sum();
+        lat + c.stall_ns
+    }
+
+    /// Replays `trace`. The hot loop: one byte read and written per access, faults aside.
+    pub fn run(&mut self, trace: &[Page]) {
+        let track = self.promotable_mask;
+        let mut served = self.counters.served;
+        for &p in trace {
+            let i = p as usize;
+            let s = self.state[i];
+            let slot = s & SLOT;
+            if slot == NOT_RESIDENT {
+                self.counters.served = served;
+                self.fault(p);
+                served = self.counters.served;
+                continue;
+            }
+            served[slot as usize] += 1;
+            // A second access in one tracking window on a node whose pages are promotable
+            // makes the page a promotion candidate (like a NUMA hinting fault).
+            if s & (HINT | QUEUED) == HINT && track & (1 << slot) != 0 {
+                self.queue_hot(p, slot);
+                continue;
+            }
+            self.state[i] = s | YOUNG | HINT;
+        }
+        self.counters.served = served;
+        self.kswapd_background();
+    }
+
+    #[cold]
+    fn queue_hot(&mut self, p: Page, slot: u8) {
+        let hot = &mut self.nodes[slot as usize].hot;
+        let i = p as usize;
+        if hot.len() < HOT_QUEUE_CAP {
+            hot.push(p);
+            self.state[i] |= YOUNG | HINT | QUEUED;
+        } else {
+            self.state[i] |= YOUNG | HINT;
+        }
+    }
+
+    /// Ends a tracking window: pages must be accessed twice in the next window to become
+    /// promotion candidates again.
+    pub fn end_window(&mut self) {
+        for s in &mut self.state {
+            *s &= !HINT;
+        }
+    }
+
+    fn process_of(&self, p: Page) -> usize {
+        self.processes.partition_point(|pr| pr.end <= p)
+    }
+
+    #[cold]
+    fn fault(&mut self, p: Page) {
+        let i = p as usize;
+        let swapped = self.state[i] & SWAPPED != 0;
+        let proc = self.process_of(p);
+        let Some(slot) = self.allocate(proc) else {
+            self.counters.oom += 1;
+            return;
+        };
+        if swapped {
+            self.counters.swap_in += 1;
+            self.counters.stall_ns += self.swap_fault_ns;
+            self.swap_used -= 1;
+        } else {
+            self.counters.first_touch += 1;
+            self.counters.stall_ns += self.first_touch_ns;
+        }
+        // The faulting access itself is a fault, not a hit on the node: it pays the fault
+        // and the node's latency.
+        self.counters.stall_ns += self.nodes[slot as usize].cfg.latency_ns;
+        // A page still in a hot queue keeps its mark, so that it is never queued twice.
+        self.state[i] = slot | YOUNG | HINT | (self.state[i] & QUEUED);
+        self.push_head(p, slot as usize, INACTIVE_LIST);
+    }
+
+    /// Takes one free page for process `proc`, reclaiming as Linux would. Returns the slot
+    /// whose free count was already decremented.
+    fn allocate(&mut self, proc: usize) -> Option<u8> {
+        let zonelist = std::mem::take(&mut self.processes[proc].zonelist);
+        let got = self.allocate_from(&zonelist);
+        self.processes[proc].zonelist = zonelist;
+        got
+    }
+
+    fn allocate_from(&mut self, zonelist: &[u8]) -> Option<u8> {
+        self.kswapd_background();
+        // Fast path: above low.
+        for &s in zonelist {
+            let n = &mut self.nodes[s as usize];
+            if n.free > n.cfg.wmarks[1] {
+                n.free -= 1;
+                return Some(s);
+            }
+        }
+        // Slow path: wake kswapd everywhere allowed, retry against min.
+        for &s in zonelist {
+            self.wake_kswapd(s as usize);
+        }
+        for &s in zonelist {
+            let n = &mut self.nodes[s as usize];
+            if n.free > n.cfg.wmarks[0] {
+                n.free -= 1;
+                return Some(s);
+            }
+        }
+        // Direct reclaim, charged to the workload.
+        for &s in zonelist {
+            let goal = self.nodes[s as usize].cfg.wmarks[0] + BATCH;
+            self.counters.direct_reclaims += 1;
+            let before = self.counters.background_ns;
+            let trip = self.used(s as usize) + BATCH;
+            self.shrink_node(s as usize, goal, trip);
+            let spent = self.counters.background_ns - before;
+            self.counters.background_ns = before;
+            self.counters.stall_ns += spent;
+            let n = &mut self.nodes[s as usize];
+            if n.free > n.cfg.wmarks[0] {
+                n.free -= 1;
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Wakes kswapd on a node below `low`: it runs beside the workload until the node is
+    /// back above `high` (`balance_pgdat`), scanning about [`KSWAPD_SCAN_PER_ACCESS`] pages in
+    /// the time of one access. The pacing matters: an instantaneous pass over a list of
+    /// young pages would rotate all of them and evict them on the next pass, before the
+    /// workload had a chance to touch any again.
+    fn wake_kswapd(&mut self, slot: usize) {
+        let n = &self.nodes[slot];
+        let bit = 1 << slot;
+        if n.free > n.cfg.wmarks[1] || self.kswapd_running & bit != 0 {
+            return;
+        }
+        self.kswapd_running |= bit;
+        self.kswapd_at[slot] = self.accesses();
+        self.counters.kswapd_runs += 1;
+        self.kswapd_step(slot, BATCH);
+    }
+
+    /// Lets kswapd on `slot` scan what it could since its last step, plus `extra` pages.
+    fn kswapd_step(&mut self, slot: usize, extra: u64) {
+        if self.reclaiming & (1 << slot) != 0 {
+            return;
+        }
+        let now = self.accesses();
+        let budget = extra + KSWAPD_SCAN_PER_ACCESS * (now - self.kswapd_at[slot]);
+        self.kswapd_at[slot] = now;
+        let goal = self.nodes[slot].cfg.wmarks[2];
+        self.shrink_node(slot, goal, budget.min(self.used(slot)));
+        if self.nodes[slot].free >= goal {
+            self.kswapd_running &= !(1 << slot);
+        }
+    }
+
+    /// Runs every awake kswapd for the time elapsed since its last step.
+    fn kswapd_background(&mut self) {
+        let mut running = self.kswapd_running;
+        while running != 0 {
+            let slot = running.trailing_zeros() as usize;
+            running &= running - 1;
+            self.kswapd_step(slot, 0);
+        }
+    }
+
+    /// Accesses replayed so far (served and faulted).
+    fn accesses(&self) -> u64 {
+        let c = &self.counters;
+        c.served.iter().sum::<u64>() + c.first_touch + c.swap_in + c.oom
+    }
+
+    /// `inactive_is_low` for anonymous pages.
+    fn inactive_is_low(&self, slot: usize) -> bool {
+        let [inactive, active] = self.nodes[slot].lists.map(|l| l.len);
+        let gb = ((inactive + active) * self.page_size) >> 30;
+        let ratio = if gb == 0 { 1 } else { int_sqrt(10 * gb) };
+        inactive * ratio < active
+    }
+
+    /// `shrink_active_list`: moves up to `nr` pages from the active tail to the inactive
+    /// head, clearing their young bits.
+    fn age_active(&mut self, slot: usize, nr: u64) {
+        for _ in 0..nr {
+            let p = self.nodes[slot].lists[ACTIVE_LIST].tail;
+            if p == NONE {
+                return;
+            }
+            self.unlink(p, slot, ACTIVE_LIST);
+            self.state[p as usize] &= !(YOUNG | ACTIVE);
+            self.push_head(p, slot, INACTIVE_LIST);
+        }
+    }
+
+    /// The next page to consider at the inactive tail, aging the active list as needed; `None`
+    /// when the node has no pages.
+    fn inactive_tail(&mut self, slot: usize) -> Option<Page> {
+        if self.inactive_is_low(slot) {
+            self.age_active(slot, BATCH);
+        }
+        let mut p = self.nodes[slot].lists[INACTIVE_LIST].tail;
+        if p == NONE {
+            self.age_active(slot, BATCH);
+            p = self.nodes[slot].lists[INACTIVE_LIST].tail;
+        }
+        (p != NONE).then_some(p)
+    }
+
+    /// `folio_check_references` on the inactive tail page `p`: returns true when the page was
+    /// young and has been activated or rotated (it stays), false when it is old (reclaimable).
+    fn check_references(&mut self, p: Page, slot: usize) -> bool {
+        let i = p as usize;
+        let s = self.state[i];
+        if s & YOUNG == 0 {
+            self.state[i] = s & !REFERENCED;
+            return false;
+        }
+        self.unlink(p, slot, INACTIVE_LIST);
+        if s & REFERENCED != 0 {
+            self.state[i] = (s & !YOUNG) | ACTIVE;
+            self.push_head(p, slot, ACTIVE_LIST);
+        } else {
+            self.state[i] = (s & !YOUNG) | REFERENCED;
+            self.push_head(p, slot, INACTIVE_LIST);
+        }
+        true
+    }
+
+    /// Reclaims `slot` until `goal` pages are free or nothing more can go.
+    /// At most `budget` pages are examined without freeing one (never more than one trip
+    /// around the lists: a page rotated in this pass must not come round again before the
+    /// workload has had a chance to touch it).
+    fn shrink_node(&mut self, slot: usize, goal: u64, budget: u64) {
+        self.reclaiming |= 1 << slot;
+        let mut fruitless = 0u64;
+        while self.nodes[slot].free < goal && fruitless < budget {
+            let Some(p) = self.inactive_tail(slot) else {
+                break;
+            };
+            if self.check_references(p, slot) {
+                fruitless += 1;
+                continue;
+            }
+            if self.evict(p, slot) {
+                fruitless = 0;
+            } else {
+                self.unlink(p, slot, INACTIVE_LIST);
+                self.push_head(p, slot, INACTIVE_LIST);
+                fruitless += 1;
+            }
+        }
+        self.reclaiming &= !(1 << slot);
+    }
+
+    /// Evicts an old inactive page: demote when enabled and a destination has room, else
+    /// swap. Returns false when the page had to stay.
+    fn evict(&mut self, p: Page, slot: usize) -> bool {
+        if self.reclaim == Reclaim::Demote {
+            for k in 0..self.destinations[slot].len() {
+                let d = self.destinations[slot][k] as usize;
+                let n = &self.nodes[d];
+                if n.free > n.cfg.wmarks[0] {
+                    self.migrate(p, slot, d);
+                    self.counters.kernel_demoted += 1;
+                    self.counters.background_ns += self.copy_ns(slot, d);
+                    self.wake_kswapd(d);
+                    return true;
+                }
+            }
+        }
+        if self.swap_used >= self.swap_pages {
+            return false;
+        }
+        self.unlink(p, slot, INACTIVE_LIST);
+        self.nodes[slot].free += 1;
+        self.state[p as usize] = NOT_RESIDENT | SWAPPED | (self.state[p as usize] & QUEUED);
+        self.swap_used += 1;
+        self.counters.swap_out += 1;
+        true
+    }
+
+    fn copy_ns(&self, from: usize, to: usize) -> u64 {
+        self.nodes[from].copy_ns.max(self.nodes[to].copy_ns) + self.migrate_overhead_ns
+    }
+
+    /// Moves a resident page between nodes (the destination must have a free page).
+    /// Promoted pages (to a node that demotes into `from`) land on the active list, others on
+    /// the inactive list, both with young and hint bits cleared.
+    fn migrate(&mut self, p: Page, from: usize, to: usize) {
+        let i = p as usize;
+        let list = usize::from(self.state[i] & ACTIVE != 0);
+        self.unlink(p, from, list);
+        self.nodes[from].free += 1;
+        self.nodes[to].free -= 1;
+        let up = self.is_below(from, to);
+        let (flag, list) = if up { (ACTIVE, ACTIVE_LIST) } else { (0, INACTIVE_LIST) };
+        #[allow(clippy::cast_possible_truncation)] // slots are < 7
+        let slot = to as u8;
+        self.state[i] = slot | flag | (self.state[i] & QUEUED);
+        self.push_head(p, to, list);
+        self.counters.moves[from][to] += 1;
+    }
+
+    /// Whether `low` is reachable from `high` along demotion destinations.
+    fn is_below(&self, low: usize, high: usize) -> bool {
+        let mut seen = 0u8;
+        let mut stack = vec![high];
+        while let Some(n) = stack.pop() {
+            for &d in &self.destinations[n] {
+                if d as usize == low {
+                    return true;
+                }
+                if seen & (1 << d) == 0 {
+                    seen |= 1 << d;
+                    stack.push(d as usize);
+                }
+            }
+        }
+        false
+    }
+
+    fn unlink(&mut self, p: Page, slot: usize, list: usize) {
+        let i = p as usize;
+        let (pr, nx) = (self.prev[i], self.next[i]);
+        let l = &mut self.nodes[slot].lists[list];
+        if pr == NONE {
+            l.head = nx;
+        } else {
+            self.next[pr as usize] = nx;
+        }
+        if nx == NONE {
+            l.tail = pr;
+        } else {
+            self.prev[nx as usize] = pr;
+        }
+        l.len -= 1;
+        self.prev[i] = NONE;
+        self.next[i] = NONE;
+    }
+
+    fn push_head(&mut self, p: Page, slot: usize, list: usize) {
+        let i = p as usize;
+        let l = &mut self.nodes[slot].lists[list];
+        self.prev[i] = NONE;
+        self.next[i] = l.head;
+        if l.head == NONE {
+            l.tail = p;
+        } else {
+            self.prev[l.head as usize] = p;
+        }
+        l.head = p;
+        l.len += 1;
+    }
+
+    fn slot_by_id(&self, node: NodeId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.cfg.id == node)
+    }
+
+    /// Checks every invariant of the page state and the lists; returns a description of the
+    /// first broken one. Touched pages are either on exactly one list of the node their state
+    /// names or swapped; free counts match; swap usage matches.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen = vec![false; self.pages()];
+        for (slot, n) in self.nodes.iter().enumerate() {
+            let mut on_node = 0;
+            for (list, l) in n.lists.iter().enumerate() {
+                let mut count = 0;
+                let mut p = l.head;
+                let mut prev = NONE;
+                while p != NONE {
+                    let i = p as usize;
+                    if seen[i] {
+                        return Err(format!("page {p} is on two lists"));
+                    }
+                    seen[i] = true;
+                    if self.prev[i] != prev {
+                        return Err(format!("page {p}: broken prev link"));
+                    }
+                    let s = self.state[i];
+                    if (s & SLOT) as usize != slot || usize::from(s & ACTIVE != 0) != list {
+                        return Err(format!("page {p}: state {s:#x} on slot {slot} list {list}"));
+                    }
+                    prev = p;
+                    p = self.next[i];
+                    count += 1;
+                }
+                if l.tail != prev || l.len != count {
+                    return Err(format!("slot {slot} list {list}: bad tail or length"));
+                }
+                on_node += count;
+            }
+            if on_node + n.free != n.cfg.total {
+                return Err(format!("slot {slot}: {on_node} used + {} free != total", n.free));
+            }
+        }
+        let mut swapped = 0;
+        for (i, s) in self.state.iter().enumerate() {
+            let resident = s & SLOT != NOT_RESIDENT;
+            if resident != seen[i] {
+                return Err(format!("page {i}: resident {resident} but listed {}", seen[i]));
+            }
+            if !resident && s & SWAPPED != 0 {
+                swapped += 1;
+            }
+        }
+        if swapped != self.swap_used {
+            return Err(format!("{swapped} swapped pages but swap holds {}", self.swap_used));
+        }
+        // Hot-page queues: each queued page once, and marked.
+        let mut queued = vec![false; self.pages()];
+        for n in &self.nodes {
+            for &p in &n.hot {
+                if std::mem::replace(&mut queued[p as usize], true) {
+                    return Err(format!("page {p} is queued twice"));
+                }
+                if self.state[p as usize] & QUEUED == 0 {
+                    return Err(format!("page {p} is queued but not marked"));
+                }
+            }
+        }
+        if let Some(p) = (0..self.pages()).find(|&p| self.state[p] & QUEUED != 0 && !queued[p]) {
+            return Err(format!("page {p} is marked queued but in no queue"));
+        }
+        Ok(())
+    }
+
+    /// Pages touched so far (resident or swapped).
+    pub fn touched(&self) -> u64 {
+        self.state.iter().filter(|s| **s & SLOT != NOT_RESIDENT || **s & SWAPPED != 0).count()
+            as u64
+    }
+}
+
+impl Backend for Machine {
+    type Page = Page;
+
+    fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    fn memory_nodes(&self) -> NodeMask {
+        self.nodes.iter().map(|n| n.cfg.id).collect()
+    }
+
+    fn node_memory(&self, node: NodeId) -> Option<NodeMemory> {
+        let n = &self.nodes[self.slot_by_id(node)?];
+        Some(NodeMemory {
+            total: n.cfg.total,
+            free: n.free,
+            wmark_min: n.cfg.wmarks[0],
+            wmark_low: n.cfg.wmarks[1],
+            wmark_high: n.cfg.wmarks[2],
+        })
+    }
+
+    /// Walks the inactive tail as reclaim does (young pages are activated on the way) and
+    /// reports old pages, rotating them to the inactive head so one walk sees each once.
+    fn coldest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Page>>) {
+        let Some(slot) = self.slot_by_id(node) else {
+            return;
+        };
+        let mut budget = self.used(slot) + BATCH;
+        let mut found = 0;
+        while found < max && budget > 0 {
+            budget -= 1;
+            let Some(p) = self.inactive_tail(slot) else {
+                break;
+            };
+            if self.check_references(p, slot) {
+                continue;
+            }
+            self.unlink(p, slot, INACTIVE_LIST);
+            self.push_head(p, slot, INACTIVE_LIST);
+            out.push(PageHeat { page: p, heat: 0 });
+            found += 1;
+        }
+    }
+
+    /// Drains the node's candidate queue: pages accessed twice in the last window.
+    fn hottest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Page>>) {
+        let Some(slot) = self.slot_by_id(node) else {
+            return;
+        };
+        let queue = std::mem::take(&mut self.nodes[slot].hot);
+        let mut taken = 0;
+        for &p in &queue {
+            let i = p as usize;
+            self.state[i] &= !QUEUED;
+            if taken < max && (self.state[i] & SLOT) as usize == slot {
+                out.push(PageHeat { page: p, heat: 2 });
+                taken += 1;
+            }
+        }
+        let mut queue = queue;
+        queue.clear();
+        self.nodes[slot].hot = queue;
+    }
+
+    fn move_pages(&mut self, pages: &[Page], to: NodeId, status: &mut Vec<MoveStatus>) {
+        status.clear();
+        let Some(dest) = self.slot_by_id(to) else {
+            status.extend(pages.iter().map(|_| Err(MoveError::NoMem)));
+            return;
+        };
+        for &p in pages {
+            if p as usize >= self.pages() {
+                status.push(Err(MoveError::Fault));
+                continue;
+            }
+            let Some(from) = self.slot_of(p) else {
+                status.push(Err(MoveError::NoEnt));
+                continue;
+            };
+            if from == dest {
+                status.push(Ok(to));
+                continue;
+            }
+            let n = &self.nodes[dest];
+            if n.free <= n.cfg.wmarks[0] {
+                status.push(Err(MoveError::NoMem));
+                continue;
+            }
+            self.migrate(p, from, dest);
+            if self.is_below(from, dest) {
+                self.counters.promoted += 1;
+            } else {
+                self.counters.policy_demoted += 1;
+            }
+            self.counters.background_ns += self.copy_ns(from, dest);
+            status.push(Ok(to));
+        }
+        self.wake_kswapd(dest);
+    }
+}

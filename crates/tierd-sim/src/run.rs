@@ -1,0 +1,629 @@
+//! Turning a scenario into machines, replaying the trace under each policy, and the report.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tierd_core::graph::Entry;
+use tierd_core::policy::Tierd;
+use tierd_core::topology::Hmat;
+use tierd_core::{NodeId, NodeMask, PathGraph, Topology};
+
+use crate::bounds;
+use crate::machine::{Machine, MachineConfig, NodeConfig, ProcessConfig, Reclaim};
+use crate::scenario::{Paths, PolicyName, Scenario};
+use crate::workload::{self, Trace};
+
+/// Accesses replayed between two looks at the clock (policy ticks, samples, checks).
+const CHUNK: usize = 1024;
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario's paths are not a valid graph.
+    #[error("paths: {0}")]
+    Paths(String),
+    /// The scenario could not be completed (a trace file header).
+    #[error("{0}")]
+    Scenario(String),
+    /// The trace could not be drawn.
+    #[error(transparent)]
+    Trace(#[from] workload::TraceError),
+    /// An invariant broke (a bug; reported by checked runs).
+    #[error("invariant broken under {policy} after {accesses} accesses: {what}")]
+    Invariant {
+        /// The policy.
+        policy: &'static str,
+        /// Accesses replayed.
+        accesses: u64,
+        /// What broke.
+        what: String,
+    },
+}
+
+/// The machine a scenario describes, ready to simulate.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The topology (for the policy).
+    pub topology: Topology,
+    /// The migration paths.
+    pub graph: PathGraph,
+    /// The machine configuration, reclaim mode still to choose.
+    pub machine: MachineConfig,
+    /// Node slots that count as the fast tier (CPU nodes).
+    pub fast: Vec<bool>,
+}
+
+/// `int_sqrt` as the kernel's: the floor of the square root.
+fn int_sqrt(x: u64) -> u64 {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let mut r = (x as f64).sqrt() as u64;
+    while r * r > x {
+        r -= 1;
+    }
+    while (r + 1) * (r + 1) <= x {
+        r += 1;
+    }
+    r
+}
+
+/// `[min, low, high]` watermarks per node, in pages, as `__setup_per_zone_wmarks` derives
+/// them (one zone per node): `min_free_kbytes` (by default `calculate_min_free_kbytes`:
+/// `int_sqrt(lowmem_kbytes * 16)` clamped to 128..=262144) is split across nodes in
+/// proportion to their size; `low = min + max(min / 4, size * watermark_scale_factor / 10000)`
+/// and `high = min + 2 * that`.
+pub fn watermarks(
+    node_pages: &[u64],
+    page_size: u64,
+    min_free_kbytes: Option<u64>,
+    scale_factor: u64,
+) -> Vec<[u64; 3]> {
+    let total: u64 = node_pages.iter().sum();
+    let lowmem_kbytes = total * (page_size / 1024).max(1);
+    let min_free =
+        min_free_kbytes.unwrap_or_else(|| int_sqrt(lowmem_kbytes * 16).clamp(128, 262_144));
+    let pages_min = min_free * 1024 / page_size;
+    node_pages
+        .iter()
+        .map(|&n| {
+            let min =
+                u64::try_from(u128::from(pages_min) * u128::from(n) / u128::from(total.max(1)))
+                    .unwrap_or(u64::MAX);
+            let tmp = (min / 4).max(n * scale_factor / 10_000);
+            [min, min + tmp, min + 2 * tmp]
+        })
+        .collect()
+}
+
+fn id(n: usize) -> NodeId {
+    NodeId::new(n).expect("simulated nodes are few")
+}
+
+/// The automatic paths: `tierd_core::auto`, the kernel's memory tiers (here from the HMAT
+/// figures the scenario's latencies and bandwidths fill in) and its preferred and fallback
+/// demotion targets.
+pub fn auto_paths(topology: &Topology) -> PathGraph {
+    tierd_core::auto::auto(topology).to_graph()
+}
+
+fn parse_chain(text: &str, nodes: usize) -> Result<PathGraph, String> {
+    let mut graph = PathGraph::default();
+    let parts: Vec<&str> = text.split("->").map(str::trim).collect();
+    let ids: Vec<NodeId> = parts
+        .iter()
+        .map(|p| {
+            p.parse::<usize>()
+                .ok()
+                .filter(|n| *n < nodes)
+                .map(id)
+                .ok_or_else(|| format!("`{p}` is not a node of this scenario (in `{text}`)"))
+        })
+        .collect::<Result<_, _>>()?;
+    for w in ids.windows(2) {
+        graph.set(w[0], Entry { target: Some(w[1]), fallback: NodeMask::EMPTY });
+    }
+    Ok(graph)
+}
+
+impl Setup {
+    /// Builds the machine of `s`.
+    pub fn new(s: &Scenario) -> Result<Setup, SimError> {
+        if s.node.is_empty() {
+            return Err(SimError::Scenario(
+                "the scenario has no [[node]] tables: a `machine` tree must be read into them \
+                 first (tierd simulate does)"
+                    .into(),
+            ));
+        }
+        let n = s.node.len();
+        let lat: Vec<u64> = s.node.iter().map(|x| x.latency_ns).collect();
+        let min_lat = lat.iter().copied().min().unwrap_or(1).max(1);
+        let mut dist = Vec::with_capacity(n * n);
+        for (i, a) in s.node.iter().enumerate() {
+            for (j, b) in s.node.iter().enumerate() {
+                let d = a.distance.as_ref().map_or_else(
+                    || {
+                        let far = a.latency_ns.max(b.latency_ns);
+                        if i == j { 10 } else { u32::try_from(10 * far / min_lat).unwrap_or(255) }
+                    },
+                    |row| row[j],
+                );
+                dist.push(d);
+            }
+        }
+        let pages: Vec<u64> = s.node.iter().map(|x| (x.capacity_mib << 20) / s.page_size).collect();
+        let cpu: Vec<bool> = s.node.iter().map(|x| x.cpu).collect();
+        let bytes: Vec<u64> = s.node.iter().map(|x| x.capacity_mib << 20).collect();
+        let mut topology = Topology::synthetic(&dist, &cpu, &bytes);
+        for (info, spec) in topology.nodes.iter_mut().zip(&s.node) {
+            info.hmat = Some(Hmat {
+                read_latency_ns: Some(spec.latency_ns),
+                write_latency_ns: Some(spec.latency_ns),
+                read_bandwidth_mbps: Some(spec.bandwidth_mbps),
+                write_bandwidth_mbps: Some(spec.bandwidth_mbps),
+            });
+        }
+        let graph = match &s.paths {
+            Paths::Text(t) if t.trim() == "auto" => auto_paths(&topology),
+            Paths::Text(t) => parse_chain(t, n).map_err(SimError::Paths)?,
+            Paths::Graph(table) => {
+                let text = toml::to_string(table).map_err(|e| SimError::Paths(e.to_string()))?;
+                PathGraph::from_toml(&text).map_err(|e| SimError::Paths(e.to_string()))?
+            }
+        };
+        graph.validate(topology.online, n).map_err(|errs| {
+            SimError::Paths(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        let wm = watermarks(
+            &pages,
+            s.page_size,
+            s.watermarks.min_free_kbytes,
+            s.watermarks.watermark_scale_factor,
+        );
+        let nodes: Vec<NodeConfig> = s
+            .node
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| NodeConfig {
+                id: id(i),
+                total: pages[i],
+                wmarks: spec.watermarks_pages.unwrap_or(wm[i]),
+                latency_ns: spec.latency_ns,
+                bandwidth_mbps: spec.bandwidth_mbps,
+            })
+            .collect();
+        #[allow(clippy::cast_possible_truncation)] // at most 7 nodes
+        let destinations: Vec<Vec<u8>> = (0..n)
+            .map(|i| graph.entry(id(i)).destinations().map(|d| d.index() as u8).collect())
+            .collect();
+        let first_cpu = cpu.iter().position(|c| *c).expect("checked: a CPU node exists");
+        let mut processes = Vec::new();
+        let mut first = 0u32;
+        for p in &s.process {
+            let len = workload::footprint_pages(&p.workload, s.page_size);
+            let end = u32::try_from(u64::from(first) + len)
+                .map_err(|_| workload::TraceError::TooManyPages(u64::from(first) + len))?;
+            let home = p.cpu_node.map_or(first_cpu, |c| c as usize);
+            let allowed = p.bind.unwrap_or(NodeMask::first(n));
+            let mut zonelist: Vec<usize> = (0..n).filter(|m| allowed.contains(id(*m))).collect();
+            zonelist.sort_by_key(|m| (dist[home * n + m], *m));
+            #[allow(clippy::cast_possible_truncation)]
+            let zonelist = zonelist.into_iter().map(|m| m as u8).collect();
+            processes.push(ProcessConfig { first, end, zonelist });
+            first = end;
+        }
+        let machine = MachineConfig {
+            nodes,
+            destinations,
+            promotable: vec![false; n],
+            processes,
+            page_size: s.page_size,
+            swap_pages: (s.swap.size_mib << 20) / s.page_size,
+            swap_fault_ns: s.swap.fault_us * 1000,
+            first_touch_ns: s.costs.first_touch_ns,
+            migrate_overhead_ns: s.costs.migrate_overhead_ns,
+            reclaim: Reclaim::Swap,
+        };
+        Ok(Setup { topology, graph, machine, fast: cpu })
+    }
+}
+
+/// One sample of a run over time (for plots).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Sample {
+    /// Accesses replayed so far.
+    pub accesses: u64,
+    /// Pages in use per node, by node id.
+    pub used_pages: Vec<u64>,
+    /// Fast-tier hit ratio over the accesses since the previous sample.
+    pub fast_hit_ratio: f64,
+}
+
+/// One policy's results. Field names are stable (they are the `--json` schema).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PolicyResult {
+    /// `linux-swap`, `linux-demote` or `tierd`.
+    pub policy: &'static str,
+    /// Average memory access time, ns: latency of the serving node, plus fault and direct
+    /// reclaim stalls, over all accesses.
+    pub amat_ns: f64,
+    /// Accesses served by a fast (CPU) node without a fault, over all accesses.
+    pub fast_hit_ratio: f64,
+    /// Accesses served per node without a fault, by node id.
+    pub accesses_per_node: Vec<u64>,
+    /// First-touch faults.
+    pub first_touches: u64,
+    /// Swap-in faults.
+    pub swap_ins: u64,
+    /// Pages swapped out.
+    pub swap_outs: u64,
+    /// Pages demoted (by kernel reclaim or the policy).
+    pub demotions: u64,
+    /// Of which by kernel reclaim.
+    pub kernel_demotions: u64,
+    /// Pages promoted.
+    pub promotions: u64,
+    /// MiB moved between nodes.
+    pub migrated_mib: f64,
+    /// Page moves between node pairs: `moves[from][to]`, by node id.
+    pub moves: Vec<Vec<u64>>,
+    /// kswapd runs.
+    pub kswapd_runs: u64,
+    /// Direct reclaim runs.
+    pub direct_reclaims: u64,
+    /// Accesses that found no memory anywhere.
+    pub oom: u64,
+    /// Simulated time of the workload, seconds.
+    pub simulated_s: f64,
+    /// Simulated background time (kswapd, migrations), seconds.
+    pub background_s: f64,
+    /// Samples over time (only with sampling on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+    /// Wall-clock seconds this policy took to simulate (not in `--json`: not deterministic).
+    #[serde(skip)]
+    pub wall_s: f64,
+}
+
+/// The bounds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Bounds {
+    /// Static top-k fast-tier hit ratio.
+    pub static_fast_hit_ratio: f64,
+    /// Static top-k average access time, ns.
+    pub static_amat_ns: f64,
+    /// Belady-with-bypass fast-tier hit ratio; `None` for a streamed trace (it needs the
+    /// whole trace in memory, 8 bytes an access).
+    pub belady_fast_hit_ratio: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Report {
+    /// Schema version of this JSON.
+    pub version: u32,
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Accesses replayed.
+    pub accesses: u64,
+    /// Pages of all processes.
+    pub pages: u64,
+    /// Bytes per page.
+    pub page_size: u64,
+    /// The migration paths used, `node -> target` (fallbacks in brackets).
+    pub paths: String,
+    /// Size of each node, pages, by node id.
+    pub node_pages: Vec<u64>,
+    /// `[min, low, high]` watermarks per node, pages.
+    pub watermarks: Vec<[u64; 3]>,
+    /// One entry per policy, in scenario order.
+    pub policies: Vec<PolicyResult>,
+    /// The bounds, unless disabled.
+    pub bounds: Option<Bounds>,
+    /// Wall-clock seconds spent drawing the trace (not in `--json`).
+    #[serde(skip)]
+    pub draw_wall_s: f64,
+    /// Wall-clock seconds spent on the bounds (not in `--json`).
+    #[serde(skip)]
+    pub bounds_wall_s: f64,
+}
+
+/// Knobs of a run that are not part of the scenario.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Skip the bounds (they cost a pass over the trace and 4 bytes per access).
+    pub no_bounds: bool,
+    /// Check every invariant after each chunk (tests; slow).
+    pub check: bool,
+    /// Record a sample every this many accesses (0 = none).
+    pub sample_every: u64,
+    /// Override the scenario's access count.
+    pub accesses: Option<u64>,
+    /// Do not hold the trace in memory: draw (or read) it again for every policy. Always on
+    /// when a process replays a trace file. The Belady bound is skipped.
+    pub stream: bool,
+}
+
+fn describe(graph: &PathGraph) -> String {
+    let parts: Vec<String> = graph
+        .iter()
+        .map(|(n, e)| {
+            let t = e.target.map_or(-1, NodeId::as_i32);
+            let fb = e.fallback;
+            if fb.is_empty() { format!("{n} -> {t}") } else { format!("{n} -> {t} [{fb}]") }
+        })
+        .collect();
+    if parts.is_empty() { "all terminal".into() } else { parts.join(", ") }
+}
+
+/// Runs one policy over `trace`; `progress` is called with accesses done.
+pub fn run_policy(
+    s: &Scenario,
+    setup: &Setup,
+    trace: &Trace,
+    policy: PolicyName,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PolicyResult, SimError> {
+    let mut observe = |_: &Machine, done: u64| {
+        if done % (1 << 20) < CHUNK as u64 {
+            progress(done);
+        }
+    };
+    replay(s, setup, trace, policy, opts, &mut observe).map(|(r, _)| r)
+}
+
+/// One policy's replay in progress.
+struct Replayer<'a> {
+    m: Machine,
+    tierd: Option<Tierd<u32>>,
+    policy: PolicyName,
+    interval_ns: u64,
+    next_tick: u64,
+    samples: Vec<Sample>,
+    next_sample: u64,
+    last_fast: u64,
+    last_at: u64,
+    done: u64,
+    fast: &'a [bool],
+    opts: &'a RunOptions,
+    observe: &'a mut dyn FnMut(&Machine, u64),
+}
+
+impl Replayer<'_> {
+    fn fast_served(&self) -> u64 {
+        (0..self.m.node_count()).filter(|i| self.fast[*i]).map(|i| self.m.counters.served[i]).sum()
+    }
+
+    /// Replays one chunk, then runs what happens between chunks: policy ticks, checks,
+    /// samples.
+    fn feed(&mut self, chunk: &[u32]) -> Result<(), SimError> {
+        let m = &mut self.m;
+        m.run(chunk);
+        self.done += chunk.len() as u64;
+        if let Some(t) = self.tierd.as_mut() {
+            let now = m.now_ns();
+            if now >= self.next_tick {
+                t.tick(now, m);
+                m.end_window();
+                self.next_tick = now + self.interval_ns;
+            }
+        }
+        if self.opts.check {
+            m.check().map_err(|what| SimError::Invariant {
+                policy: self.policy.as_str(),
+                accesses: self.done,
+                what,
+            })?;
+        }
+        if self.opts.sample_every > 0 && self.done >= self.next_sample {
+            let fast = self.fast_served();
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = (fast - self.last_fast) as f64 / (self.done - self.last_at).max(1) as f64;
+            self.samples.push(Sample {
+                accesses: self.done,
+                used_pages: (0..self.m.node_count()).map(|i| self.m.used(i)).collect(),
+                fast_hit_ratio: ratio,
+            });
+            self.last_fast = fast;
+            self.last_at = self.done;
+            self.next_sample += self.opts.sample_every;
+        }
+        (self.observe)(&self.m, self.done);
+        Ok(())
+    }
+}
+
+/// [`run_policy`], calling `observe` with the machine after every chunk of accesses and
+/// returning the machine in its final state (for tests and tools).
+pub fn replay(
+    s: &Scenario,
+    setup: &Setup,
+    trace: &Trace,
+    policy: PolicyName,
+    opts: &RunOptions,
+    observe: &mut dyn FnMut(&Machine, u64),
+) -> Result<(PolicyResult, Machine), SimError> {
+    let started = Instant::now();
+    let mut cfg = setup.machine.clone();
+    cfg.reclaim = match policy {
+        PolicyName::LinuxDemote => Reclaim::Demote,
+        PolicyName::Tierd if s.costs.kernel_demotion_under_tierd => Reclaim::Demote,
+        PolicyName::LinuxSwap | PolicyName::Tierd => Reclaim::Swap,
+    };
+    let tierd = (policy == PolicyName::Tierd)
+        .then(|| Tierd::<u32>::new(s.policy.clone(), &setup.topology, &setup.graph));
+    if let Some(t) = &tierd
+        && t.config().promote
+    {
+        for (slot, p) in cfg.promotable.iter_mut().enumerate() {
+            *p = t.promotion_target(id(slot)).is_some();
+        }
+    }
+    let mut r = Replayer {
+        m: Machine::new(cfg),
+        tierd,
+        policy,
+        interval_ns: s.policy.interval_ms.max(1) * 1_000_000,
+        next_tick: s.policy.interval_ms.max(1) * 1_000_000,
+        samples: Vec::new(),
+        next_sample: opts.sample_every,
+        last_fast: 0,
+        last_at: 0,
+        done: 0,
+        fast: &setup.fast,
+        opts,
+        observe,
+    };
+    if trace.streamed {
+        // Stream the workload again instead of holding it: trace files of any length.
+        let mut block = Vec::with_capacity(CHUNK);
+        let mut failed = None;
+        workload::generate(s, |p| {
+            block.push(p);
+            if block.len() == CHUNK {
+                if failed.is_none() {
+                    failed = r.feed(&block).err();
+                }
+                block.clear();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        r.feed(&block)?;
+    } else {
+        for chunk in trace.accesses.chunks(CHUNK) {
+            r.feed(chunk)?;
+        }
+    }
+    let Replayer { m, samples, done, .. } = r;
+    let fast_served = |m: &Machine| -> u64 {
+        (0..m.node_count()).filter(|i| setup.fast[*i]).map(|i| m.counters.served[i]).sum()
+    };
+    let c = &m.counters;
+    let n = m.node_count();
+    let moved: u64 = c.moves.iter().flatten().sum();
+    #[allow(clippy::cast_precision_loss)]
+    let total = done.max(1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let result = PolicyResult {
+        policy: policy.as_str(),
+        amat_ns: m.now_ns() as f64 / total,
+        fast_hit_ratio: fast_served(&m) as f64 / total,
+        accesses_per_node: c.served[..n].to_vec(),
+        first_touches: c.first_touch,
+        swap_ins: c.swap_in,
+        swap_outs: c.swap_out,
+        demotions: c.kernel_demoted + c.policy_demoted,
+        kernel_demotions: c.kernel_demoted,
+        promotions: c.promoted,
+        migrated_mib: (moved * s.page_size) as f64 / f64::from(1 << 20),
+        moves: c.moves[..n].iter().map(|row| row[..n].to_vec()).collect(),
+        kswapd_runs: c.kswapd_runs,
+        direct_reclaims: c.direct_reclaims,
+        oom: c.oom,
+        simulated_s: m.now_ns() as f64 / 1e9,
+        background_s: c.background_ns as f64 / 1e9,
+        samples,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    Ok((result, m))
+}
+
+fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, SimError> {
+    let nodes: Vec<(u64, u64, bool)> = setup
+        .machine
+        .nodes
+        .iter()
+        .zip(&setup.fast)
+        .map(|(nc, f)| (nc.total, nc.latency_ns, *f))
+        .collect();
+    let pages = trace.pages() as usize;
+    let counts = if trace.streamed {
+        let mut counts = vec![0u32; pages];
+        workload::generate(s, |p| {
+            counts[p as usize] = counts[p as usize].saturating_add(1);
+        })?;
+        counts
+    } else {
+        bounds::page_counts(&trace.accesses, pages)
+    };
+    let st = bounds::static_from_counts(
+        counts,
+        s.accesses,
+        &nodes,
+        s.costs.first_touch_ns,
+        s.swap.fault_us * 1000,
+    );
+    let fast_cap = nodes.iter().filter(|n| n.2).map(|n| n.0).sum();
+    Ok(Bounds {
+        static_fast_hit_ratio: st.fast_hit_ratio,
+        static_amat_ns: st.amat_ns,
+        belady_fast_hit_ratio: (!trace.streamed)
+            .then(|| bounds::belady_bypass(&trace.accesses, pages, fast_cap)),
+    })
+}
+
+/// Runs the whole scenario.
+pub fn simulate(
+    s: &Scenario,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(PolicyName, u64),
+) -> Result<Report, SimError> {
+    let mut s = s.clone();
+    if let Some(a) = opts.accesses {
+        s.accesses = a;
+    }
+    s.open_traces(None).map_err(|e| SimError::Scenario(e.to_string()))?;
+    let setup = Setup::new(&s)?;
+    let t0 = Instant::now();
+    let stream = opts.stream || s.uses_trace_files();
+    let trace = if stream { workload::streamed(&s)? } else { workload::draw(&s)? };
+    let draw_wall_s = t0.elapsed().as_secs_f64();
+    let mut policies = Vec::new();
+    for &p in &s.policies {
+        policies.push(run_policy(&s, &setup, &trace, p, opts, &mut |d| progress(p, d))?);
+    }
+    let t1 = Instant::now();
+    let bounds = if opts.no_bounds { None } else { Some(compute_bounds(&s, &setup, &trace)?) };
+    Ok(Report {
+        version: 1,
+        scenario: s.name.clone(),
+        seed: s.seed,
+        accesses: s.accesses,
+        pages: u64::from(trace.pages()),
+        page_size: s.page_size,
+        paths: describe(&setup.graph),
+        node_pages: setup.machine.nodes.iter().map(|n| n.total).collect(),
+        watermarks: setup.machine.nodes.iter().map(|n| n.wmarks).collect(),
+        policies,
+        bounds,
+        draw_wall_s,
+        bounds_wall_s: t1.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default machine (1 + 2 + 4 GiB of 4 KiB pages), worked by hand from
+    /// `calculate_min_free_kbytes` and `__setup_per_zone_wmarks`: lowmem 7340032 kB,
+    /// min_free_kbytes = int_sqrt(7340032 * 16) = 10836, pages_min = 2709, split by size;
+    /// low = min + max(min / 4, size * 10 / 10000), high = min + 2 * that.
+    #[test]
+    fn watermarks_as_the_kernel_derives_them() {
+        let wm = watermarks(&[262_144, 524_288, 1_048_576], 4096, None, 10);
+        assert_eq!(wm, [[387, 649, 911], [774, 1298, 1822], [1548, 2596, 3644]]);
+        // min_free_kbytes is clamped to 128..=262144 kB.
+        let tiny = watermarks(&[256], 4096, None, 10);
+        assert_eq!(tiny[0][0], 32, "128 kB = 32 pages");
+        let huge = watermarks(&[1 << 30], 4096, None, 10);
+        assert_eq!(huge[0][0], 65_536, "262144 kB = 65536 pages");
+        // An explicit min_free_kbytes and a larger scale factor.
+        let set = watermarks(&[262_144], 4096, Some(65_536), 100);
+        assert_eq!(set, [[16_384, 16_384 + 4096, 16_384 + 8192]]);
+    }
+}
