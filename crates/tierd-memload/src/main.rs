@@ -65,6 +65,10 @@ struct Common {
     /// Seed of the page content pattern.
     #[arg(long, default_value_t = 0x7469_6572_6400)]
     seed: u64,
+    /// Fill at most this many MiB per second (0: as fast as possible), the way a real
+    /// program grows its heap; `run` also touches its hot part between chunks meanwhile.
+    #[arg(long, default_value_t = 0)]
+    fill_mib_per_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -117,14 +121,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn setup(c: &Common) -> Result<Region, String> {
+fn setup(c: &Common, hot_pct: u32) -> Result<Region, String> {
     if c.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
     let pages = c.size_mib * (1 << 20) / sys::page_size();
     let mut r = Region::new(pages, c.bind, c.seed).map_err(|e| format!("allocate: {e}"))?;
     let t = Instant::now();
-    r.fill();
+    if c.fill_mib_per_s == 0 {
+        r.fill();
+    } else {
+        let hot = pages * usize::try_from(hot_pct.min(100)).unwrap_or(100) / 100;
+        let chunk = (1 << 20) / sys::page_size();
+        let per_chunk = Duration::from_secs_f64(
+            1.0 / f64::from(u32::try_from(c.fill_mib_per_s).unwrap_or(u32::MAX)),
+        );
+        let mut p = 0;
+        while p < pages {
+            let started = Instant::now();
+            let end = (p + chunk).min(pages);
+            r.fill_range(p..end);
+            p = end;
+            // The hot part stays hot while the rest grows.
+            for h in 0..hot.min(p) {
+                r.touch(h, 0);
+            }
+            if let Some(rest) = per_chunk.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+    }
     println!(
         "memload: filled pages={pages} seconds={:.2} pid={}",
         t.elapsed().as_secs_f64(),
@@ -226,7 +252,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
         .map_err(|e| format!("SIGUSR1 handler: {e}"))?;
     let before = vmstat();
-    let mut r = setup(&a.common)?;
+    let mut r = setup(&a.common, a.hot_pct)?;
     let batch = a.common.batch;
     let hot = usize::try_from(
         u64::try_from(r.pages()).unwrap_or(u64::MAX) * u64::from(a.hot_pct.min(100)) / 100,
@@ -283,7 +309,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
 }
 
 fn migrate(a: &MigrateArgs) -> Result<bool, String> {
-    let r = setup(&a.common)?;
+    let r = setup(&a.common, 0)?;
     let batch = a.common.batch;
     let start = Placement::of(&r, batch)?;
     println!("{}", start.line("filled"));

@@ -76,8 +76,13 @@ impl Region {
 
     /// Writes every page's pattern (this is what makes the pages present).
     pub fn fill(&mut self) {
+        self.fill_range(0..self.pages);
+    }
+
+    /// Writes the pattern of pages `range`.
+    pub fn fill_range(&mut self, range: std::ops::Range<usize>) {
         let seed = self.seed;
-        for p in 0..self.pages {
+        for p in range {
             for (i, w) in self.page_mut(p).iter_mut().enumerate() {
                 *w = pattern(seed, p, i);
             }
