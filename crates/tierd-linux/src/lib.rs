@@ -27,9 +27,11 @@ pub mod sys;
 pub mod topology;
 pub mod tracker;
 pub mod vmstat;
+pub mod zoneinfo;
 
 pub use error::Error;
 pub use meminfo::{NodeMeminfo, read_node_meminfo};
 pub use root::SysRoot;
 pub use topology::read_topology;
 pub use vmstat::{read_node_vmstat, read_vmstat};
+pub use zoneinfo::{Watermarks, read_zoneinfo};
