@@ -14,6 +14,7 @@
 //! - `fixture`: the `fixture` module, builders that write whole sysfs/procfs trees for a
 //!   described machine, and the named machines behind the committed fixture trees.
 
+pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
