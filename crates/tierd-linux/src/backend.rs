@@ -26,7 +26,11 @@
 //! caller's order. When the outcome is clean (everything moved, busy or refused for room) no
 //! further call is made; otherwise one placement query says which pages moved and which are
 //! gone or denied. The (from, to) pairs of the [`MoveLog`] come from the cached placement
-//! (pages not yet cached are queried before they move).
+//! (pages not yet cached are queried before they move). The mover counts per-page errors but
+//! does not say which page had which, so two details are approximated: a page the query
+//! finds unmoved on its node gets the request's denial (`EPERM` if any page had it, else
+//! `EACCES`), and a gone page is `EFAULT` or `ENOENT` as the query, not the move, says. The
+//! log's counters are the mover's own.
 //!
 //! **Free memory between refreshes.** After a confirmed move, the cached view of the nodes is
 //! adjusted (one page more free on `from`, one less on `to`) so that the policy, which reads
@@ -1036,13 +1040,14 @@ mod tests {
         assert_eq!(b.take_moves().denied_pids, [PID]);
     }
 
-    /// The fake, refusing every call over one pid (no right over the process).
+    /// The fake, refusing every call over one pid (no right over the process), or only its
+    /// moves (tierd may look but not move: no `CAP_SYS_NICE`).
     #[derive(Debug)]
-    struct Refusing(FakeMover, u32);
+    struct Refusing(FakeMover, u32, bool);
 
     impl Refusing {
-        fn check(&self, pid: u32) -> Result<(), SysError> {
-            if pid == self.1 {
+        fn check(&self, pid: u32, query: bool) -> Result<(), SysError> {
+            if pid == self.1 && !(query && self.2) {
                 Err(SysError::Syscall {
                     call: "move_pages",
                     source: std::io::Error::from_raw_os_error(libc::EPERM),
@@ -1062,7 +1067,7 @@ mod tests {
             status: &mut [PageStatus],
         ) -> Result<(), SysError> {
             self.0.calls.push(Call::Move(pid, addrs.len(), to));
-            self.check(pid)?;
+            self.check(pid, false)?;
             self.0.move_pages(pid, addrs, to, status)
         }
         fn query(
@@ -1072,7 +1077,7 @@ mod tests {
             status: &mut [PageStatus],
         ) -> Result<(), SysError> {
             self.0.calls.push(Call::Query(pid, addrs.len()));
-            self.check(pid)?;
+            self.check(pid, true)?;
             self.0.query(pid, addrs, status)
         }
     }
@@ -1087,7 +1092,7 @@ mod tests {
         }
         let mut b = LinuxBackend::new(
             fx.root().clone(),
-            Mover::new(Refusing(fake, denied), MoverLimits::default()),
+            Mover::new(Refusing(fake, denied, false), MoverLimits::default()),
             PS,
         );
         b.refresh().unwrap();
@@ -1106,6 +1111,71 @@ mod tests {
         assert_eq!(status, [Err(MoveError::Perm)]);
         assert_eq!(b.mover().os().0.calls.len(), calls, "no call for a refused process");
         assert!(b.take_moves().denied_pids.is_empty());
+    }
+
+    #[test]
+    fn a_process_whose_moves_are_refused_is_denied_then_skipped() {
+        let fx = machine();
+        let fake = FakeMover::new(PID, &addrs(BASE, 6), id(0));
+        let mut b = LinuxBackend::new(
+            fx.root().clone(),
+            Mover::new(Refusing(fake, PID, true), MoverLimits::default()),
+            PS,
+        );
+        b.refresh().unwrap();
+        b.set_sample(sample(vec![region(PID, 0, 6, 0, 1)], 20));
+        let mut out = Vec::new();
+        b.coldest(id(0), 4, &mut out);
+        assert_eq!(out.len(), 4, "queries are allowed");
+        let pages: Vec<PageRef> = out.iter().map(|h| h.page).collect();
+        let mut status = Vec::new();
+        b.move_pages(&pages, id(1), &mut status);
+        assert_eq!(status, [Err(MoveError::Perm); 4]);
+        let log = b.take_moves();
+        assert_eq!((log.denied, log.moved_total()), (4, 0));
+        assert_eq!(log.failures.get(&libc::EPERM), Some(&4));
+        assert_eq!(log.denied_pids, [PID]);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 8192, "nothing moved");
+        out.clear();
+        b.coldest(id(0), 4, &mut out);
+        assert!(out.is_empty(), "skipped until the tracker drops it");
+    }
+
+    #[test]
+    fn a_huge_page_entry_reported_busy_that_moved_is_ok() {
+        let fx = machine();
+        let mut b = backend(&fx, 4, 64);
+        let a = addrs(BASE, 4);
+        b.mover().os().busy_but_moved.push(a[1]);
+        b.mover().os().fail_once.insert(a[2], libc::EBUSY);
+        b.set_sample(sample(vec![region(PID, 0, 4, 0, 1)], 20));
+        let pages: Vec<PageRef> = (0..4).map(|i| page(PID, i)).collect();
+        let mut status = Vec::new();
+        b.move_pages(&pages, id(1), &mut status);
+        assert_eq!(status, [Ok(id(1)), Ok(id(1)), Err(MoveError::Busy), Ok(id(1))]);
+        let log = b.take_moves();
+        assert_eq!((log.moved_total(), log.busy_retry), (3, 1));
+        // The busy page is retried and moves; the log says so.
+        b.move_pages(&pages[2..3], id(1), &mut status);
+        assert_eq!(status, [Ok(id(1))]);
+        assert_eq!(b.take_moves().moved.get(&(id(0), id(1))), Some(&1));
+    }
+
+    #[test]
+    fn an_empty_or_unknown_request_is_harmless() {
+        let fx = machine();
+        let mut b = backend(&fx, 2, 64);
+        let mut status = vec![Ok(id(0))];
+        b.move_pages(&[], id(1), &mut status);
+        assert!(status.is_empty());
+        let mut out = Vec::new();
+        b.coldest(id(0), 4, &mut out);
+        b.hottest(id(5), 4, &mut out);
+        assert!(out.is_empty(), "no sample, no pages");
+        // A page the fake never heard of (the process unmapped it): EFAULT, nothing logged.
+        b.move_pages(&[page(PID, 50)], id(1), &mut status);
+        assert_eq!(status, [Err(MoveError::Fault)]);
+        assert_eq!(b.take_moves().moved_total(), 0);
     }
 
     #[test]
