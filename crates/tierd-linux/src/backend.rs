@@ -1005,6 +1005,30 @@ mod tests {
     }
 
     #[test]
+    fn another_process_in_the_same_request_moves_when_one_exits() {
+        let fx = machine();
+        let other = 7;
+        let mut b = backend(&fx, 6, 2);
+        for &x in &addrs(BASE + 100 * PS, 3) {
+            b.mover().os().placement.insert((other, x), id(0));
+        }
+        b.mover().os().exit_after = Some((PID, 1));
+        b.set_sample(sample(vec![region(PID, 0, 6, 0, 1), region(other, 100, 3, 0, 1)], 20));
+        let mut pages: Vec<PageRef> = (0..6).map(|i| page(PID, i)).collect();
+        pages.splice(1..1, (100..103).map(|i| page(other, i)));
+        let mut status = Vec::new();
+        b.move_pages(&pages, id(1), &mut status);
+        let of = |pid: u32| -> Vec<MoveStatus> {
+            pages.iter().zip(&status).filter(|(p, _)| p.pid == Pid(pid)).map(|(_, s)| *s).collect()
+        };
+        assert_eq!(of(other), [Ok(id(1)); 3]);
+        assert_eq!(of(PID), [Err(MoveError::NoEnt); 6]);
+        let log = b.take_moves();
+        assert_eq!((log.moved_total(), log.gone), (3, 6), "{log:?}");
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 12288 - 3);
+    }
+
+    #[test]
     fn a_process_gone_before_the_move_is_no_ent_for_every_page() {
         let fx = machine();
         let mut b = backend(&fx, 4, 64);
