@@ -14,6 +14,7 @@
 //! - `fixture`: the `fixture` module, builders that write whole sysfs/procfs trees for a
 //!   described machine, and the named machines behind the committed fixture trees.
 
+pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
@@ -27,9 +28,11 @@ pub mod sys;
 pub mod topology;
 pub mod tracker;
 pub mod vmstat;
+pub mod zoneinfo;
 
 pub use error::Error;
 pub use meminfo::{NodeMeminfo, read_node_meminfo};
 pub use root::SysRoot;
 pub use topology::read_topology;
 pub use vmstat::{read_node_vmstat, read_vmstat};
+pub use zoneinfo::{Watermarks, read_zoneinfo};
