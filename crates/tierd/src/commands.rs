@@ -91,6 +91,9 @@ fn remote(socket: &Path, req: &Request) -> Result<(usize, PathsView)> {
     match control::call(socket, req)? {
         Response::Ok { count, view } => Ok((count, view)),
         Response::Error { message, .. } => Err(anyhow!(message)),
+        Response::Status { .. } => {
+            Err(anyhow!("unexpected status answer from {}", socket.display()))
+        }
     }
 }
 
@@ -102,6 +105,7 @@ fn read_view(env: &Env, topology: &Topology) -> Result<PathsView> {
         Access::Remote(socket) => match control::call(&socket, &Request::Show) {
             Ok(Response::Ok { view, .. }) => Ok(view),
             Ok(Response::Error { message, .. }) => Err(anyhow!(message)),
+            Ok(Response::Status { .. }) => Err(anyhow!("unexpected status answer")),
             Err(_) => Ok(Paths::open(topology, env.state_file())?.view()),
         },
     }

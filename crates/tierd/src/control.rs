@@ -31,6 +31,8 @@ pub enum Request {
         /// The bytes written, exactly.
         value: Vec<u8>,
     },
+    /// The daemon's status (`tierd status`).
+    Status,
     /// A whole graph in its TOML form.
     Apply {
         /// The graph file's text.
@@ -51,6 +53,11 @@ pub enum Response {
         /// The table.
         view: PathsView,
     },
+    /// The daemon's status, as JSON (see `crate::daemon::Status`).
+    Status {
+        /// The status document.
+        report: serde_json::Value,
+    },
     /// Refused.
     Error {
         /// The errno a sysfs writer would see.
@@ -59,6 +66,9 @@ pub enum Response {
         message: String,
     },
 }
+
+/// Produces the daemon's status for [`Request::Status`].
+pub type StatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// The control server: a thread accepting connections until dropped.
 #[derive(Debug)]
@@ -72,6 +82,15 @@ impl Server {
     /// Binds `path` (replacing a stale socket file: the caller owns the state lock, so no
     /// live owner can be using it), sets mode 0600 and serves `paths`.
     pub fn start(path: &Path, paths: Arc<Paths>) -> io::Result<Server> {
+        Server::start_with_status(path, paths, None)
+    }
+
+    /// [`Server::start`], also answering [`Request::Status`] from `status`.
+    pub fn start_with_status(
+        path: &Path,
+        paths: Arc<Paths>,
+        status: Option<StatusSource>,
+    ) -> io::Result<Server> {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -89,7 +108,7 @@ impl Server {
             while !flag.load(Ordering::Acquire) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Err(e) = serve_one(&stream, &paths) {
+                        if let Err(e) = serve_one(&stream, &paths, status.as_ref()) {
                             tracing::warn!("control socket: {e}");
                         }
                     }
@@ -125,13 +144,21 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid())
 }
 
-fn serve_one(stream: &UnixStream, paths: &Paths) -> io::Result<()> {
+fn serve_one(stream: &UnixStream, paths: &Paths, status: Option<&StatusSource>) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let uid = peer_uid(stream)?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     let response = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Status) => match status {
+            Some(f) => Response::Status { report: f() },
+            None => Response::Error {
+                errno: libc::ENOENT,
+                message: "this tierd only serves the path table (tierd mount): no daemon status"
+                    .into(),
+            },
+        },
         Ok(req) => handle(&req, uid, paths),
         Err(e) => Response::Error { errno: libc::EINVAL, message: format!("bad request: {e}") },
     };
@@ -143,7 +170,8 @@ fn serve_one(stream: &UnixStream, paths: &Paths) -> io::Result<()> {
 
 /// Executes one request for a peer with `uid`.
 pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
-    let changes = !matches!(req, Request::Show | Request::Apply { dry_run: true, .. });
+    let changes =
+        !matches!(req, Request::Show | Request::Status | Request::Apply { dry_run: true, .. });
     if changes && uid != 0 {
         return Response::Error {
             errno: libc::EACCES,
@@ -153,7 +181,7 @@ pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
         };
     }
     let result = match req {
-        Request::Show => Ok(0),
+        Request::Show | Request::Status => Ok(0),
         Request::Store { node, value } => match usize::try_from(*node).ok().and_then(NodeId::new) {
             Some(n) => paths.store(n, value),
             None => Err(ChangeError::Store(tierd_core::StoreError::NoSuchNode(

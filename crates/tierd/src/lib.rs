@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod metrics;
 pub mod mount;
 pub mod paths;

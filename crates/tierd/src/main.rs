@@ -77,6 +77,33 @@ mountpoint must be an empty directory.")]
     /// Compare linux-swap, linux-demote and tierd on a simulated tiered-memory machine
     /// (with no arguments: the embedded default scenario).
     Simulate(simulate::SimulateArgs),
+    /// Run the tiering daemon: keep each node's headroom by demoting its coldest pages one
+    /// step down the migration path, and promote pages that turn hot.
+    #[command(long_about = "Run the tiering daemon in the foreground (systemd: Type=notify).\n\n\
+Every interval it lists the processes in scope, reads the access tracker (DAMON, idle page \
+tracking or soft-dirty), and for every node short of its headroom moves that node's coldest \
+pages to next_migration_node (fallback nodes when the target is full). tierd never swaps or \
+drops a page: when every target is full it leaves pages where they are and reports it. Hot \
+pages of lower tiers come back up within the promotion rate limit, never a page that moved \
+within its minimum residence time.\n\n\
+SIGHUP reloads the config (an invalid one keeps the old); SIGTERM stops cleanly. `tierd \
+status` and `tierd path ...` talk to it over its control socket; metrics are served in \
+OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.toml.")]
+    Run {
+        /// The config file; see tierd.example.toml for every field and its default.
+        #[arg(long, value_name = "FILE", default_value = tierd::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Switch the kernel's own demotion (demotion_enabled) and tiering promotion
+        /// (numa_balancing=2) off while running, and restore them on exit.
+        #[arg(long)]
+        take_over: bool,
+    },
+    /// Show what the running daemon is doing: tracker, nodes, moves, failures, warnings.
+    Status {
+        /// Print JSON (stable field names).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,7 +162,7 @@ enum PathCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let long_running = matches!(cli.command, Command::Mount { .. });
+    let long_running = matches!(cli.command, Command::Mount { .. } | Command::Run { .. });
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| {
         // fuser logs every operation a filesystem leaves to the kernel's default at warn.
         tracing_subscriber::EnvFilter::new(if long_running { "info,fuser=error" } else { "warn" })
@@ -177,6 +204,18 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args).map(|()| (String::new(), true)),
         Command::Mount { mountpoint } => {
             commands::mount(&env, &mountpoint).map(|()| (String::new(), true))
+        }
+        Command::Run { config, take_over } => {
+            let opts = tierd::daemon::RunOptions { config, take_over, root: env.root.clone() };
+            tierd::daemon::run(&opts).map(|()| (String::new(), true))
+        }
+        Command::Status { json } => {
+            let socket = env.socket.clone().unwrap_or_else(|| {
+                tierd::state::StateFile::new(&env.state)
+                    .owner_socket(std::time::Duration::ZERO)
+                    .unwrap_or_else(|| PathBuf::from("/run/tierd/control.sock"))
+            });
+            tierd::daemon::status(&socket, json).map(|s| (s, true))
         }
     };
     match result {
