@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use tierd_core::{NodeId, NodeMask};
+use tierd_linux::mover::{Mover, MoverLimits, SysMover};
 use tierd_linux::sys::{self, MoveScope, PageError, PageStatus, Target};
 
 use crate::region::Region;
@@ -100,6 +101,13 @@ struct MigrateArgs {
     /// that did move (use with transparent huge pages off).
     #[arg(long)]
     strict: bool,
+    /// Move through tierd's mover (time-bounded batches, per-page status handling, placement
+    /// verified by query) instead of a raw move_pages loop, to compare the two.
+    #[arg(long)]
+    mover: bool,
+    /// With --mover: the longest one move_pages call may take, in ms, before the batch halves.
+    #[arg(long, default_value_t = 20)]
+    max_call_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -331,6 +339,31 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
         let mut failed: BTreeMap<String, usize> = BTreeMap::new();
         let mut not_migrated = 0usize;
         let mut from = 0;
+        if a.mover {
+            let limits = MoverLimits {
+                pages_per_call: batch,
+                max_call: Duration::from_millis(a.max_call_ms),
+                bytes_per_sec: None,
+                page_size: u64::try_from(sys::page_size()).unwrap_or(4096),
+            };
+            let mut m = Mover::new(SysMover::new(false), limits);
+            let out = m.move_to(std::process::id(), &r.addrs(0..r.pages()), &[to]);
+            moved = usize::try_from(out.moved_total()).unwrap_or(usize::MAX);
+            busy = out.busy.len();
+            not_migrated = r.pages() - moved;
+            for (e, c) in &out.failures {
+                // EBUSY pages are counted as busy, not as failures.
+                if *e != 16 {
+                    *failed.entry(PageError::from_errno(*e).name().to_string()).or_default() +=
+                        usize::try_from(*c).unwrap_or(usize::MAX);
+                }
+            }
+            if let Some(stop) = &out.stopped {
+                *failed.entry(format!("stopped-{stop:?}")).or_default() += 1;
+            }
+            println!("memload: mover calls={} final_batch={}", out.calls, m.batch());
+            from = r.pages();
+        }
         while from < r.pages() {
             let end = (from + batch).min(r.pages());
             let addrs = r.addrs(from..end);
@@ -353,7 +386,8 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
         #[allow(clippy::cast_precision_loss)] // a rate for people to read
         let rate = r.pages() as f64 / secs.max(1e-9);
         let mut line = format!(
-            "memload: migrate to={to} pages={} moved={moved} busy={busy} not_migrated={not_migrated} seconds={secs:.2} pages_per_s={rate:.0}",
+            "memload: migrate to={to} via={} pages={} moved={moved} busy={busy} not_migrated={not_migrated} seconds={secs:.2} pages_per_s={rate:.0}",
+            if a.mover { "mover" } else { "raw" },
             r.pages()
         );
         for (e, c) in &failed {

@@ -68,6 +68,46 @@ pub struct Status {
     pub last_loop_ms: f64,
     /// The last problem worth knowing, if any.
     pub last_error: Option<String>,
+    /// Memory the tracker covered in its last window, MiB.
+    pub tracked_mib: u64,
+    /// tierd's CPU time per GiB of tracked memory per minute, milliseconds (since start).
+    pub cpu_ms_per_gib_minute: Option<f64>,
+}
+
+/// tierd's own CPU time, user and system.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |u| {
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::new(u64::try_from(t.tv_sec()).unwrap_or(0), 0)
+                + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+        };
+        tv(u.user_time()) + tv(u.system_time())
+    })
+}
+
+/// CPU time per GiB of tracked memory per minute: CPU spent divided by GiB-minutes tracked.
+#[derive(Debug, Default)]
+struct CpuCost {
+    gib_minutes: f64,
+    last: Option<(Instant, Duration)>,
+    start_cpu: Option<Duration>,
+}
+
+impl CpuCost {
+    /// Adds one loop that tracked `bytes`; returns ms of CPU per GiB-minute so far.
+    fn add(&mut self, bytes: u64) -> Option<f64> {
+        let now = (Instant::now(), cpu_time());
+        let start_cpu = *self.start_cpu.get_or_insert(now.1);
+        if let Some((t, _)) = self.last {
+            #[allow(clippy::cast_precision_loss)] // a figure for people
+            let gib = bytes as f64 / f64::from(1u32 << 30);
+            self.gib_minutes += gib * now.0.duration_since(t).as_secs_f64() / 60.0;
+        }
+        self.last = Some(now);
+        (self.gib_minutes > 0.0)
+            .then(|| now.1.saturating_sub(start_cpu).as_secs_f64() * 1e3 / self.gib_minutes)
+    }
 }
 
 /// One node in [`Status`].
@@ -277,6 +317,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut once = Once::default();
     let mut pids: Vec<Pid> = Vec::new();
     let mut totals = MoveLog::default();
+    let mut cpu = CpuCost::default();
+    let mut tracked_bytes = 0u64;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         socket = %config.daemon.socket.display(),
@@ -305,6 +347,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         match tracker.sample() {
             Ok(sample) => {
                 metrics.tracker_scan_seconds.observe(sample.took.as_secs_f64());
+                tracked_bytes = sample.covered_bytes;
                 for p in &sample.dropped {
                     tracing::info!(pid = p.0, "process left scope (exited)");
                 }
@@ -358,6 +401,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
         let elapsed = t0.elapsed();
         metrics.loop_seconds.observe(elapsed.as_secs_f64());
+        let cost = cpu.add(tracked_bytes);
+        if let Some(ms) = cost {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a gauge in µs
+            metrics.cpu_us_per_gib_minute.set((ms * 1e3) as u64);
+        }
+        {
+            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.tracked_mib = tracked_bytes >> 20;
+            s.cpu_ms_per_gib_minute = cost;
+        }
         update_status(
             &status,
             &root,
@@ -585,6 +638,13 @@ pub fn status_text(report: &serde_json::Value) -> String {
     }
     if let Some(n) = get("no_room_pages").as_u64().filter(|n| *n > 0) {
         let _ = writeln!(out, "left in place (every target full): {n} pages");
+    }
+    if let Some(ms) = get("cpu_ms_per_gib_minute").as_f64() {
+        let _ = writeln!(
+            out,
+            "cost: {ms:.1} ms of CPU per GiB tracked per minute ({} MiB tracked)",
+            get("tracked_mib")
+        );
     }
     if let Some(e) = get("last_error").as_str() {
         let _ = writeln!(out, "last problem: {e}");

@@ -66,6 +66,8 @@ echo "$metrics" | grep -E '^tierd_(demoted|promoted)_pages_total|^tierd_move_fai
 demoted=$(echo "$metrics" | awk '/^tierd_demoted_pages_total/ { s += $2 } END { print s + 0 }')
 promoted=$(echo "$metrics" | awk '/^tierd_promoted_pages_total/ { s += $2 } END { print s + 0 }')
 mig1=$(vmstat pgmigrate_success)
+cost=$(tierd status --socket /tmp/tierd/control.sock --json | sed -n 's/.*"cpu_ms_per_gib_minute": *\([0-9.]*\).*/\1/p')
+figure cpu_ms_per_gib_minute "${cost:-unknown}"
 reap tierd || fail "tierd run exited non-zero on SIGTERM"
 
 d=$(echo "$out" | grep 'memload: vmstat-delta')
