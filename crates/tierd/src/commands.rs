@@ -60,21 +60,22 @@ enum Access {
 /// How long a change waits for another short CLI call to release the state.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-fn access(env: &Env, topology: &Topology, for_change: bool) -> Result<Access> {
+fn access(env: &Env, for_change: bool) -> Result<Access> {
     let state = env.state_file();
     if !for_change {
         // Reads never lock. A long-running owner is asked (it may know a fresher online
         // set); otherwise the file is read: it is replaced atomically, so it is always whole.
         return Ok(match state.owner_socket(Duration::ZERO) {
             Some(socket) => Access::Remote(socket),
-            None => Access::Direct(Box::new(Paths::open(topology, state)?), None),
+            None => Access::Direct(Box::new(Paths::open(&env.topology()?, state)?), None),
         });
     }
     let lock = state
         .lock_within(LOCK_WAIT)
         .context("cannot take ownership of the state to change it (are you root?)")?;
     if let Some(lock) = lock {
-        return Ok(Access::Direct(Box::new(Paths::open(topology, state)?), Some(lock)));
+        // Only a direct change needs this machine's topology; an owner knows its own.
+        return Ok(Access::Direct(Box::new(Paths::open(&env.topology()?, state)?), Some(lock)));
     }
     match state.owner_socket(Duration::from_millis(500)) {
         Some(socket) => Ok(Access::Remote(socket)),
@@ -99,14 +100,14 @@ fn remote(socket: &Path, req: &Request) -> Result<(usize, PathsView)> {
 
 /// The table for reading: from the owner when one answers, else from the state file (a
 /// non-root user can't reach the root-only socket, and an owner may have died).
-fn read_view(env: &Env, topology: &Topology) -> Result<PathsView> {
-    match access(env, topology, false)? {
+fn read_view(env: &Env) -> Result<PathsView> {
+    match access(env, false)? {
         Access::Direct(paths, _) => Ok(paths.view()),
         Access::Remote(socket) => match control::call(&socket, &Request::Show) {
             Ok(Response::Ok { view, .. }) => Ok(view),
             Ok(Response::Error { message, .. }) => Err(anyhow!(message)),
             Ok(Response::Status { .. }) => Err(anyhow!("unexpected status answer")),
-            Err(_) => Ok(Paths::open(topology, env.state_file())?.view()),
+            Err(_) => Ok(Paths::open(&env.topology()?, env.state_file())?.view()),
         },
     }
 }
@@ -120,8 +121,7 @@ pub fn topology(env: &Env, json: bool) -> Result<String> {
 
 /// `tierd path show [NODE]`.
 pub fn path_show(env: &Env, node: Option<NodeId>, json: bool) -> Result<String> {
-    let topo = env.topology()?;
-    let view = read_view(env, &topo)?;
+    let view = read_view(env)?;
     let state_exists = env.state.exists();
     match node {
         Some(n) => {
@@ -144,8 +144,7 @@ pub fn path_show(env: &Env, node: Option<NodeId>, json: bool) -> Result<String> 
 
 /// `tierd path set NODE VALUE`: one sysfs store.
 pub fn path_set(env: &Env, node: NodeId, value: &[u8]) -> Result<String> {
-    let topo = env.topology()?;
-    let stored = match access(env, &topo, true)? {
+    let stored = match access(env, true)? {
         Access::Direct(paths, _) => {
             paths.store(node, value).map_err(|e| anyhow!("node{node}/migration_path: {e}"))?;
             paths.table().show(node)
@@ -175,8 +174,7 @@ fn read_graph(file: &Path) -> Result<(String, PathGraph)> {
 /// `tierd path apply FILE [--dry-run]`.
 pub fn path_apply(env: &Env, file: &Path, dry_run: bool) -> Result<String> {
     let (text, graph) = read_graph(file)?;
-    let topo = env.topology()?;
-    let view = match access(env, &topo, !dry_run)? {
+    let view = match access(env, !dry_run)? {
         Access::Direct(paths, _) => {
             paths.apply(&graph, dry_run).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             paths.view()
@@ -235,7 +233,7 @@ pub fn path_auto(env: &Env, apply: bool, json: bool) -> Result<String> {
         crate::report::auto_text(&auto, &graph)
     };
     if apply {
-        let view = match access(env, &topo, true)? {
+        let view = match access(env, true)? {
             Access::Direct(paths, _) => {
                 paths
                     .apply(&graph, false)

@@ -623,9 +623,9 @@ pub fn status_text(report: &serde_json::Value) -> String {
         let _ = writeln!(
             out,
             "{:>4}  {:>9}  {:>8}  {:>8}  {}",
-            n["node"],
-            n["total_mib"],
-            n["free_mib"],
+            n["node"].as_u64().unwrap_or(0),
+            n["total_mib"].as_u64().unwrap_or(0),
+            n["free_mib"].as_u64().unwrap_or(0),
             n["headroom_pct"].as_f64().map_or("-".into(), |p| format!("{p}%")),
             n["target"].as_u64().map_or("terminal".into(), |t| t.to_string())
         );
@@ -650,4 +650,193 @@ pub fn status_text(report: &serde_json::Value) -> String {
         let _ = writeln!(out, "last problem: {e}");
     }
     out
+}
+
+/// `tierd run --sim SCENARIO`: the daemon's policy, control socket and metrics over the
+/// simulated machine instead of a real host: a live demo that needs no tiered memory. Each
+/// daemon interval (real time) replays one policy interval of simulated time; the trace
+/// repeats until SIGTERM/SIGINT. Paths changed with `tierd path set` re-plan the policy, as
+/// on a real host.
+#[allow(clippy::too_many_lines)] // one linear setup, one loop
+pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
+    use tierd_sim::machine::{Machine, Reclaim};
+    let started = Instant::now();
+    let config = if opts.config.exists() { Config::load(&opts.config)? } else { Config::default() };
+    let mut scenario = match scenario_file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            tierd_sim::Scenario::from_toml(&text).map_err(|e| anyhow!("{}: {e}", f.display()))?
+        }
+        None => tierd_sim::Scenario::default_scenario(),
+    };
+    scenario.open_traces(scenario_file.and_then(Path::parent)).map_err(|e| anyhow!("{e}"))?;
+    let setup = tierd_sim::run::Setup::new(&scenario).map_err(|e| anyhow!("{e}"))?;
+    let trace = tierd_sim::workload::draw(&scenario).map_err(|e| anyhow!("{e}"))?;
+    if trace.accesses.is_empty() {
+        return Err(anyhow!("the scenario draws no accesses"));
+    }
+    let state = StateFile::new(&config.paths.state);
+    let mut lock = state.lock_within(Duration::from_secs(5))?.ok_or_else(|| {
+        anyhow!(
+            "{} is owned by another tierd; use another [paths] state",
+            config.paths.state.display()
+        )
+    })?;
+    let paths = Arc::new(Paths::open(&setup.topology, state)?);
+    if !paths.state().path().exists() {
+        paths.apply(&setup.graph, false).map_err(|e| anyhow!("the scenario's paths: {e}"))?;
+    }
+    let policy_cfg = scenario.policy.clone();
+    let mut graph = paths.table().snapshot();
+    let mut policy: Tierd<u32> = Tierd::new(policy_cfg.clone(), &setup.topology, &graph);
+    let mut cfg = setup.machine.clone();
+    cfg.reclaim = Reclaim::Swap;
+    for (slot, p) in cfg.promotable.iter_mut().enumerate() {
+        *p = policy_cfg.promote
+            && NodeId::new(slot).and_then(|n| policy.promotion_target(n)).is_some();
+    }
+    let mut m = Machine::new(cfg);
+
+    let status = Arc::new(Mutex::new(Status {
+        pid: std::process::id(),
+        config: opts.config.clone(),
+        tracker: "simulator".into(),
+        tracker_why: format!(
+            "tierd run --sim: the simulated machine of {} (exact per-page access bits)",
+            scenario_file
+                .map_or("the embedded default scenario".into(), |f| f.display().to_string())
+        ),
+        ..Status::default()
+    }));
+    let status_source: control::StatusSource = {
+        let status = Arc::clone(&status);
+        Arc::new(move || {
+            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            s.uptime_s = started.elapsed().as_secs();
+            serde_json::to_value(s).unwrap_or_default()
+        })
+    };
+    let server = control::Server::start_with_status(
+        &config.daemon.socket,
+        Arc::clone(&paths),
+        Some(status_source),
+    )
+    .with_context(|| format!("control socket {}", config.daemon.socket.display()))?;
+    lock.publish_socket(&config.daemon.socket)?;
+    let metrics = Arc::new(Metrics::new());
+    let endpoint = if config.daemon.metrics_addr.is_empty() {
+        None
+    } else {
+        Some(metrics::Endpoint::start(&config.daemon.metrics_addr, Arc::clone(&metrics))?)
+    };
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(
+        socket = %config.daemon.socket.display(),
+        metrics = endpoint.as_ref().map(|e| e.addr().to_string()).unwrap_or_default(),
+        "tierd running on the simulated machine"
+    );
+
+    let interval_ns = policy_cfg.interval_ms.max(1) * 1_000_000;
+    let n = m.node_count();
+    let mut seen = vec![vec![0u64; n]; n];
+    let mut at = 0usize;
+    let mut loops = 0u64;
+    'outer: loop {
+        let t0 = Instant::now();
+        loops += 1;
+        let until = m.now_ns() + interval_ns;
+        while m.now_ns() < until {
+            let end = (at + 1024).min(trace.accesses.len());
+            m.run(&trace.accesses[at..end]);
+            at = if end == trace.accesses.len() { 0 } else { end };
+        }
+        let now_graph = paths.table().snapshot();
+        if now_graph != graph {
+            tracing::info!("migration paths changed: re-planning");
+            graph = now_graph;
+            policy = Tierd::new(policy_cfg.clone(), &setup.topology, &graph);
+        }
+        policy.tick(m.now_ns(), &mut m);
+        m.end_window();
+        let page = scenario.page_size;
+        let mut moved = BTreeMap::new();
+        for (from, row) in seen.iter_mut().enumerate() {
+            for (to, last) in row.iter_mut().enumerate() {
+                let now = m.counters.moves[from][to];
+                if now > *last {
+                    let (f, t) = (m.node_id(from), m.node_id(to));
+                    let demotion = graph.entry(f).destinations().any(|d| d == t);
+                    metrics.record_move(demotion, u32::from(f), u32::from(t), now - *last, page);
+                    *last = now;
+                }
+                if now > 0 {
+                    moved.insert(format!("{}->{}", m.node_id(from), m.node_id(to)), now);
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        for slot in 0..n {
+            let id = m.node_id(slot);
+            let total = (m.used(slot) + m.free(slot)) * page;
+            let free = m.free(slot) * page;
+            let label = NodeLabel { node: u32::from(id) };
+            metrics
+                .node_total_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+            metrics
+                .node_free_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+            let target = paths.table().next_migration_node(id);
+            nodes.push(NodeStatus {
+                node: u32::from(id),
+                total_mib: total >> 20,
+                free_mib: free >> 20,
+                headroom_pct: target.map(|_| policy_cfg.headroom_pct_of(id)),
+                target: target.map(u32::from),
+            });
+        }
+        let vm: BTreeMap<String, u64> = [
+            ("pswpout".to_string(), m.counters.swap_out),
+            ("pswpin".to_string(), m.counters.swap_in),
+            ("pgdemote_kswapd".to_string(), m.counters.kernel_demoted),
+        ]
+        .into();
+        metrics.record_vmstat(&vm);
+        let elapsed = t0.elapsed();
+        metrics.loop_seconds.observe(elapsed.as_secs_f64());
+        {
+            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.nodes = nodes;
+            s.moved_pages = moved;
+            s.loops = loops;
+            s.last_loop_ms = elapsed.as_secs_f64() * 1e3;
+            s.processes = scenario.process.len();
+            s.tracked_mib = (u64::from(trace.pages()) * page) >> 20;
+        }
+        let deadline = t0 + Duration::from_millis(config.daemon.interval_ms);
+        loop {
+            if let Some(sig) = signals.pending().next() {
+                tracing::info!("signal {sig}: stopping");
+                break 'outer;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    drop(server);
+    drop(endpoint);
+    drop(lock);
+    tracing::info!("stopped after {loops} loops");
+    Ok(())
 }

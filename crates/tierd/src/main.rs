@@ -97,6 +97,11 @@ OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.to
         /// (numa_balancing=2) off while running, and restore them on exit.
         #[arg(long)]
         take_over: bool,
+        /// Run the same policy, control socket and metrics on the simulated machine of a
+        /// scenario (`default` for the embedded one): a live demo without tiered memory.
+        /// The config file is optional here.
+        #[arg(long, value_name = "SCENARIO")]
+        sim: Option<PathBuf>,
     },
     /// Show what the running daemon is doing: tracker, nodes, moves, failures, warnings.
     Status {
@@ -205,9 +210,14 @@ fn main() -> ExitCode {
         Command::Mount { mountpoint } => {
             commands::mount(&env, &mountpoint).map(|()| (String::new(), true))
         }
-        Command::Run { config, take_over } => {
+        Command::Run { config, take_over, sim } => {
             let opts = tierd::daemon::RunOptions { config, take_over, root: env.root.clone() };
-            tierd::daemon::run(&opts).map(|()| (String::new(), true))
+            match sim {
+                Some(s) if s.as_os_str() == "default" => tierd::daemon::run_sim(&opts, None),
+                Some(s) => tierd::daemon::run_sim(&opts, Some(&s)),
+                None => tierd::daemon::run(&opts),
+            }
+            .map(|()| (String::new(), true))
         }
         Command::Status { json } => {
             let socket = env.socket.clone().unwrap_or_else(|| {
