@@ -85,7 +85,7 @@ fn the_daemon_loop_runs_live_on_the_simulated_machine() {
     assert_eq!(String::from_utf8_lossy(&cli(&["path", "show", "0"]).stdout), "-1\n");
     std::thread::sleep(Duration::from_millis(500));
     let before = status(&socket)["moved_pages"]["0->1"].as_u64().unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let after = status(&socket)["moved_pages"]["0->1"].as_u64().unwrap();
     assert_eq!(before, after, "node 0 is terminal now: nothing more moves 0 -> 1");
     let out = cli(&["path", "set", "0", "2"]);
