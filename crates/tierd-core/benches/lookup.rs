@@ -70,9 +70,26 @@ fn main() {
     let nodes = [id(0), id(1)];
 
     let alone = lookups(&table, nodes);
+    // The same lookups while the other core spins without touching the table: what sharing
+    // a core (SMT, frequency) costs by itself, for comparison with the writer's figure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin = {
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let spinning = lookups(&table, nodes);
+    stop.store(true, Ordering::Relaxed);
+    spin.join().unwrap();
     let (busy, rate) = with_writer(&table, nodes, id(3));
     let ratio = busy / alone;
     println!("next_migration_node alone:              {alone:6.2} ns/lookup");
+    println!("info: the other core busy, no writer:   {spinning:6.2} ns/lookup");
     println!(
         "next_migration_node with a writer:      {busy:6.2} ns/lookup   (writer: {:.2} M stores/s)",
         rate / 1e6

@@ -400,9 +400,13 @@ impl PathTable {
     /// Publishes `new` as the table, inside a sequence-counter write section, storing only
     /// what changed. The caller holds the lock (`w`).
     fn publish(&self, w: &mut Writer, new: PathGraph) {
-        let changed: Vec<(NodeId, Entry, Entry)> = (0..self.capacity)
-            .filter_map(|i| {
-                let n = NodeId::new(i).expect("capacity <= MAX_NUMNODES");
+        // Only nodes with an entry before or after can have changed (a graph holds
+        // non-terminal entries only), so a store costs what the graph holds, not the table.
+        let nodes: std::collections::BTreeSet<NodeId> =
+            w.graph.iter().chain(new.iter()).map(|(n, _)| n).collect();
+        let changed: Vec<(NodeId, Entry, Entry)> = nodes
+            .into_iter()
+            .filter_map(|n| {
                 let (old, new) = (w.graph.entry(n), new.entry(n));
                 (old != new).then_some((n, old, new))
             })
