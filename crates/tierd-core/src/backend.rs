@@ -203,6 +203,72 @@ pub fn backend_contract<B: Backend>(b: &mut B) {
     assert!(status.is_empty(), "status not replaced for an empty request");
 }
 
+/// The policy's contract, run against every backend with the same expectations: one tick
+/// of [`crate::policy::Tierd`] over a backend whose node `from` is short of headroom moves
+/// pages out of `from` only along its migration path, never more than the shortfall, and
+/// every page that leaves `from` arrives at one of its destinations (target or fallbacks);
+/// nodes off the path don't change; a node with enough headroom moves nothing.
+///
+/// `b` must be quiet (nothing else allocating), with idle pages on `from` and room on its
+/// target. Panics with a message naming the broken rule.
+pub fn policy_contract<B: Backend>(
+    b: &mut B,
+    topology: &crate::Topology,
+    graph: &crate::PathGraph,
+    from: NodeId,
+) {
+    use crate::policy::{PolicyConfig, Tierd};
+    let nodes: Vec<NodeId> = b.memory_nodes().iter().collect();
+    let free = |b: &B| -> Vec<u64> {
+        nodes.iter().map(|n| b.node_memory(*n).map_or(0, |m| m.free)).collect()
+    };
+    let m = b.node_memory(from).expect("`from` is a memory node");
+    // A headroom that leaves `from` short by an eighth of its size.
+    let want_free = m.free + m.total / 8;
+    #[allow(clippy::cast_precision_loss)]
+    let pct = (want_free.saturating_sub(m.wmark_high) as f64 * 100.0 / m.total as f64).min(95.0);
+    let config = PolicyConfig {
+        headroom_pct: pct,
+        burst_factor: 0.0,
+        promote: false,
+        demote_mib_per_s: u64::MAX >> 24,
+        ..PolicyConfig::default()
+    };
+    let before = free(b);
+    let mut policy: Tierd<B::Page> = Tierd::new(config.clone(), topology, graph);
+    let stats = policy.tick(config.interval_ms * 1_000_000, b);
+    let after = free(b);
+    let i = nodes.iter().position(|n| *n == from).expect("listed");
+    let shortfall = m.total / 8;
+    assert!(stats.demoted > 0, "node {from} is short by {shortfall} pages but nothing moved");
+    assert!(
+        stats.demoted <= shortfall + 1,
+        "{} pages moved for a shortfall of {shortfall}",
+        stats.demoted
+    );
+    assert_eq!(after[i] - before[i], stats.demoted, "node {from} freed what the policy moved");
+    let dests: NodeMask = graph.entry(from).destinations().collect();
+    let mut arrived = 0;
+    for (k, n) in nodes.iter().enumerate() {
+        if k == i {
+            continue;
+        }
+        let lost = before[k].saturating_sub(after[k]);
+        if dests.contains(*n) {
+            arrived += lost;
+        } else {
+            assert_eq!(before[k], after[k], "node {n} is not on node {from}'s path but changed");
+        }
+    }
+    assert_eq!(arrived, stats.demoted, "pages that left node {from} arrived on its path");
+
+    // With the headroom met, the next tick moves nothing.
+    let relaxed = PolicyConfig { headroom_pct: 0.0, ..config };
+    let mut policy: Tierd<B::Page> = Tierd::new(relaxed.clone(), topology, graph);
+    let stats = policy.tick(relaxed.interval_ms * 2_000_000, b);
+    assert_eq!((stats.demoted, stats.promoted), (0, 0), "a node with its headroom moved pages");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

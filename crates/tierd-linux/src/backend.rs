@@ -1343,6 +1343,17 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_policy_contract() {
+        let fx = machine();
+        let n = 4000;
+        let mut b = backend(&fx, n, 512);
+        b.set_sample(sample(vec![region(PID, 0, 2000, 5, 1), region(PID, 2000, 2000, 0, 1)], 20));
+        let topo = crate::read_topology(fx.root()).unwrap();
+        let graph = tierd_core::PathGraph::from_toml("[node.0]\ntarget = 1\n").unwrap();
+        tierd_core::backend::policy_contract(&mut b, &topo, &graph, id(0));
+    }
+
+    #[test]
     fn the_policy_demotes_node_zeros_coldest_pages_through_the_backend() {
         use tierd_core::policy::{PolicyConfig, Tierd};
         let fx = machine();

@@ -253,6 +253,22 @@ fn the_machine_keeps_the_backend_contract() {
     m.check().unwrap();
 }
 
+/// The simulator keeps the policy's contract, the same one the Linux backend keeps.
+#[test]
+fn the_machine_keeps_the_policy_contract() {
+    let s = scenario([4, 4, 8], "0 -> 1 -> 2", 50_000, &zipf(3, Some("0"), true));
+    let setup = Setup::new(&s).unwrap();
+    let trace = workload::draw(&s).unwrap();
+    let (_, mut m) =
+        replay(&s, &setup, &trace, PolicyName::LinuxSwap, &checked(), &mut |_, _| {}).unwrap();
+    let node0 = tierd_core::NodeId::new(0).unwrap();
+    // Age the pages once so that some are idle, as a tracker's window would.
+    let mut cold = Vec::new();
+    tierd_core::backend::Backend::coldest(&mut m, node0, 64, &mut cold);
+    tierd_core::backend::policy_contract(&mut m, &setup.topology, &setup.graph, node0);
+    m.check().unwrap();
+}
+
 /// A recorded trace replayed from disk (streamed) gives the same results as the drawn one.
 #[test]
 fn a_recorded_trace_replays_the_same() {
