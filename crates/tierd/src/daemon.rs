@@ -276,6 +276,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ])?;
     let mut once = Once::default();
     let mut pids: Vec<Pid> = Vec::new();
+    // Processes whose exit the tracker reported and that are still in `pids`.
+    let mut said_gone: BTreeSet<Pid> = BTreeSet::new();
     let mut totals = MoveLog::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
@@ -293,6 +295,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Ok(procs) => {
                 let now: Vec<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
                 if now != pids {
+                    // A process gone from the listing before the tracker saw it exit: the
+                    // tracker will not report it, so say it here, unless the tracker did.
+                    for p in left_scope(&pids, &now) {
+                        if !said_gone.remove(&p) {
+                            tracing::info!(pid = p.0, "process left scope (exited)");
+                        }
+                    }
                     if let Err(e) = tracker.set_pids(&now) {
                         once.warn(format!("set_pids:{e}"), &format!("tracker: {e}"));
                     }
@@ -305,8 +314,15 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         match tracker.sample() {
             Ok(sample) => {
                 metrics.tracker_scan_seconds.observe(sample.took.as_secs_f64());
+                // Processes the tracker saw exit: said here, once; the listing that no
+                // longer has them does not say it again.
                 for p in &sample.dropped {
-                    tracing::info!(pid = p.0, "process left scope (exited)");
+                    if !said_gone.contains(p) {
+                        tracing::info!(pid = p.0, "process left scope (exited)");
+                    }
+                    if pids.contains(p) {
+                        said_gone.insert(*p);
+                    }
                 }
                 let min_heat = config.promotion.min_heat.min(sample.max_accesses.max(1));
                 if min_heat != policy_cfg.promote_min_heat {
@@ -418,6 +434,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     drop(lock);
     tracing::info!("stopped after {loops} loops");
     Ok(())
+}
+
+/// The processes of `before` that are not in `now`.
+fn left_scope(before: &[Pid], now: &[Pid]) -> Vec<Pid> {
+    let now: BTreeSet<Pid> = now.iter().copied().collect();
+    before.iter().copied().filter(|p| !now.contains(p)).collect()
 }
 
 fn selection_or_old(c: &Config, old: Selection) -> Selection {
@@ -590,4 +612,17 @@ pub fn status_text(report: &serde_json::Value) -> String {
         let _ = writeln!(out, "last problem: {e}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_that_left_scope_are_those_no_longer_listed() {
+        let p = |v: &[u32]| v.iter().map(|&n| Pid(n)).collect::<Vec<_>>();
+        assert_eq!(left_scope(&p(&[3, 7, 9, 12]), &p(&[3, 9, 15])), p(&[7, 12]));
+        assert_eq!(left_scope(&p(&[3]), &p(&[3, 4])), p(&[]));
+        assert_eq!(left_scope(&p(&[]), &p(&[1])), p(&[]));
+    }
 }
