@@ -98,6 +98,11 @@ struct RunArgs {
     /// Where the hot part starts after --hot-after-s, percent of the buffer.
     #[arg(long, default_value_t = 0)]
     hot_offset_pct: u32,
+    /// Instead of --hot-offset-pct: after --hot-after-s, the hot part is the run of pages
+    /// (as long as the first one) with the most pages on this node at that moment (for
+    /// example the pages tierd demoted).
+    #[arg(long)]
+    hot_to_node: Option<NodeId>,
 }
 
 #[derive(Args, Debug)]
@@ -270,6 +275,36 @@ fn hot_range(pages: usize, hot: usize, offset_pct: u32) -> Range<usize> {
     start..start + hot
 }
 
+/// The start of the run of `len` consecutive entries of `on` with the most `true` ones
+/// (the first such run on a tie).
+fn best_window(on: &[bool], len: usize) -> usize {
+    let len = len.min(on.len());
+    let mut count = on[..len].iter().filter(|b| **b).count();
+    let (mut best, mut best_count) = (0, count);
+    for start in 1..=on.len() - len {
+        count = count + usize::from(on[start + len - 1]) - usize::from(on[start - 1]);
+        if count > best_count {
+            (best, best_count) = (start, count);
+        }
+    }
+    best
+}
+
+/// Which pages are on `node`.
+fn pages_on(r: &Region, node: NodeId, batch: usize) -> Result<Vec<bool>, String> {
+    let mut on = Vec::with_capacity(r.pages());
+    let mut from = 0;
+    while from < r.pages() {
+        let to = (from + batch).min(r.pages());
+        let addrs = r.addrs(from..to);
+        let mut st = vec![PageStatus::UNSET; addrs.len()];
+        sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
+        on.extend(st.iter().map(|s| s.get().ok() == Some(node)));
+        from = to;
+    }
+    Ok(on)
+}
+
 /// Where watched pages were at each report, and how often and how soon after each other
 /// they changed node.
 #[derive(Debug, Default)]
@@ -287,6 +322,11 @@ struct MoveWatch {
 impl MoveWatch {
     fn new(pages: usize) -> MoveWatch {
         MoveWatch { last: vec![(None, None); pages], ..MoveWatch::default() }
+    }
+
+    /// Watches `pages` more, numbered after the others.
+    fn grow(&mut self, pages: usize) {
+        self.last.resize(self.last.len() + pages, (None, None));
     }
 
     /// Page `i` was seen on `node` (None: absent) at `now`.
@@ -345,6 +385,7 @@ fn watch_ranges(
     Ok(())
 }
 
+#[allow(clippy::too_many_lines)] // one linear run: fill, touch (and switch), report
 fn run(a: &RunArgs) -> Result<bool, String> {
     let report = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
@@ -356,19 +397,24 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         u64::try_from(r.pages()).unwrap_or(u64::MAX) * u64::from(a.hot_pct.min(100)) / 100,
     )
     .unwrap_or(r.pages());
-    // The hot part: the first `hot` pages, after --hot-after-s those at --hot-offset-pct.
+    // The hot part: the first `hot` pages, after --hot-after-s those at --hot-offset-pct
+    // (or the run with the most pages on --hot-to-node).
     let mut hot_part = 0..hot;
-    let later = hot_range(r.pages(), hot, a.hot_offset_pct);
     let switch = (a.hot_after_s > 0 && hot > 0).then(|| Duration::from_secs(a.hot_after_s));
-    // Both hot parts, when there is a second one (overlap is watched twice, harmlessly).
-    let watched: Vec<Range<usize>> =
-        if switch.is_some() { vec![0..hot, later.clone()] } else { Vec::new() };
+    let mut switched = false;
+    // The first hot part, and the second one once there is one (overlap is watched twice,
+    // harmlessly).
+    let mut watched: Vec<Range<usize>> = Vec::new();
+    if switch.is_some() {
+        watched.push(0..hot);
+    }
     let mut watch = MoveWatch::new(watched.iter().map(ExactSizeIterator::len).sum());
     // The whole buffer (unless `hot_only`), and its hot part on a line of its own.
     let report_now = |r: &Region,
                       label: &str,
                       hot_part: &Range<usize>,
                       hot_only: bool,
+                      watched: &[Range<usize>],
                       watch: &mut MoveWatch,
                       now: Duration|
      -> Result<(), String> {
@@ -381,9 +427,9 @@ fn run(a: &RunArgs) -> Result<bool, String> {
                 Placement::of_range(r, hot_part.clone(), batch)?.line_of("placement-hot", label)
             );
         }
-        watch_ranges(r, &watched, batch, watch, now)
+        watch_ranges(r, watched, batch, watch, now)
     };
-    report_now(&r, "filled", &hot_part, false, &mut watch, Duration::ZERO)?;
+    report_now(&r, "filled", &hot_part, false, &watched, &mut watch, Duration::ZERO)?;
     let t = Instant::now();
     let end = Duration::from_secs(a.duration_s);
     let mut touches: u64 = 0;
@@ -394,10 +440,19 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     while hot > 0 && t.elapsed() < end {
         let tick_start = Instant::now();
         if let Some(at) = switch
-            && hot_part.start != later.start
+            && !switched
             && t.elapsed() >= at
         {
-            hot_part = later.clone();
+            switched = true;
+            hot_part = match a.hot_to_node {
+                Some(node) => {
+                    let start = best_window(&pages_on(&r, node, batch)?, hot);
+                    start..start + hot
+                }
+                None => hot_range(r.pages(), hot, a.hot_offset_pct),
+            };
+            watched.push(hot_part.clone());
+            watch.grow(hot);
             let now = t.elapsed();
             println!(
                 "memload: hot-switch at={:.1}s pages={}..{}",
@@ -405,7 +460,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
                 hot_part.start,
                 hot_part.end
             );
-            report_now(&r, "switch", &hot_part, true, &mut watch, now)?;
+            report_now(&r, "switch", &hot_part, true, &watched, &mut watch, now)?;
         }
         for _ in 0..per_tick {
             r.touch(hot_part.start + i % hot, i / hot);
@@ -419,7 +474,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         if report.swap(false, Ordering::Relaxed) || due {
             let now = t.elapsed();
             let label = format!("{:.1}s", now.as_secs_f64());
-            report_now(&r, &label, &hot_part, switch.is_some(), &mut watch, now)?;
+            report_now(&r, &label, &hot_part, switch.is_some(), &watched, &mut watch, now)?;
         }
         if a.rate > 0
             && let Some(rest) = tick.checked_sub(tick_start.elapsed())
@@ -433,7 +488,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     println!(
         "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
     );
-    report_now(&r, "end", &hot_part, false, &mut watch, t.elapsed())?;
+    report_now(&r, "end", &hot_part, false, &watched, &mut watch, t.elapsed())?;
     if switch.is_some() {
         println!("{}", watch.line());
     }
@@ -531,9 +586,19 @@ mod tests {
     }
 
     #[test]
+    fn the_best_window_has_the_most_pages_on_the_node() {
+        let on = |s: &str| s.chars().map(|c| c == '1').collect::<Vec<_>>();
+        assert_eq!(best_window(&on("0011011100"), 3), 5);
+        assert_eq!(best_window(&on("1100000011"), 2), 0);
+        assert_eq!(best_window(&on("0000000011"), 2), 8);
+        assert_eq!(best_window(&on("000"), 5), 0);
+    }
+
+    #[test]
     fn the_watch_counts_changes_and_the_shortest_gap_between_two_of_one_page() {
         let s = Duration::from_secs;
-        let mut w = MoveWatch::new(3);
+        let mut w = MoveWatch::new(2);
+        w.grow(1);
         for i in 0..3 {
             w.observe(i, id(0), s(0));
         }
