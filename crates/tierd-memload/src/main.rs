@@ -86,8 +86,24 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     duration_s: u64,
     /// Print a placement report every this many seconds while touching (0: only at the end).
+    /// With --hot-after-s, these periodic reports cover the hot part only.
     #[arg(long, default_value_t = 0)]
     report_every_s: u64,
+    /// After touching for this many seconds, move the hot part (0: never): from then on the
+    /// pages at --hot-offset-pct are hot and the first ones turn cold. Every report then
+    /// also watches where the pages of both hot parts are, and the end reports how often a
+    /// watched page was seen on another node than at the previous report, and the shortest
+    /// time between two such changes of the same page (`memload: moves ...`).
+    #[arg(long, default_value_t = 0)]
+    hot_after_s: u64,
+    /// Where the hot part starts after --hot-after-s, percent of the buffer.
+    #[arg(long, default_value_t = 0)]
+    hot_offset_pct: u32,
+    /// Instead of --hot-offset-pct: after --hot-after-s, the hot part is the run of pages
+    /// (as long as the first one) with the most pages on this node at that moment (for
+    /// example the pages tierd demoted).
+    #[arg(long)]
+    hot_to_node: Option<NodeId>,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +271,129 @@ fn vmstat_delta_line(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u6
     s
 }
 
+/// The pages of a hot part of `hot` pages starting at `offset_pct` percent of `pages`,
+/// moved back so that it fits.
+fn hot_range(pages: usize, hot: usize, offset_pct: u32) -> Range<usize> {
+    let hot = hot.min(pages);
+    let start = usize::try_from(
+        u64::try_from(pages).unwrap_or(u64::MAX) * u64::from(offset_pct.min(100)) / 100,
+    )
+    .unwrap_or(pages)
+    .min(pages - hot);
+    start..start + hot
+}
+
+/// The start of the run of `len` consecutive entries of `on` with the most `true` ones
+/// (the first such run on a tie).
+fn best_window(on: &[bool], len: usize) -> usize {
+    let len = len.min(on.len());
+    let mut count = on[..len].iter().filter(|b| **b).count();
+    let (mut best, mut best_count) = (0, count);
+    for start in 1..=on.len() - len {
+        count = count + usize::from(on[start + len - 1]) - usize::from(on[start - 1]);
+        if count > best_count {
+            (best, best_count) = (start, count);
+        }
+    }
+    best
+}
+
+/// Which pages are on `node`.
+fn pages_on(r: &Region, node: NodeId, batch: usize) -> Result<Vec<bool>, String> {
+    let mut on = Vec::with_capacity(r.pages());
+    let mut from = 0;
+    while from < r.pages() {
+        let to = (from + batch).min(r.pages());
+        let addrs = r.addrs(from..to);
+        let mut st = vec![PageStatus::UNSET; addrs.len()];
+        sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
+        on.extend(st.iter().map(|s| s.get().ok() == Some(node)));
+        from = to;
+    }
+    Ok(on)
+}
+
+/// Where watched pages were at each report, and how often and how soon after each other
+/// they changed node.
+#[derive(Debug, Default)]
+struct MoveWatch {
+    /// Per watched page: the node it was last seen on, and when it was last seen changing.
+    last: Vec<(Option<NodeId>, Option<Duration>)>,
+    /// Changes seen (a page on another node than at the previous report).
+    changes: u64,
+    /// Changes of a page that had changed before.
+    changed_again: u64,
+    /// The shortest time between two changes of the same page.
+    min_gap: Option<Duration>,
+}
+
+impl MoveWatch {
+    fn new(pages: usize) -> MoveWatch {
+        MoveWatch { last: vec![(None, None); pages], ..MoveWatch::default() }
+    }
+
+    /// Watches `pages` more, numbered after the others.
+    fn grow(&mut self, pages: usize) {
+        self.last.resize(self.last.len() + pages, (None, None));
+    }
+
+    /// Page `i` was seen on `node` (None: absent) at `now`.
+    fn observe(&mut self, i: usize, node: Option<NodeId>, now: Duration) {
+        let (seen, changed) = &mut self.last[i];
+        if let (Some(before), Some(n)) = (*seen, node)
+            && before != n
+        {
+            self.changes += 1;
+            if let Some(prev) = *changed {
+                self.changed_again += 1;
+                let gap = now.saturating_sub(prev);
+                self.min_gap = Some(self.min_gap.map_or(gap, |g| g.min(gap)));
+            }
+            *changed = Some(now);
+        }
+        if node.is_some() {
+            *seen = node;
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "memload: moves watched={} changes={} changed_again={} min_gap_ms={}",
+            self.last.len(),
+            self.changes,
+            self.changed_again,
+            self.min_gap.map_or(-1, |g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX))
+        )
+    }
+}
+
+/// Queries where pages `ranges` are and tells `watch`, numbering them in order.
+fn watch_ranges(
+    r: &Region,
+    ranges: &[Range<usize>],
+    batch: usize,
+    watch: &mut MoveWatch,
+    now: Duration,
+) -> Result<(), String> {
+    let mut i = 0;
+    for range in ranges {
+        let mut from = range.start;
+        while from < range.end {
+            let to = (from + batch).min(range.end);
+            let addrs = r.addrs(from..to);
+            let mut st = vec![PageStatus::UNSET; addrs.len()];
+            sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
+            for s in st {
+                watch.observe(i, s.get().ok(), now);
+                i += 1;
+            }
+            from = to;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_lines)] // one linear run: fill, touch (and switch), report
 fn run(a: &RunArgs) -> Result<bool, String> {
     let report = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
@@ -266,15 +405,39 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         u64::try_from(r.pages()).unwrap_or(u64::MAX) * u64::from(a.hot_pct.min(100)) / 100,
     )
     .unwrap_or(r.pages());
-    // The whole buffer, and its hot part (the first `hot` pages) on a line of its own.
-    let report_now = |r: &Region, label: &str| -> Result<(), String> {
-        println!("{}", Placement::of(r, batch)?.line(label));
-        if hot > 0 {
-            println!("{}", Placement::of_range(r, 0..hot, batch)?.line_of("placement-hot", label));
+    // The hot part: the first `hot` pages, after --hot-after-s those at --hot-offset-pct
+    // (or the run with the most pages on --hot-to-node).
+    let mut hot_part = 0..hot;
+    let switch = (a.hot_after_s > 0 && hot > 0).then(|| Duration::from_secs(a.hot_after_s));
+    let mut switched = false;
+    // The first hot part, and the second one once there is one (overlap is watched twice,
+    // harmlessly).
+    let mut watched: Vec<Range<usize>> = Vec::new();
+    if switch.is_some() {
+        watched.push(0..hot);
+    }
+    let mut watch = MoveWatch::new(watched.iter().map(ExactSizeIterator::len).sum());
+    // The whole buffer (unless `hot_only`), and its hot part on a line of its own.
+    let report_now = |r: &Region,
+                      label: &str,
+                      hot_part: &Range<usize>,
+                      hot_only: bool,
+                      watched: &[Range<usize>],
+                      watch: &mut MoveWatch,
+                      now: Duration|
+     -> Result<(), String> {
+        if !hot_only {
+            println!("{}", Placement::of(r, batch)?.line(label));
         }
-        Ok(())
+        if hot > 0 {
+            println!(
+                "{}",
+                Placement::of_range(r, hot_part.clone(), batch)?.line_of("placement-hot", label)
+            );
+        }
+        watch_ranges(r, watched, batch, watch, now)
     };
-    report_now(&r, "filled")?;
+    report_now(&r, "filled", &hot_part, false, &watched, &mut watch, Duration::ZERO)?;
     let t = Instant::now();
     let end = Duration::from_secs(a.duration_s);
     let mut touches: u64 = 0;
@@ -284,8 +447,31 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     let mut i = 0usize;
     while hot > 0 && t.elapsed() < end {
         let tick_start = Instant::now();
+        if let Some(at) = switch
+            && !switched
+            && t.elapsed() >= at
+        {
+            switched = true;
+            hot_part = match a.hot_to_node {
+                Some(node) => {
+                    let start = best_window(&pages_on(&r, node, batch)?, hot);
+                    start..start + hot
+                }
+                None => hot_range(r.pages(), hot, a.hot_offset_pct),
+            };
+            watched.push(hot_part.clone());
+            watch.grow(hot);
+            let now = t.elapsed();
+            println!(
+                "memload: hot-switch at={:.1}s pages={}..{}",
+                now.as_secs_f64(),
+                hot_part.start,
+                hot_part.end
+            );
+            report_now(&r, "switch", &hot_part, true, &watched, &mut watch, now)?;
+        }
         for _ in 0..per_tick {
-            r.touch(i % hot, i / hot);
+            r.touch(hot_part.start + i % hot, i / hot);
             i = i.wrapping_add(1);
         }
         touches += per_tick;
@@ -294,7 +480,9 @@ fn run(a: &RunArgs) -> Result<bool, String> {
             next_report += Duration::from_secs(a.report_every_s);
         }
         if report.swap(false, Ordering::Relaxed) || due {
-            report_now(&r, &format!("{:.1}s", t.elapsed().as_secs_f64()))?;
+            let now = t.elapsed();
+            let label = format!("{:.1}s", now.as_secs_f64());
+            report_now(&r, &label, &hot_part, switch.is_some(), &watched, &mut watch, now)?;
         }
         if a.rate > 0
             && let Some(rest) = tick.checked_sub(tick_start.elapsed())
@@ -308,7 +496,10 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     println!(
         "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
     );
-    report_now(&r, "end")?;
+    report_now(&r, "end", &hot_part, false, &watched, &mut watch, t.elapsed())?;
+    if switch.is_some() {
+        println!("{}", watch.line());
+    }
     // Before the check: reading swapped-out pages swaps them in.
     println!("{}", vmstat_delta_line(&before, &vmstat()));
     let bad = r.verify();
@@ -408,4 +599,58 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::unnecessary_wraps)] // reads as a placement
+    fn id(n: usize) -> Option<NodeId> {
+        Some(NodeId::new(n).unwrap())
+    }
+
+    #[test]
+    fn the_later_hot_part_starts_at_its_offset_and_fits() {
+        assert_eq!(hot_range(1000, 100, 50), 500..600);
+        assert_eq!(hot_range(1000, 100, 0), 0..100);
+        assert_eq!(hot_range(1000, 100, 95), 900..1000);
+        assert_eq!(hot_range(1000, 100, 250), 900..1000);
+        assert_eq!(hot_range(10, 20, 50), 0..10);
+    }
+
+    #[test]
+    fn the_best_window_has_the_most_pages_on_the_node() {
+        let on = |s: &str| s.chars().map(|c| c == '1').collect::<Vec<_>>();
+        assert_eq!(best_window(&on("0011011100"), 3), 5);
+        assert_eq!(best_window(&on("1100000011"), 2), 0);
+        assert_eq!(best_window(&on("0000000011"), 2), 8);
+        assert_eq!(best_window(&on("000"), 5), 0);
+    }
+
+    #[test]
+    fn the_watch_counts_changes_and_the_shortest_gap_between_two_of_one_page() {
+        let s = Duration::from_secs;
+        let mut w = MoveWatch::new(2);
+        w.grow(1);
+        for i in 0..3 {
+            w.observe(i, id(0), s(0));
+        }
+        // Page 0 moves down at 2 s and back at 9 s; page 1 moves once; page 2 is absent for
+        // a while (not a move) and comes back where it was.
+        w.observe(0, id(1), s(2));
+        w.observe(1, id(2), s(2));
+        w.observe(2, None, s(2));
+        w.observe(2, id(0), s(5));
+        w.observe(0, id(1), s(5));
+        w.observe(0, id(0), s(9));
+        assert_eq!(w.changes, 3);
+        assert_eq!(w.changed_again, 1);
+        assert_eq!(w.min_gap, Some(s(7)));
+        assert_eq!(w.line(), "memload: moves watched=3 changes=3 changed_again=1 min_gap_ms=7000");
+        assert_eq!(
+            MoveWatch::new(2).line(),
+            "memload: moves watched=2 changes=0 changed_again=0 min_gap_ms=-1"
+        );
+    }
 }

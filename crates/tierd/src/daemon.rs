@@ -316,6 +316,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ])?;
     let mut once = Once::default();
     let mut pids: Vec<Pid> = Vec::new();
+    // Processes whose exit the tracker reported and that are still in `pids`.
+    let mut said_gone: BTreeSet<Pid> = BTreeSet::new();
     let mut totals = MoveLog::default();
     let mut cpu = CpuCost::default();
     let mut tracked_bytes = 0u64;
@@ -335,6 +337,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Ok(procs) => {
                 let now: Vec<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
                 if now != pids {
+                    // A process gone from the listing before the tracker saw it exit: the
+                    // tracker will not report it, so say it here, unless the tracker did.
+                    for p in left_scope(&pids, &now) {
+                        if !said_gone.remove(&p) {
+                            tracing::info!(pid = p.0, "process left scope (exited)");
+                        }
+                    }
                     if let Err(e) = tracker.set_pids(&now) {
                         once.warn(format!("set_pids:{e}"), &format!("tracker: {e}"));
                     }
@@ -348,8 +357,15 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Ok(sample) => {
                 metrics.tracker_scan_seconds.observe(sample.took.as_secs_f64());
                 tracked_bytes = sample.covered_bytes;
+                // Processes the tracker saw exit: said here, once; the listing that no
+                // longer has them does not say it again.
                 for p in &sample.dropped {
-                    tracing::info!(pid = p.0, "process left scope (exited)");
+                    if !said_gone.contains(p) {
+                        tracing::info!(pid = p.0, "process left scope (exited)");
+                    }
+                    if pids.contains(p) {
+                        said_gone.insert(*p);
+                    }
                 }
                 let min_heat = config.promotion.min_heat.min(sample.max_accesses.max(1));
                 if min_heat != policy_cfg.promote_min_heat {
@@ -471,6 +487,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     drop(lock);
     tracing::info!("stopped after {loops} loops");
     Ok(())
+}
+
+/// The processes of `before` that are not in `now`.
+fn left_scope(before: &[Pid], now: &[Pid]) -> Vec<Pid> {
+    let now: BTreeSet<Pid> = now.iter().copied().collect();
+    before.iter().copied().filter(|p| !now.contains(p)).collect()
 }
 
 fn selection_or_old(c: &Config, old: Selection) -> Selection {
@@ -839,4 +861,17 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     drop(lock);
     tracing::info!("stopped after {loops} loops");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_that_left_scope_are_those_no_longer_listed() {
+        let p = |v: &[u32]| v.iter().map(|&n| Pid(n)).collect::<Vec<_>>();
+        assert_eq!(left_scope(&p(&[3, 7, 9, 12]), &p(&[3, 9, 15])), p(&[7, 12]));
+        assert_eq!(left_scope(&p(&[3]), &p(&[3, 4])), p(&[]));
+        assert_eq!(left_scope(&p(&[]), &p(&[1])), p(&[]));
+    }
 }
