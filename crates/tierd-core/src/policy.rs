@@ -295,7 +295,23 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let Some(m) = b.node_memory(dest) else {
                 continue;
             };
-            let room = usize::try_from(m.free.saturating_sub(m.wmark_low + 1)).unwrap_or(0);
+            // A destination that passes its own cold pages on is filled only to the middle
+            // of its headroom: its own demotion (next tick) makes room again long before
+            // kswapd would wake there. A terminal one may be filled to its low watermark.
+            let managed = self.plans.iter().any(|p| p.node == dest && !p.destinations.is_empty());
+            let floor = if managed {
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let half = (m.total as f64 * self.config.headroom_pct_of(dest).clamp(0.0, 100.0)
+                    / 200.0) as u64;
+                m.wmark_high + half
+            } else {
+                m.wmark_low + 1
+            };
+            let room = usize::try_from(m.free.saturating_sub(floor)).unwrap_or(0);
             if room == 0 {
                 continue;
             }
@@ -510,6 +526,28 @@ mod tests {
         assert_eq!(b.node_memory(id(0)).unwrap().free, 1);
         p.tick(10_000_000, &mut b);
         assert_eq!(b.node_memory(id(0)).unwrap().free, 3 + 24, "high 3 + 2 x 12");
+    }
+
+    #[test]
+    fn a_destination_that_demotes_itself_is_filled_only_to_the_middle_of_its_headroom() {
+        let (topo, graph) = chain();
+        // Node 0 full, node 1 with 20 free pages (above its goal of high 3 + 10), node 2
+        // empty. Node 1 passes its cold pages on to node 2, so node 0 may fill it only down
+        // to high 3 + half its headroom (5) = 8 free, not to its low watermark (2): filled
+        // that far in one tick, kswapd would wake there before node 1's own demotion makes
+        // room the next tick.
+        let mut on = vec![id(0); 100];
+        on.extend(vec![id(1); 80]);
+        let mut b = Fake { on, hot: vec![false; 180], total: 100, moves: Vec::new() };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        p.tick(0, &mut b);
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 8, "{:?}", b.moves);
+        // A later tick (past the ping-pong guard of the pages that just came in), node 1,
+        // short of its goal, passes pages on to node 2.
+        p.tick(1_000_000_000, &mut b);
+        assert!(b.moves.iter().any(|(_, f, t)| *f == id(1) && *t == id(2)));
+        assert!(b.node_memory(id(1)).unwrap().free >= 8);
     }
 
     #[test]
