@@ -202,6 +202,16 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         }
     }
 
+    /// Takes a new configuration, topology or path graph (a path changed, the config was
+    /// reloaded) while keeping what the policy remembers: when each page last moved (so the
+    /// ping-pong guard holds across the change), the promotion budget and the free memory
+    /// of the last tick.
+    pub fn replan(&mut self, config: PolicyConfig, topology: &Topology, graph: &PathGraph) {
+        let fresh = Tierd::<P>::new(config, topology, graph);
+        self.config = fresh.config;
+        self.plans = fresh.plans;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &PolicyConfig {
         &self.config
@@ -548,6 +558,30 @@ mod tests {
         p.tick(1_000_000_000, &mut b);
         assert!(b.moves.iter().any(|(_, f, t)| *f == id(1) && *t == id(2)));
         assert!(b.node_memory(id(1)).unwrap().free >= 8);
+    }
+
+    #[test]
+    fn replanning_keeps_the_ping_pong_guard() {
+        let (topo, graph) = chain();
+        let mut on = vec![id(0); 100];
+        on.extend(vec![id(1); 20]);
+        let mut b = Fake { on, hot: vec![false; 120], total: 100, moves: Vec::new() };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config.clone(), &topo, &graph);
+        p.tick(0, &mut b);
+        let moved: Vec<u32> = b.moves.iter().map(|(page, _, _)| *page).collect();
+        assert!(!moved.is_empty());
+        // Node 1 now demotes too (a new path, a reloaded config): the pages that just came
+        // in are still within their residence time and stay.
+        let later = PathGraph::from_toml("[node.0]\ntarget = 1\n[node.1]\ntarget = 2\n").unwrap();
+        p.replan(PolicyConfig { headroom_pct: 90.0, ..config }, &topo, &later);
+        b.moves.clear();
+        p.tick(1_000_000, &mut b);
+        assert!(
+            b.moves.iter().all(|(page, _, _)| !moved.contains(page)),
+            "a page moved again within its residence time after a replan: {:?}",
+            b.moves
+        );
     }
 
     #[test]

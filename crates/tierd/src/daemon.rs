@@ -375,7 +375,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                         policy_cfg.promote_min_heat
                     );
                     policy_cfg.promote_min_heat = min_heat;
-                    policy = Tierd::new(policy_cfg.clone(), &topology, &graph);
+                    policy.replan(policy_cfg.clone(), &topology, &graph);
                 }
                 backend.set_sample(sample);
             }
@@ -389,7 +389,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if now_graph != graph {
             tracing::info!("migration paths changed: re-planning");
             graph = now_graph;
-            policy = Tierd::new(policy_cfg.clone(), &topology, &graph);
+            policy.replan(policy_cfg.clone(), &topology, &graph);
         }
         let now_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let tick = policy.tick(now_ns, &mut backend);
@@ -456,7 +456,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                         }
                         selection = selection_or_old(&new, selection);
                         policy_cfg = policy_config(&new);
-                        policy = Tierd::new(policy_cfg.clone(), &topology, &graph);
+                        policy.replan(policy_cfg.clone(), &topology, &graph);
                         config = new;
                     }
                     Err(e) => {
@@ -781,7 +781,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         if now_graph != graph {
             tracing::info!("migration paths changed: re-planning");
             graph = now_graph;
-            policy = Tierd::new(policy_cfg.clone(), &setup.topology, &graph);
+            policy.replan(policy_cfg.clone(), &setup.topology, &graph);
         }
         policy.tick(m.now_ns(), &mut m);
         m.end_window();
