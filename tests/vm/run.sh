@@ -3,7 +3,7 @@
 # under QEMU (TCG) and runs scenarios in the guest, one boot per scenario.
 #
 #   tests/vm/run.sh                 all scenarios in tests/vm/scenarios/
-#   tests/vm/run.sh migrate ...     the named ones (tests/vm/scenarios/ or tests/vm/selftest/)
+#   tests/vm/run.sh migrate ...     the named ones (tests/vm/scenarios/, selftest/ or pending/)
 #   tests/vm/run.sh --shell         a root shell in the guest on this terminal
 #   tests/vm/run.sh --list          the scenario names
 #
@@ -32,7 +32,7 @@ usage() {
 
 scenario_file() {
 	local name=$1 f
-	for f in "$HERE/scenarios/$name.sh" "$HERE/selftest/$name.sh"; do
+	for f in "$HERE/scenarios/$name.sh" "$HERE/selftest/$name.sh" "$HERE/pending/$name.sh"; do
 		[[ -f $f ]] && { printf '%s\n' "$f"; return 0; }
 	done
 	return 1

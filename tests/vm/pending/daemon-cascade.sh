@@ -1,0 +1,109 @@
+# daemon-cascade: node 1 is already nearly full when node 0 comes under pressure. A first
+# workload bound to node 1 holds 440 of its 512 MiB, almost all cold; then 600 MiB bound to
+# node 0 with a 64 MiB hot part, as in daemon-pressure (zram swap on, the kernel's own
+# demotion off, auto paths 0 -> 1 -> 2). tierd keeps both headrooms: node 1's cold pages
+# continue to node 2 while node 0's go to node 1. Checks: tierd moved at least 10k pages
+# 1 -> 2 and 0 -> 1, at least 10k pages of the two workloads are on node 2 at the end, node
+# 0's swap-outs are at most 1% of the kernel's alone (measured first, in the same boot), at
+# least 90% of node 0's hot part is on node 0, and every checksum of both workloads holds.
+# vm-timeout-s: 300
+
+zram_swap_on 1G
+echo never >/sys/kernel/mm/transparent_hugepage/enabled
+echo false >/sys/kernel/mm/numa/demotion_enabled
+echo 0 >/proc/sys/kernel/numa_balancing
+LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
+
+step "reference: the kernel alone"
+out=$($LOAD)
+echo "$out"
+ref=$(kv pswpout "$(echo "$out" | grep 'memload: vmstat-delta')")
+figure reference_pswpout "$ref"
+expect_ge "$ref" 5000 "the reference swaps (pswpout)"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+swapoff /dev/zram0 && swapon /dev/zram0
+
+step "with tierd run"
+mkdir -p /tmp/tierd
+cat >/tmp/tierd.toml <<CONF
+[paths]
+source = "auto"
+state = "/tmp/tierd/paths.toml"
+[headroom]
+default_pct = 10.0
+[mover]
+max_mib_per_s = 0
+[promotion]
+min_residence_ms = 2000
+[daemon]
+interval_ms = 200
+socket = "/tmp/tierd/control.sock"
+metrics_addr = "127.0.0.1:9877"
+CONF
+spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
+wait_for /tmp/tierd/control.sock 30 || {
+	cat /tmp/tierd.log
+	fail "tierd run did not open its control socket within 30 s"
+}
+tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
+
+step "node 1 nearly full: 440 MiB bound to node 1, cold (1% touched 100 times a second)"
+spawn node1load tierd-memload run --size-mib 440 --bind 1 --hot-pct 1 --rate 100 --duration-s 50
+i=0
+until grep -q 'memload: placement at=filled' /tmp/node1load.log; do
+	i=$((i + 1))
+	[ $i -gt 600 ] && fail "the node 1 workload did not fill within 60 s"
+	usleep 100000
+done
+cat /tmp/node1load.log
+echo "node1 free after the fill: $(awk '/MemFree/ {print $4}' /sys/devices/system/node/node1/meminfo) kB"
+
+step "600 MiB on node 0"
+( while :; do echo "t=$(cut -d' ' -f1 /proc/uptime) pswpout=$(vmstat pswpout) node0_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo) node1_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node1/meminfo) node2_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node2/meminfo)"; sleep 2; done ) &
+sampler=$!
+out=$($LOAD)
+rc=$?
+echo "$out"
+kill $sampler
+[ $rc = 0 ] || fail "tierd-memload (node 0) exited $rc"
+# The node 1 workload ends on its own (its duration) with its report.
+pid1=$(cat /tmp/node1load.pid)
+i=0
+while kill -0 "$pid1" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -gt 900 ] && fail "the node 1 workload did not end"
+	usleep 100000
+done
+wait "$pid1"
+rc1=$?
+cat /tmp/node1load.log
+[ $rc1 = 0 ] || fail "tierd-memload (node 1) exited $rc1"
+tierd status --socket /tmp/tierd/control.sock
+metrics=$(http_get 9877 /metrics)
+echo "$metrics" | grep -E '^tierd_(demoted|promoted)_pages_total|^tierd_move_failures'
+reap tierd || fail "tierd run exited non-zero on SIGTERM"
+
+edge() { echo "$metrics" | awk -v f="from=\"$1\"" -v t="to=\"$2\"" '/^tierd_(demoted|promoted)_pages_total/ && index($0, f) && index($0, t) { s += $2 } END { print s + 0 }'; }
+d=$(echo "$out" | grep 'memload: vmstat-delta')
+end0=$(echo "$out" | grep 'memload: placement at=end')
+hot=$(echo "$out" | grep 'memload: placement-hot at=end')
+end1=$(grep 'memload: placement at=end' /tmp/node1load.log)
+pswpout=$(kv pswpout "$d")
+hot_total=$(($(kv node0 "$hot") + $(kv node1 "$hot") + $(kv node2 "$hot") + $(kv absent "$hot")))
+on2=$(($(kv node2 "$end0") + $(kv node2 "$end1")))
+figure pswpout "$pswpout"
+figure moved_0to1 "$(edge 0 1)"
+figure moved_1to2 "$(edge 1 2)"
+figure moved_0to2 "$(edge 0 2)"
+figure node1load_on_node2 "$(kv node2 "$end1")"
+figure node0load_on_node1 "$(kv node1 "$end0")"
+figure node0load_on_node2 "$(kv node2 "$end0")"
+figure hot_on_node0 "$(kv node0 "$hot")/$hot_total"
+expect_eq "$(kv bad "$(echo "$out" | grep 'memload: checksum')")" 0 "node 0 workload: pages with bad content"
+expect_eq "$(kv bad "$(grep 'memload: checksum' /tmp/node1load.log)")" 0 "node 1 workload: pages with bad content"
+expect_ge "$(edge 1 2)" 10000 "tierd's 1 -> 2 demotions"
+expect_ge "$(edge 0 1)" 10000 "tierd's 0 -> 1 demotions"
+expect_ge "$on2" 10000 "pages of the two workloads on node 2"
+expect_le "$((pswpout * 100))" "$ref" "swap-outs with tierd (at most 1% of the reference $ref)"
+expect_ge "$(($(kv node0 "$hot") * 10))" "$((hot_total * 9))" "hot pages on node 0 (at least 90%)"
