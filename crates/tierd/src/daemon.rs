@@ -207,6 +207,46 @@ impl Once {
     }
 }
 
+/// What both daemon loops serve: the control socket (with status) and the metrics endpoint.
+struct Services {
+    server: control::Server,
+    metrics: Arc<Metrics>,
+    endpoint: Option<metrics::Endpoint>,
+}
+
+/// Starts the control socket (publishing it in the state lock once it listens) and the
+/// metrics endpoint.
+fn start_services(
+    config: &Config,
+    paths: &Arc<Paths>,
+    lock: &mut crate::state::OwnerLock,
+    status: &Arc<Mutex<Status>>,
+    started: Instant,
+) -> Result<Services> {
+    let status_source: control::StatusSource = {
+        let status = Arc::clone(status);
+        Arc::new(move || {
+            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            s.uptime_s = started.elapsed().as_secs();
+            serde_json::to_value(s).unwrap_or_default()
+        })
+    };
+    let server = control::Server::start_with_status(
+        &config.daemon.socket,
+        Arc::clone(paths),
+        Some(status_source),
+    )
+    .with_context(|| format!("control socket {}", config.daemon.socket.display()))?;
+    lock.publish_socket(&config.daemon.socket)?;
+    let metrics = Arc::new(Metrics::new());
+    let endpoint = if config.daemon.metrics_addr.is_empty() {
+        None
+    } else {
+        Some(metrics::Endpoint::start(&config.daemon.metrics_addr, Arc::clone(&metrics))?)
+    };
+    Ok(Services { server, metrics, endpoint })
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 #[allow(clippy::too_many_lines)] // one linear setup, one loop, one teardown
 pub fn run(opts: &RunOptions) -> Result<()> {
@@ -274,27 +314,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         took_over: took_over.is_some(),
         ..Status::default()
     }));
-    let status_source: control::StatusSource = {
-        let status = Arc::clone(&status);
-        Arc::new(move || {
-            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            s.uptime_s = started.elapsed().as_secs();
-            serde_json::to_value(s).unwrap_or_default()
-        })
-    };
-    let server = control::Server::start_with_status(
-        &config.daemon.socket,
-        Arc::clone(&paths),
-        Some(status_source),
-    )
-    .with_context(|| format!("control socket {}", config.daemon.socket.display()))?;
-    lock.publish_socket(&config.daemon.socket)?;
-    let metrics = Arc::new(Metrics::new());
-    let endpoint = if config.daemon.metrics_addr.is_empty() {
-        None
-    } else {
-        Some(metrics::Endpoint::start(&config.daemon.metrics_addr, Arc::clone(&metrics))?)
-    };
+    let Services { server, metrics, endpoint } =
+        start_services(&config, &paths, &mut lock, &status, started)?;
     let fuse = match &config.daemon.mount {
         Some(mnt) => Some(mount_tree(mnt, &paths, &topology)?),
         None => None,
@@ -731,27 +752,8 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         ),
         ..Status::default()
     }));
-    let status_source: control::StatusSource = {
-        let status = Arc::clone(&status);
-        Arc::new(move || {
-            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            s.uptime_s = started.elapsed().as_secs();
-            serde_json::to_value(s).unwrap_or_default()
-        })
-    };
-    let server = control::Server::start_with_status(
-        &config.daemon.socket,
-        Arc::clone(&paths),
-        Some(status_source),
-    )
-    .with_context(|| format!("control socket {}", config.daemon.socket.display()))?;
-    lock.publish_socket(&config.daemon.socket)?;
-    let metrics = Arc::new(Metrics::new());
-    let endpoint = if config.daemon.metrics_addr.is_empty() {
-        None
-    } else {
-        Some(metrics::Endpoint::start(&config.daemon.metrics_addr, Arc::clone(&metrics))?)
-    };
+    let Services { server, metrics, endpoint } =
+        start_services(&config, &paths, &mut lock, &status, started)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
