@@ -195,15 +195,19 @@ fn seed_paths(c: &Config, topology: &Topology, paths: &Paths, at_start: bool) ->
     }
 }
 
-/// Logs a message once per distinct key.
+/// Logs a message once per distinct key, and remembers the last one for `tierd status`.
 #[derive(Default)]
-struct Once(BTreeSet<String>);
+struct Once {
+    said: BTreeSet<String>,
+    last: Option<String>,
+}
 
 impl Once {
     fn warn(&mut self, key: impl Into<String>, msg: &str) {
-        if self.0.insert(key.into()) {
+        if self.said.insert(key.into()) {
             tracing::warn!("{msg}");
         }
+        self.last = Some(msg.to_string());
     }
 }
 
@@ -447,6 +451,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             s.tracked_mib = tracked_bytes >> 20;
             s.cpu_ms_per_gib_minute = cost;
+            s.last_error.clone_from(&once.last);
         }
         update_status(
             &status,
