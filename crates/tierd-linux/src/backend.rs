@@ -63,6 +63,9 @@ use crate::{Error, SysRoot, read_node_meminfo};
 /// Regions with at most this percentage of the sample's `max_accesses` count as cold.
 pub const DEFAULT_COLD_PCT: u32 = 5;
 
+/// Windows a cached placement is trusted before every page is queried again.
+pub const PLACEMENT_WINDOWS: u32 = 8;
+
 /// Fewest and most pages per placement query while ranking.
 const MIN_QUERY: usize = 64;
 const MAX_QUERY: usize = 4096;
@@ -142,6 +145,8 @@ pub struct LinuxBackend<M: PageMover> {
     cold: Option<Ranking>,
     hot: Option<Ranking>,
     placement: HashMap<PageRef, Seen>,
+    /// Windows since the placement cache was last emptied.
+    placement_age: u32,
     /// Processes that exited during this window.
     gone_pids: HashSet<Pid>,
     /// Processes whose calls are refused as a whole, until the tracker drops them.
@@ -169,6 +174,7 @@ impl<M: PageMover> LinuxBackend<M> {
             cold: None,
             hot: None,
             placement: HashMap::new(),
+            placement_age: 0,
             gone_pids: HashSet::new(),
             blocked_pids: HashSet::new(),
             reported_pids: HashSet::new(),
@@ -221,7 +227,18 @@ impl<M: PageMover> LinuxBackend<M> {
         self.sample = sample;
         self.cold = None;
         self.hot = None;
-        self.placement.clear();
+        // Where a page is changes only when tierd moves it (the cache follows its moves), when
+        // reclaim swaps it out (a move then reports it gone) or when the kernel's own tiering
+        // moves it (tierd warns about that, or takes it over). So the cache lives for a few
+        // windows: re-querying every cold page of every node each window cost the loop a
+        // third of its time when a lower node was full of cold pages (daemon-cascade).
+        self.placement_age += 1;
+        if self.placement_age >= PLACEMENT_WINDOWS {
+            self.placement.clear();
+            self.placement_age = 0;
+        } else {
+            self.placement.retain(|_, seen| *seen != Seen::Gone);
+        }
         self.gone_pids.clear();
     }
 
@@ -887,8 +904,15 @@ mod tests {
         b.move_pages(&pages, id(1), &mut status);
         let calls = &b.mover().os().calls[before..];
         assert_eq!(calls, [Call::Move(PID, 10, id(1)), Call::Query(PID, 10)], "the mover's own");
-        // A new window forgets.
-        b.set_sample(sample(vec![region(PID, 0, 4, 0, 1)], 20));
+        // The next windows keep what they know (tierd's own moves update it) ...
+        b.set_sample(sample(vec![region(PID, 0, n as u64, 0, 1)], 20));
+        assert_eq!(b.placement_cached(), n);
+        b.coldest(id(0), 10, &mut out);
+        assert_eq!(queried_pages(&mut b), n + 10, "the mover's verification only, nothing again");
+        // ... and every PLACEMENT_WINDOWS windows the cache is emptied and queried afresh.
+        for _ in 1..PLACEMENT_WINDOWS {
+            b.set_sample(sample(vec![region(PID, 0, 4, 0, 1)], 20));
+        }
         assert_eq!(b.placement_cached(), 0);
     }
 
