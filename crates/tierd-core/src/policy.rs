@@ -144,6 +144,8 @@ pub struct Tierd<P> {
     moved_order: VecDeque<(u64, P)>,
     /// Promotion budget carried between ticks, pages.
     promote_tokens: u64,
+    /// When the previous tick ran, nanoseconds; `None` before the first.
+    last_tick_ns: Option<u64>,
     /// Free pages of each node at the end of the previous tick.
     last_free: std::collections::BTreeMap<NodeId, u64>,
     /// Scratch buffers reused across ticks.
@@ -195,6 +197,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             moved_at: HashMap::new(),
             moved_order: VecDeque::new(),
             promote_tokens: 0,
+            last_tick_ns: None,
             last_free: std::collections::BTreeMap::new(),
             heat: Vec::new(),
             pages: Vec::new(),
@@ -223,9 +226,19 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
     }
 
     /// Pages per tick allowed by a rate in MiB/s.
-    fn per_tick(&self, mib_per_s: u64, page_size: u64) -> u64 {
-        let bytes = u128::from(mib_per_s) * (1 << 20) * u128::from(self.config.interval_ms) / 1000;
+    fn per_tick(mib_per_s: u64, page_size: u64, elapsed_ms: u64) -> u64 {
+        let bytes = u128::from(mib_per_s) * (1 << 20) * u128::from(elapsed_ms) / 1000;
         u64::try_from(bytes / u128::from(page_size.max(1))).unwrap_or(u64::MAX)
+    }
+
+    /// The time this tick's budgets cover: since the previous tick, so that the rate limits
+    /// hold in real time when ticks come late (a daemon loop slower than `interval_ms`),
+    /// at least one interval and at most four (a long stall is not paid back at once).
+    fn elapsed_ms(&self, now_ns: u64) -> u64 {
+        let interval = self.config.interval_ms.max(1);
+        self.last_tick_ns.map_or(interval, |last| {
+            (now_ns.saturating_sub(last) / 1_000_000).clamp(interval, interval * 4)
+        })
     }
 
     /// Pages `node` keeps free: its `high` watermark plus the headroom.
@@ -357,7 +370,9 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         let mut stats = TickStats::default();
         self.expire(now_ns);
         let page_size = b.page_size();
-        let mut demote_budget = self.per_tick(self.config.demote_mib_per_s, page_size);
+        let elapsed_ms = self.elapsed_ms(now_ns);
+        self.last_tick_ns = Some(now_ns);
+        let mut demote_budget = Self::per_tick(self.config.demote_mib_per_s, page_size, elapsed_ms);
         let plans = self.plans.clone();
         for plan in &plans {
             if plan.destinations.is_empty() {
@@ -373,7 +388,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             self.remember_free(b);
             return stats;
         }
-        let per_tick = self.per_tick(self.config.promote_mib_per_s, page_size);
+        let per_tick = Self::per_tick(self.config.promote_mib_per_s, page_size, elapsed_ms);
         self.promote_tokens = (self.promote_tokens + per_tick).min(per_tick.saturating_mul(2));
         // Promote into the fastest nodes first: deepest-first order reversed.
         for plan in plans.iter().rev() {
@@ -558,6 +573,20 @@ mod tests {
         p.tick(1_000_000_000, &mut b);
         assert!(b.moves.iter().any(|(_, f, t)| *f == id(1) && *t == id(2)));
         assert!(b.node_memory(id(1)).unwrap().free >= 8);
+    }
+
+    #[test]
+    fn budgets_cover_the_time_since_the_last_tick() {
+        let (topo, graph) = chain();
+        let config = PolicyConfig { interval_ms: 10, ..PolicyConfig::default() };
+        let mut p: Tierd<u32> = Tierd::new(config, &topo, &graph);
+        assert_eq!(p.elapsed_ms(5_000_000), 10, "the first tick covers one interval");
+        p.last_tick_ns = Some(0);
+        assert_eq!(p.elapsed_ms(5_000_000), 10, "at least one interval");
+        assert_eq!(p.elapsed_ms(30_000_000), 30, "a late tick covers the time since the last");
+        assert_eq!(p.elapsed_ms(500_000_000), 40, "at most four intervals");
+        // 64 MiB/s over 30 ms of 4 KiB pages.
+        assert_eq!(Tierd::<u32>::per_tick(64, 4096, 30), 491);
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct NodeStatus {
     pub target: Option<u32>,
 }
 
+/// How long a process must have lived before the tracker watches it.
+const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
+
 /// Options of `tierd run` beyond the config file.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -341,6 +344,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ])?;
     let mut once = Once::default();
     let mut pids: Vec<Pid> = Vec::new();
+    let mut first_seen: BTreeMap<Pid, Instant> = BTreeMap::new();
     // Processes whose exit the tracker reported and that are still in `pids`.
     let mut said_gone: BTreeSet<Pid> = BTreeSet::new();
     let mut totals = MoveLog::default();
@@ -360,7 +364,22 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         // Who is in scope.
         match scope::processes(&root, &selection) {
             Ok(procs) => {
-                let now: Vec<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
+                // A process joins the tracker once it has lived a second: short-lived
+                // commands (a shell loop, a health check) have nothing worth moving, and
+                // each change of the set re-commits DAMON's targets, which resets what
+                // it learned about the long-lived ones.
+                let listed: BTreeSet<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
+                first_seen.retain(|p, _| listed.contains(p));
+                for p in &listed {
+                    first_seen.entry(*p).or_insert(t0);
+                }
+                let now: Vec<Pid> = listed
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        t0.duration_since(first_seen[p]) >= MIN_PROCESS_AGE || pids.contains(p)
+                    })
+                    .collect();
                 if now != pids {
                     // A process gone from the listing before the tracker saw it exit: the
                     // tracker will not report it, so say it here, unless the tracker did.

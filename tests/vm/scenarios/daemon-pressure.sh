@@ -12,6 +12,9 @@ zram_swap_on 1G
 # huge page, which pgmigrate_success counts and tierd (counting the entries it asked for and
 # saw move) does not, so the 1% comparison below needs THP off.
 echo never >/sys/kernel/mm/transparent_hugepage/enabled
+# Proactive compaction migrates whole pageblocks (512 pages) and pgmigrate_success counts
+# them too: off, so that the counter below is tierd's moves alone.
+echo 0 >/proc/sys/vm/compaction_proactiveness
 echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
