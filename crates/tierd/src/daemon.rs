@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
+use tierd_core::backend::Backend;
 use tierd_core::policy::{PolicyConfig, Tierd};
 use tierd_core::{NodeId, PathGraph, Topology};
 use tierd_linux::backend::{LinuxBackend, MoveLog};
@@ -474,9 +475,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
         update_status(
             &status,
-            &root,
+            &backend,
             &paths,
-            &topology,
             &config,
             &totals,
             pids.len(),
@@ -597,11 +597,10 @@ fn merge(total: &mut MoveLog, log: &MoveLog) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn update_status(
+fn update_status<B: Backend>(
     status: &Mutex<Status>,
-    root: &SysRoot,
+    backend: &B,
     paths: &Paths,
-    topology: &Topology,
     config: &Config,
     totals: &MoveLog,
     processes: usize,
@@ -609,13 +608,14 @@ fn update_status(
     elapsed: Duration,
     metrics: &Metrics,
 ) {
-    let root_nodes: Vec<NodeId> = topology.memory_nodes().iter().collect();
+    // The backend read every node's memory this loop (and follows its own moves): no
+    // second read of meminfo here.
+    let page = backend.page_size();
     let mut nodes = Vec::new();
-    for n in root_nodes {
-        let mem = tierd_linux::read_node_meminfo(root, n).ok().flatten();
-        let (total, free) = mem.map_or((0, 0), |m| {
-            (m.mem_total_bytes().unwrap_or(0), m.mem_free_bytes().unwrap_or(0))
-        });
+    for n in backend.memory_nodes().iter() {
+        let (total, free) = backend
+            .node_memory(n)
+            .map_or((0, 0), |m| (m.total.saturating_mul(page), m.free.saturating_mul(page)));
         let label = NodeLabel { node: u32::from(n) };
         metrics
             .node_total_bytes
