@@ -37,7 +37,7 @@ step "tests (unit, property, contract, golden, FUSE)"
 cargo test -j"$jobs" --workspace
 
 step "loom model of the path table"
-RUSTFLAGS="--cfg loom" cargo test -j"$jobs" -p tierd-core --release --target-dir target/loom --lib loom
+RUSTFLAGS="--cfg loom -D warnings" cargo test -j"$jobs" -p tierd-core --release --target-dir target/loom --lib loom
 
 step "real-kernel test bed: harness self-test (a failing scenario, a panic, a hang)"
 tests/vm/selftest.sh

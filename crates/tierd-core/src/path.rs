@@ -378,7 +378,11 @@ impl PathTable {
             }
             spins += 1;
             #[cfg(loom)]
-            loom::thread::yield_now();
+            {
+                // Loom explores preemption itself: yielding is all a waiting reader does.
+                let _ = spins;
+                loom::thread::yield_now();
+            }
             #[cfg(not(loom))]
             if spins < 64 {
                 std::hint::spin_loop();
