@@ -137,6 +137,15 @@ pub trait Backend {
     /// Moves `pages` to node `to`, replacing `status` with one result per page, in order, as
     /// `move_pages(2)` fills its status array. A page already on `to` reports `Ok(to)`.
     fn move_pages(&mut self, pages: &[Self::Page], to: NodeId, status: &mut Vec<MoveStatus>);
+
+    /// Whether this tick's time for work that can wait is spent. The policy asks between
+    /// batches of housekeeping (demotion from nodes that no allocation is draining) and
+    /// leaves the rest to the next tick, so that a slow move does not keep a node that
+    /// programs allocate on unobserved; urgent work does not ask. The default is never: a
+    /// simulated machine moves in no time.
+    fn out_of_time(&self) -> bool {
+        false
+    }
 }
 
 /// The contract every [`Backend`] keeps, as a test helper each backend's tests call (the

@@ -8,8 +8,14 @@
 //!    `headroom_pct` of its size free *above* its `high` watermark. Below that, the policy
 //!    asks the backend for the node's coldest pages and moves them one step down the path
 //!    (the target, then the fallbacks in order, each only while it stays above its own `low`
-//!    watermark). Nodes are served deepest first, so a lower tier makes room before an upper
-//!    one spills into it. The point is that allocations on a fast node never find it below
+//!    watermark). Nodes that allocations drained since the last tick and that are below
+//!    their goal come first, the least time left before their `low` watermark (at the last
+//!    interval's rate) first: a slow tick spent on a lower tier's housekeeping must not
+//!    leave the node that programs allocate on waiting. The others (housekeeping) are
+//!    served deepest first, so a lower tier makes room before an upper one spills into it,
+//!    in batches of [`HOUSEKEEPING_BATCH`] pages while [`Backend::out_of_time`] allows: the
+//!    rest waits for the next tick, which observes the draining nodes again. The point is
+//!    that allocations on a fast node never find it below
 //!    `low`: kswapd is never woken there and never gets the chance to swap while lower tiers
 //!    have room (the RFC's "gobs of space in slower memory"). Against allocation bursts the
 //!    headroom grows to `burst_factor` times what was allocated on the node during the last
@@ -120,7 +126,13 @@ pub struct TickStats {
     pub failed: u64,
     /// Candidates skipped by the ping-pong guard.
     pub guarded: u64,
+    /// Housekeeping demotions left to the next tick because the backend was out of time.
+    pub deferred: u64,
 }
+
+/// Pages per batch of housekeeping demotion (4 MiB of 4 KiB pages): between two batches the
+/// policy asks [`Backend::out_of_time`].
+pub const HOUSEKEEPING_BATCH: u64 = 1024;
 
 /// One node's place in the path graph, computed once.
 #[derive(Clone, Debug)]
@@ -286,6 +298,38 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         }
     }
 
+    /// The nodes with destinations in the order they demote this tick, each with whether it
+    /// is urgent: first the urgent ones, below their goal and drained by allocations since
+    /// the last tick (or at their `high` watermark), least time left before their `low`
+    /// watermark first (free above `low` over what the last interval took); then the
+    /// others (housekeeping), deepest first (the order of `plans`).
+    fn demotion_order<B: Backend<Page = P>>(&self, b: &B) -> Vec<(NodePlan, bool)> {
+        let mut urgent: Vec<(u64, u64, &NodePlan)> = Vec::new();
+        let mut rest: Vec<&NodePlan> = Vec::new();
+        for plan in self.plans.iter().filter(|p| !p.destinations.is_empty()) {
+            let drained = b.node_memory(plan.node).zip(self.goal(b, plan.node)).and_then(
+                |(m, (free, goal))| {
+                    let consumed =
+                        self.last_free.get(&plan.node).map_or(0, |l| l.saturating_sub(free));
+                    // At or below `high`, kswapd may be running: urgent whatever drained it.
+                    (free < goal && (consumed > 0 || free <= m.wmark_high))
+                        .then(|| (m.free.saturating_sub(m.wmark_low), consumed.max(1)))
+                },
+            );
+            match drained {
+                Some((slack, consumed)) => urgent.push((slack, consumed, plan)),
+                None => rest.push(plan),
+            }
+        }
+        // slack_a / consumed_a < slack_b / consumed_b, without division; stable, so ties
+        // keep the deepest-first order.
+        urgent.sort_by(|a, b| {
+            (u128::from(a.0) * u128::from(b.1)).cmp(&(u128::from(b.0) * u128::from(a.1)))
+        });
+        let urgent = urgent.into_iter().map(|(_, _, p)| (p.clone(), true));
+        urgent.chain(rest.into_iter().map(|p| (p.clone(), false))).collect()
+    }
+
     /// Demotes up to `want` of `node`'s coldest pages down its destinations. Returns the
     /// number moved.
     fn demote<B: Backend<Page = P>>(
@@ -374,15 +418,29 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         self.last_tick_ns = Some(now_ns);
         let mut demote_budget = Self::per_tick(self.config.demote_mib_per_s, page_size, elapsed_ms);
         let plans = self.plans.clone();
-        for plan in &plans {
-            if plan.destinations.is_empty() {
-                continue;
-            }
+        for (plan, urgent) in &self.demotion_order(b) {
             let Some((free, goal)) = self.goal(b, plan.node) else {
                 continue;
             };
-            let want = goal.saturating_sub(free).min(demote_budget);
-            demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
+            let mut want = goal.saturating_sub(free).min(demote_budget);
+            if *urgent {
+                demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
+                continue;
+            }
+            // Housekeeping: in batches, while the backend says the tick has time.
+            while want > 0 {
+                if b.out_of_time() {
+                    stats.deferred += want;
+                    break;
+                }
+                let batch = want.min(HOUSEKEEPING_BATCH);
+                let moved = self.demote(b, plan, batch, now_ns, &mut stats);
+                demote_budget -= moved;
+                want -= batch;
+                if moved == 0 {
+                    break;
+                }
+            }
         }
         if !self.config.promote {
             self.remember_free(b);
@@ -472,6 +530,8 @@ mod tests {
         hot: Vec<bool>,
         total: u64,
         moves: Vec<(u32, NodeId, NodeId)>,
+        /// `move_pages` calls before the fake says it is out of time; `None`: never.
+        calls_left: Option<usize>,
     }
 
     fn id(n: usize) -> NodeId {
@@ -516,6 +576,12 @@ mod tests {
                 self.on[p as usize] = to;
                 status.push(Ok(to));
             }
+            if let Some(n) = &mut self.calls_left {
+                *n = n.saturating_sub(1);
+            }
+        }
+        fn out_of_time(&self) -> bool {
+            self.calls_left == Some(0)
         }
     }
 
@@ -531,15 +597,26 @@ mod tests {
 
     #[test]
     fn the_fake_keeps_the_backend_contract() {
-        let mut b =
-            Fake { on: vec![id(0); 10], hot: vec![false; 10], total: 100, moves: Vec::new() };
+        let mut b = Fake {
+            on: vec![id(0); 10],
+            hot: vec![false; 10],
+            total: 100,
+            moves: Vec::new(),
+            calls_left: None,
+        };
         crate::backend::backend_contract(&mut b);
     }
 
     #[test]
     fn headroom_grows_with_an_allocation_burst() {
         let (topo, graph) = chain();
-        let mut b = Fake { on: vec![id(0); 100], hot: vec![false; 100], total: 100, moves: vec![] };
+        let mut b = Fake {
+            on: vec![id(0); 100],
+            hot: vec![false; 100],
+            total: 100,
+            moves: vec![],
+            calls_left: None,
+        };
         let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         p.tick(0, &mut b);
@@ -563,7 +640,8 @@ mod tests {
         // room the next tick.
         let mut on = vec![id(0); 100];
         on.extend(vec![id(1); 80]);
-        let mut b = Fake { on, hot: vec![false; 180], total: 100, moves: Vec::new() };
+        let mut b =
+            Fake { on, hot: vec![false; 180], total: 100, moves: Vec::new(), calls_left: None };
         let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         p.tick(0, &mut b);
@@ -573,6 +651,101 @@ mod tests {
         p.tick(1_000_000_000, &mut b);
         assert!(b.moves.iter().any(|(_, f, t)| *f == id(1) && *t == id(2)));
         assert!(b.node_memory(id(1)).unwrap().free >= 8);
+    }
+
+    #[test]
+    fn a_node_that_allocations_drain_demotes_before_a_deeper_one() {
+        let (topo, graph) = chain();
+        // A budget of 2 pages a tick. Node 1's goal is high 3 + 20% = 23 free, node 0's high
+        // 3 + 10% = 13. Node 1 starts at 18 free: the first tick moves 2 of its pages to
+        // node 2 and leaves it below its goal, with nothing allocating on it.
+        let mut on = vec![id(0); 80];
+        on.extend(vec![id(1); 82]);
+        let n = on.len();
+        let mut b =
+            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig {
+            headroom_pct: 10.0,
+            node_headroom_pct: [("1".to_string(), 20.0)].into_iter().collect(),
+            demote_mib_per_s: 1,
+            promote: false,
+            ..PolicyConfig::default()
+        };
+        let mut p = Tierd::new(config, &topo, &graph);
+        p.tick(0, &mut b);
+        assert_eq!(b.moves.iter().map(|m| (m.1, m.2)).collect::<Vec<_>>(), [(id(1), id(2)); 2]);
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 20);
+        // A program allocates 10 pages on node 0: 10 free, below its goal, draining. Deepest
+        // first, node 1 would spend the tick's budget; node 0 goes first instead (into node
+        // 1, which has room above its floor of high 3 + half its headroom = 13).
+        b.on.extend([id(0); 10]);
+        b.hot.extend([false; 10]);
+        b.moves.clear();
+        p.tick(10_000_000, &mut b);
+        assert_eq!(b.moves.iter().map(|m| (m.1, m.2)).collect::<Vec<_>>(), [(id(0), id(1)); 2]);
+        // Nothing drains node 0 any more: deepest first again, node 1 before node 0 (a
+        // second later, past the ping-pong guard of the two pages that just came in).
+        b.moves.clear();
+        p.tick(1_010_000_000, &mut b);
+        assert_eq!(b.moves.first().map(|m| (m.1, m.2)), Some((id(1), id(2))), "{:?}", b.moves);
+    }
+
+    #[test]
+    fn housekeeping_goes_in_batches_while_the_backend_has_time() {
+        let (topo, graph) = chain();
+        // Node 1 is 100 pages free of 4000, its goal high 3 + 80% = 3203: 3103 to demote,
+        // with nothing allocating on it (housekeeping). Time for two calls: two batches of
+        // 1024 pages move, the rest waits for the next tick.
+        let on = vec![id(1); 3900];
+        let mut b = Fake {
+            on,
+            hot: vec![false; 3900],
+            total: 4000,
+            moves: Vec::new(),
+            calls_left: Some(2),
+        };
+        let config = PolicyConfig {
+            node_headroom_pct: [("1".to_string(), 80.0)].into_iter().collect(),
+            promote: false,
+            ..PolicyConfig::default()
+        };
+        let mut p = Tierd::new(config, &topo, &graph);
+        let stats = p.tick(0, &mut b);
+        assert_eq!(stats.demoted, 2 * HOUSEKEEPING_BATCH);
+        assert_eq!(stats.deferred, 3103 - 2 * HOUSEKEEPING_BATCH);
+        // With time, the next tick finishes the job.
+        b.calls_left = None;
+        let stats = p.tick(10_000_000, &mut b);
+        assert_eq!((stats.demoted, stats.deferred), (3103 - 2 * HOUSEKEEPING_BATCH, 0));
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 3203);
+    }
+
+    #[test]
+    fn urgent_demotion_does_not_wait_for_time() {
+        let topo = chain().0;
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n[node.1]\ntarget = 2\n").unwrap();
+        let mut on = vec![id(0); 80];
+        on.extend(vec![id(1); 80]);
+        let mut b =
+            Fake { on, hot: vec![false; 160], total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config.clone(), &topo, &graph);
+        assert_eq!(p.tick(0, &mut b), TickStats::default(), "both at 20 free, above 13");
+        // Node 0 drained by 15 pages (urgent, its goal now high 3 + 2 x 15, at most a quarter
+        // of the node: 3 + 25); node 1's goal
+        // raised to high 3 + 30 (housekeeping). The backend is out of time from the start.
+        b.on.extend([id(0); 15]);
+        b.hot.extend([false; 15]);
+        let raised = PolicyConfig {
+            node_headroom_pct: [("1".to_string(), 30.0)].into_iter().collect(),
+            ..config
+        };
+        p.replan(raised, &topo, &graph);
+        b.calls_left = Some(0);
+        let stats = p.tick(10_000_000, &mut b);
+        assert_eq!(stats.demoted, 28 - 5, "node 0 up to its goal");
+        assert!(b.moves.iter().all(|m| m.1 == id(0)), "{:?}", b.moves);
+        assert_eq!(stats.deferred, 33 - 20, "node 1 waits");
     }
 
     #[test]
@@ -594,7 +767,8 @@ mod tests {
         let (topo, graph) = chain();
         let mut on = vec![id(0); 100];
         on.extend(vec![id(1); 20]);
-        let mut b = Fake { on, hot: vec![false; 120], total: 100, moves: Vec::new() };
+        let mut b =
+            Fake { on, hot: vec![false; 120], total: 100, moves: Vec::new(), calls_left: None };
         let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
         let mut p = Tierd::new(config.clone(), &topo, &graph);
         p.tick(0, &mut b);
@@ -644,7 +818,7 @@ mod tests {
         on.extend(vec![id(2); 10]);
         let mut hot = vec![false; 100];
         hot.extend(vec![true; 10]);
-        let mut b = Fake { on, hot, total: 100, moves: Vec::new() };
+        let mut b = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
         let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         let s = p.tick(0, &mut b);
