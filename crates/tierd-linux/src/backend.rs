@@ -10,7 +10,10 @@
 //! **Ranking.** A sample names regions of processes, not nodes, and can cover gigabytes, so
 //! `coldest(node, max)` walks the regions coldest first ([`Sample::coldest`]: fewest
 //! accesses, then oldest) page by page and keeps the pages a batched `move_pages` *query*
-//! finds on `node`, stopping as soon as it has `max`. Placement is cached for the window: a
+//! finds on `node`, stopping as soon as it has `max`. A node's first scan of a window probes
+//! a few pages of every region and walks the regions with a probe on the node first, so it
+//! does not query its way through a lower tier's gigabytes of colder pages before it reaches
+//! its own (the others follow, in ranking order). Placement is cached for the window: a
 //! page is queried at most once per sample, however many nodes ask. Each node has a cursor
 //! into the ranking, so within one window a page is offered once per node: a page that did
 //! not move (busy, denied, no room anywhere) waits for the next window instead of standing at
@@ -70,6 +73,9 @@ pub const PLACEMENT_WINDOWS: u32 = 8;
 const MIN_QUERY: usize = 64;
 const MAX_QUERY: usize = 4096;
 
+/// Pages per region whose placement is probed before a node's first scan of a window.
+const PROBES: u64 = 4;
+
 /// What moved since the last [`LinuxBackend::take_moves`]: the daemon's metrics and
 /// `tierd status` figures. Counts are pages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -119,10 +125,12 @@ struct Cursor {
     page: u64,
 }
 
-/// One window's ranking (coldest or hottest first) and each node's position in it.
+/// One window's ranking (coldest or hottest first) and each node's order of it (the regions
+/// a probe found on the node first) and position in that order.
 #[derive(Debug, Default)]
 struct Ranking {
     regions: Vec<Region>,
+    orders: BTreeMap<NodeId, Vec<usize>>,
     cursors: BTreeMap<NodeId, Cursor>,
 }
 
@@ -154,6 +162,8 @@ pub struct LinuxBackend<M: PageMover> {
     /// Processes already listed in a log's `denied_pids`, until the tracker drops them.
     reported_pids: HashSet<Pid>,
     log: MoveLog,
+    /// Until when this tick may do housekeeping ([`Backend::out_of_time`]); `None`: always.
+    housekeeping_until: Option<std::time::Instant>,
 }
 
 impl<M: PageMover> LinuxBackend<M> {
@@ -179,7 +189,15 @@ impl<M: PageMover> LinuxBackend<M> {
             blocked_pids: HashSet::new(),
             reported_pids: HashSet::new(),
             log: MoveLog::default(),
+            housekeeping_until: None,
         }
+    }
+
+    /// Sets until when the coming tick may do housekeeping (demotion that can wait); after
+    /// that [`Backend::out_of_time`] says so and the policy leaves the rest to the next tick.
+    /// `None`: no limit.
+    pub fn set_housekeeping_until(&mut self, until: Option<std::time::Instant>) {
+        self.housekeeping_until = until;
     }
 
     /// Re-reads the online memory nodes, each node's `MemTotal`/`MemFree` (per-node
@@ -376,7 +394,35 @@ impl<M: PageMover> LinuxBackend<M> {
             Kind::Cold => self.sample.coldest(self.cold_max_accesses()),
             Kind::Hot => self.sample.hottest(1),
         };
-        Ranking { regions, cursors: BTreeMap::new() }
+        Ranking { regions, orders: BTreeMap::new(), cursors: BTreeMap::new() }
+    }
+
+    /// Up to [`PROBES`] pages spread over `r`, first page first.
+    fn probes(&self, r: &Region) -> impl Iterator<Item = PageRef> + use<M> {
+        let first = r.start / self.page_size;
+        let pages = r.end.div_ceil(self.page_size).saturating_sub(first);
+        let n = pages.min(PROBES);
+        let pid = r.pid;
+        (0..n).map(move |k| PageRef { pid, vpn: crate::tracker::Vpn(first + k * pages / n) })
+    }
+
+    /// The indices of `regions` in ranking order, those where a probe found a page on `node`
+    /// first. The probes' placement is cached like any other, so each page is still queried
+    /// at most once a window. Without this, a node's first scan would query its way through
+    /// every page of the colder regions that live elsewhere (a lower tier full of cold
+    /// pages) before it reached its own: half a second on the test bed, with nothing cached,
+    /// just when a filling node needed its first demotion (daemon-cascade).
+    fn probe_order(&mut self, regions: &[Region], node: NodeId) -> Vec<usize> {
+        let probes: Vec<PageRef> =
+            regions.iter().filter(|r| !self.skipped(r.pid)).flat_map(|r| self.probes(r)).collect();
+        self.resolve(&probes);
+        let on_node = |b: &Self, r: &Region| {
+            b.probes(r).any(|p| b.placement.get(&p) == Some(&Seen::On(node)))
+        };
+        let (mut order, rest): (Vec<usize>, Vec<usize>) =
+            (0..regions.len()).partition(|&i| on_node(self, &regions[i]));
+        order.extend(rest);
+        order
     }
 
     /// Appends up to `max` pages of `node` from the ranking of `kind`, from the node's cursor
@@ -386,15 +432,19 @@ impl<M: PageMover> LinuxBackend<M> {
             return;
         }
         let mut ranking = self.ranking(kind);
+        let order = match ranking.orders.remove(&node) {
+            Some(order) => order,
+            None => self.probe_order(&ranking.regions, node),
+        };
         let mut cursor = ranking.cursors.get(&node).copied().unwrap_or_default();
         let mut found = 0;
         let mut chunk: Vec<(PageRef, u32, Cursor)> = Vec::new();
         let mut refs: Vec<PageRef> = Vec::new();
         while found < max {
             let want = (max - found).saturating_mul(2).clamp(MIN_QUERY, MAX_QUERY);
-            self.gather(&ranking.regions, cursor, want, &mut chunk);
+            self.gather(&ranking.regions, &order, cursor, want, &mut chunk);
             if chunk.is_empty() {
-                cursor = Cursor { region: ranking.regions.len(), page: 0 };
+                cursor = Cursor { region: order.len(), page: 0 };
                 break;
             }
             refs.clear();
@@ -415,24 +465,27 @@ impl<M: PageMover> LinuxBackend<M> {
             }
         }
         ranking.cursors.insert(node, cursor);
+        ranking.orders.insert(node, order);
         match kind {
             Kind::Cold => self.cold = Some(ranking),
             Kind::Hot => self.hot = Some(ranking),
         }
     }
 
-    /// Up to `want` pages of `regions` from `cursor` on, each with its region's accesses and
-    /// the cursor just past it; regions of skipped processes are passed over.
+    /// Up to `want` pages of `regions`, taken in `order` (the cursor's `region` indexes it)
+    /// from `cursor` on, each with its region's accesses and the cursor just past it;
+    /// regions of skipped processes are passed over.
     fn gather(
         &self,
         regions: &[Region],
+        order: &[usize],
         mut cursor: Cursor,
         want: usize,
         chunk: &mut Vec<(PageRef, u32, Cursor)>,
     ) {
         chunk.clear();
-        while chunk.len() < want && cursor.region < regions.len() {
-            let r = &regions[cursor.region];
+        while chunk.len() < want && cursor.region < order.len() {
+            let r = &regions[order[cursor.region]];
             let first = r.start / self.page_size;
             let pages = r.end.div_ceil(self.page_size).saturating_sub(first);
             if self.skipped(r.pid) || cursor.page >= pages {
@@ -689,6 +742,10 @@ impl<M: PageMover> Backend for LinuxBackend<M> {
         self.scan(Kind::Hot, node, max, out);
     }
 
+    fn out_of_time(&self) -> bool {
+        self.housekeeping_until.is_some_and(|t| std::time::Instant::now() >= t)
+    }
+
     fn move_pages(&mut self, pages: &[PageRef], to: NodeId, status: &mut Vec<MoveStatus>) {
         status.clear();
         status.resize(pages.len(), Err(MoveError::NoEnt));
@@ -785,6 +842,20 @@ mod tests {
     }
 
     #[test]
+    fn housekeeping_time_ends_when_the_daemon_said() {
+        let fx = machine();
+        let mut b = backend(&fx, 0, 64);
+        assert!(!b.out_of_time(), "no limit until one is set");
+        let now = std::time::Instant::now();
+        b.set_housekeeping_until(Some(now + Duration::from_secs(3600)));
+        assert!(!b.out_of_time());
+        b.set_housekeeping_until(Some(now));
+        assert!(b.out_of_time());
+        b.set_housekeeping_until(None);
+        assert!(!b.out_of_time());
+    }
+
+    #[test]
     fn refresh_reads_meminfo_and_zoneinfo_in_pages_and_absent_nodes_are_none() {
         let fx = machine();
         let mut b = backend(&fx, 0, 64);
@@ -875,6 +946,32 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_starts_with_the_regions_probed_on_its_node() {
+        // The coldest region (10000 pages) lives on node 1; node 0's cold pages are in a
+        // younger one. Node 0's scan probes both and walks its own first: it queries a few
+        // probes and one chunk, not the 10000 pages ranked before its own.
+        let fx = machine();
+        let mut b = backend(&fx, 10_100, 4096);
+        for a in &addrs(BASE, 10_000) {
+            b.mover().os().placement.insert((PID, *a), id(1));
+        }
+        b.set_sample(sample(
+            vec![region(PID, 0, 10_000, 0, 9), region(PID, 10_000, 100, 0, 1)],
+            20,
+        ));
+        let mut out = Vec::new();
+        b.coldest(id(0), 10, &mut out);
+        let got: Vec<PageRef> = out.iter().map(|h| h.page).collect();
+        assert_eq!(got, (10_000..10_010).map(|i| page(PID, i)).collect::<Vec<_>>());
+        let queried = queried_pages(&mut b);
+        assert!(queried <= 2 * 4 + MIN_QUERY, "queried {queried} pages for 10");
+        // Node 1's scan takes the coldest region first, as ranked.
+        out.clear();
+        b.coldest(id(1), 3, &mut out);
+        assert_eq!(out.iter().map(|h| h.page).collect::<Vec<_>>(), [0, 1, 2].map(|i| page(PID, i)));
+    }
+
+    #[test]
     fn placement_is_queried_once_per_window_and_only_as_far_as_needed() {
         let fx = machine();
         let n = 20_000;
@@ -884,7 +981,7 @@ mod tests {
         b.coldest(id(0), 10, &mut out);
         assert_eq!(out.len(), 10);
         let first = queried_pages(&mut b);
-        assert!(first <= MIN_QUERY, "queried {first} pages of {n} for 10");
+        assert!(first <= MIN_QUERY + 3, "queried {first} pages of {n} for 10 (3 more probes)");
         // Node 1 has none of them: its walk queries the rest once, and a second walk of
         // node 1 or node 0 queries nothing again.
         out.clear();

@@ -398,9 +398,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Err(e) => once.warn(format!("scope:{e}"), &format!("listing processes: {e}")),
         }
         // The last window of accesses.
+        let mut scan = Duration::ZERO;
         match tracker.sample() {
             Ok(sample) => {
                 metrics.tracker_scan_seconds.observe(sample.took.as_secs_f64());
+                scan = sample.took;
                 tracked_bytes = sample.covered_bytes;
                 // Processes the tracker saw exit: said here, once; the listing that no
                 // longer has them does not say it again.
@@ -437,7 +439,14 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             policy.replan(policy_cfg.clone(), &topology, &graph);
         }
         let now_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let tick_start = Instant::now();
+        // Housekeeping gets half an interval a loop: a node that programs allocate on is
+        // observed again soon, however much a lower tier has to pass on.
+        backend.set_housekeeping_until(Some(
+            tick_start + Duration::from_millis(config.daemon.interval_ms / 2),
+        ));
         let tick = policy.tick(now_ns, &mut backend);
+        let tick_took = tick_start.elapsed();
         let log = backend.take_moves();
         record(&metrics, &log, &graph, page_size);
         for pid in &log.denied_pids {
@@ -449,18 +458,25 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             );
         }
         merge(&mut totals, &log);
-        if tick.demoted + tick.promoted > 0 {
-            tracing::debug!(
-                demoted = tick.demoted,
-                promoted = tick.promoted,
-                failed = tick.failed,
-                "tick"
-            );
-        }
         if let Ok(vm) = tierd_linux::read_vmstat(&root) {
             metrics.record_vmstat(&vm);
         }
         let elapsed = t0.elapsed();
+        if tick.demoted + tick.promoted + tick.failed > 0
+            || elapsed > Duration::from_millis(config.daemon.interval_ms)
+        {
+            tracing::debug!(
+                demoted = tick.demoted,
+                promoted = tick.promoted,
+                failed = tick.failed,
+                guarded = tick.guarded,
+                deferred = tick.deferred,
+                scan_ms = scan.as_millis(),
+                policy_ms = tick_took.as_millis(),
+                loop_ms = elapsed.as_millis(),
+                "tick"
+            );
+        }
         metrics.loop_seconds.observe(elapsed.as_secs_f64());
         let cost = cpu.add(tracked_bytes);
         if let Some(ms) = cost {
