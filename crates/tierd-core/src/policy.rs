@@ -8,9 +8,9 @@
 //!    `headroom_pct` of its size free *above* its `high` watermark. Below that, the policy
 //!    asks the backend for the node's coldest pages and moves them one step down the path
 //!    (the target, then the fallbacks in order, each only while it stays above its own `low`
-//!    watermark). Nodes that allocations drained since the last tick and that are below
-//!    their goal come first, the least time left before their `low` watermark (at the last
-//!    interval's rate) first: a slow tick spent on a lower tier's housekeeping must not
+//!    watermark). Nodes below their goal that allocations drain fast enough to reach their
+//!    `low` watermark within [`URGENT_TICKS`] ticks (at the last interval's rate) come
+//!    first, the least time left first: a slow tick spent on a lower tier's housekeeping must not
 //!    leave the node that programs allocate on waiting. The others (housekeeping) are
 //!    served deepest first, so a lower tier makes room before an upper one spills into it,
 //!    in batches of [`HOUSEKEEPING_BATCH`] pages while [`Backend::out_of_time`] allows: the
@@ -128,7 +128,13 @@ pub struct TickStats {
     pub guarded: u64,
     /// Housekeeping demotions left to the next tick because the backend was out of time.
     pub deferred: u64,
+    /// The nodes whose demotion was urgent this tick.
+    pub urgent: NodeMask,
 }
+
+/// A node below its goal is urgent when, drained as in the last interval, it would reach its
+/// `low` watermark within this many ticks.
+pub const URGENT_TICKS: u64 = 8;
 
 /// Pages per batch of housekeeping demotion (4 MiB of 4 KiB pages): between two batches the
 /// policy asks [`Backend::out_of_time`].
@@ -300,7 +306,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
 
     /// The nodes with destinations in the order they demote this tick, each with whether it
     /// is urgent: first the urgent ones, below their goal and drained by allocations since
-    /// the last tick (or at their `high` watermark), least time left before their `low`
+    /// the last tick fast enough to reach `low` within [`URGENT_TICKS`] ticks (or at their
+    /// `high` watermark), least time left before their `low`
     /// watermark first (free above `low` over what the last interval took); then the
     /// others (housekeeping), deepest first (the order of `plans`).
     fn demotion_order<B: Backend<Page = P>>(&self, b: &B) -> Vec<(NodePlan, bool)> {
@@ -312,8 +319,14 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                     let consumed =
                         self.last_free.get(&plan.node).map_or(0, |l| l.saturating_sub(free));
                     // At or below `high`, kswapd may be running: urgent whatever drained it.
-                    (free < goal && (consumed > 0 || free <= m.wmark_high))
-                        .then(|| (m.free.saturating_sub(m.wmark_low), consumed.max(1)))
+                    // Above, only a drain that would reach `low` within URGENT_TICKS ticks
+                    // counts: the kernel's own trickle (slab, page tables, per-CPU page lists
+                    // that make the free count lag a migration) on a node that receives
+                    // demotions is not a program filling it.
+                    let slack = m.free.saturating_sub(m.wmark_low);
+                    let soon = consumed > 0 && slack < consumed.saturating_mul(URGENT_TICKS);
+                    (free < goal && (soon || free <= m.wmark_high))
+                        .then_some((slack, consumed.max(1)))
                 },
             );
             match drained {
@@ -424,6 +437,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             };
             let mut want = goal.saturating_sub(free).min(demote_budget);
             if *urgent {
+                stats.urgent.insert(plan.node);
                 demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
                 continue;
             }
@@ -746,6 +760,39 @@ mod tests {
         assert_eq!(stats.demoted, 28 - 5, "node 0 up to its goal");
         assert!(b.moves.iter().all(|m| m.1 == id(0)), "{:?}", b.moves);
         assert_eq!(stats.deferred, 33 - 20, "node 1 waits");
+        assert_eq!(stats.urgent.to_string(), "0");
+    }
+
+    #[test]
+    fn a_trickle_on_a_node_is_not_urgent() {
+        let topo = chain().0;
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n[node.1]\ntarget = 2\n").unwrap();
+        let mut on = vec![id(0); 50];
+        on.extend(vec![id(1); 50]);
+        let mut b =
+            Fake { on, hot: vec![false; 100], total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config.clone(), &topo, &graph);
+        assert_eq!(p.tick(0, &mut b), TickStats::default());
+        // Node 1 loses one page (47 above low: 47 ticks at that pace) with its goal raised
+        // above its free memory: housekeeping, which waits when the backend is out of time.
+        b.on.push(id(1));
+        b.hot.push(false);
+        let raised = PolicyConfig {
+            node_headroom_pct: [("1".to_string(), 60.0)].into_iter().collect(),
+            ..config
+        };
+        p.replan(raised, &topo, &graph);
+        b.calls_left = Some(0);
+        let stats = p.tick(10_000_000, &mut b);
+        assert_eq!((stats.demoted, stats.deferred), (0, 63 - 49));
+        assert!(stats.urgent.is_empty());
+        // Six pages a tick would reach low within URGENT_TICKS (8): urgent, moved at once.
+        b.on.extend([id(1); 6]);
+        b.hot.extend([false; 6]);
+        let stats = p.tick(20_000_000, &mut b);
+        assert_eq!((stats.demoted, stats.deferred), (63 - 43, 0));
+        assert_eq!(stats.urgent.to_string(), "1");
     }
 
     #[test]

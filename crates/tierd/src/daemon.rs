@@ -471,6 +471,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 failed = tick.failed,
                 guarded = tick.guarded,
                 deferred = tick.deferred,
+                urgent = %tick.urgent,
                 scan_ms = scan.as_millis(),
                 policy_ms = tick_took.as_millis(),
                 loop_ms = elapsed.as_millis(),
