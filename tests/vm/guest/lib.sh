@@ -84,3 +84,34 @@ reap() {
 
 # Prints an HTTP resource on the guest's loopback: http_get PORT PATH.
 http_get() { wget -q -O - "http://127.0.0.1:$1$2"; }
+
+# The daemon scenarios' tierd configuration, written to /tmp/tierd.toml: paths from SOURCE
+# ("auto" or a graph file) saved in /tmp/tierd/paths.toml, 10% headroom, 200 ms loops, the
+# control socket /tmp/tierd/control.sock, metrics on 127.0.0.1:9877, an unthrottled mover
+# and promotion held 2 s. TOML on standard input is appended: lines before its first table
+# header go into [daemon] (for example `mount = ...`), and a [mover] or [promotion] table
+# there replaces the default one: tierd_config SOURCE <<TOML ... TOML (or </dev/null).
+tierd_config() {
+	extra=$(cat)
+	mkdir -p /tmp/tierd
+	{
+		printf '[paths]\nsource = "%s"\nstate = "/tmp/tierd/paths.toml"\n' "$1"
+		printf '[headroom]\ndefault_pct = 10.0\n'
+		echo "$extra" | grep -q '^\[mover\]' || printf '[mover]\nmax_mib_per_s = 0\n'
+		echo "$extra" | grep -q '^\[promotion\]' || printf '[promotion]\nmin_residence_ms = 2000\n'
+		printf '[daemon]\ninterval_ms = 200\nsocket = "/tmp/tierd/control.sock"\n'
+		printf 'metrics_addr = "127.0.0.1:9877"\n'
+		[ -z "$extra" ] || echo "$extra"
+	} >/tmp/tierd.toml
+}
+
+# Starts `tierd run --config /tmp/tierd.toml` (spawn name tierd, so /tmp/tierd.log; TIERD_LOG
+# from the environment, else info) and waits up to 30 s for its control socket, then up to
+# 10 s for FILE if given: tierd_up [FILE].
+tierd_up() {
+	spawn tierd env TIERD_LOG="${TIERD_LOG:-info}" tierd run --config /tmp/tierd.toml
+	if ! wait_for /tmp/tierd/control.sock 30 || { [ -n "$1" ] && ! wait_for "$1" 10; }; then
+		cat /tmp/tierd.log
+		fail "tierd run did not open its control socket${1:+ and $1} in time"
+	fi
+}

@@ -25,27 +25,8 @@ echo 3 >/proc/sys/vm/drop_caches
 swapoff /dev/zram0 && swapon /dev/zram0
 
 step "with tierd run"
-mkdir -p /tmp/tierd
-cat >/tmp/tierd.toml <<CONF
-[paths]
-source = "auto"
-state = "/tmp/tierd/paths.toml"
-[headroom]
-default_pct = 10.0
-[mover]
-max_mib_per_s = 0
-[promotion]
-min_residence_ms = 2000
-[daemon]
-interval_ms = 200
-socket = "/tmp/tierd/control.sock"
-metrics_addr = "127.0.0.1:9877"
-CONF
-spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
-wait_for /tmp/tierd/control.sock 30 || {
-	cat /tmp/tierd.log
-	fail "tierd run did not open its control socket within 30 s"
-}
+tierd_config auto </dev/null
+TIERD_LOG=info,tierd=debug tierd_up
 tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
 
 step "node 1 nearly full: 440 MiB bound to node 1, cold (1% touched 100 times a second)"

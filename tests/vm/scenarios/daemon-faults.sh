@@ -20,31 +20,16 @@ echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 SOCK=/tmp/tierd/control.sock
 
-mkdir -p /tmp/tierd /tmp/tree
-cat >/tmp/tierd.good.toml <<CONF
-[paths]
-source = "auto"
-state = "/tmp/tierd/paths.toml"
-[headroom]
-default_pct = 10.0
+mkdir -p /tmp/tree
+tierd_config auto <<CONF
+mount = "/tmp/tree"
 [mover]
 max_mib_per_s = 64
 pages_per_call = 1024
-[promotion]
-min_residence_ms = 2000
-[daemon]
-interval_ms = 200
-socket = "$SOCK"
-metrics_addr = "127.0.0.1:9877"
-mount = "/tmp/tree"
 CONF
-cp /tmp/tierd.good.toml /tmp/tierd.toml
-spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
+cp /tmp/tierd.toml /tmp/tierd.good.toml
+tierd_up /tmp/tree/node0/migration_path
 tierd_pid=$(cat /tmp/tierd.pid)
-wait_for $SOCK 30 && wait_for /tmp/tree/node0/migration_path 10 || {
-	cat /tmp/tierd.log
-	fail "tierd run did not open its control socket and FUSE tree within 30 s"
-}
 tierd status --socket $SOCK || fail "tierd status"
 
 # Status figures: json KEY (a top-level number), edge FROM TO (pages moved, 0 if none).

@@ -31,28 +31,9 @@ echo 3 >/proc/sys/vm/drop_caches
 swapoff /dev/zram0 && swapon /dev/zram0
 
 step "with tierd run"
-mkdir -p /tmp/tierd
-cat >/tmp/tierd.toml <<CONF
-[paths]
-source = "auto"
-state = "/tmp/tierd/paths.toml"
-[headroom]
-default_pct = 10.0
-[mover]
-max_mib_per_s = 0
-[promotion]
-min_residence_ms = 2000
-[daemon]
-interval_ms = 200
-socket = "/tmp/tierd/control.sock"
-metrics_addr = "127.0.0.1:9877"
-CONF
+tierd_config auto </dev/null
 mig0=$(vmstat pgmigrate_success)
-spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
-wait_for /tmp/tierd/control.sock 30 || {
-	cat /tmp/tierd.log
-	fail "tierd run did not open its control socket within 30 s"
-}
+tierd_up
 tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
 ( while :; do echo "t=$(cut -d' ' -f1 /proc/uptime) pswpout=$(vmstat pswpout) pgmigrate_success=$(vmstat pgmigrate_success) node0_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo)"; sleep 1; done ) &
 sampler=$!

@@ -22,31 +22,15 @@ echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 RATE=64          # [promotion] max_mib_per_s
 RESIDENCE=3000   # [promotion] min_residence_ms
-INTERVAL=200     # [daemon] interval_ms
+INTERVAL=200     # [daemon] interval_ms, as tierd_config writes it
 
-mkdir -p /tmp/tierd
-cat >/tmp/tierd.toml <<CONF
-[paths]
-source = "auto"
-state = "/tmp/tierd/paths.toml"
-[headroom]
-default_pct = 10.0
-[mover]
-max_mib_per_s = 0
+tierd_config auto <<CONF
 [promotion]
 enabled = true
 max_mib_per_s = $RATE
 min_residence_ms = $RESIDENCE
-[daemon]
-interval_ms = $INTERVAL
-socket = "/tmp/tierd/control.sock"
-metrics_addr = "127.0.0.1:9877"
 CONF
-spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
-wait_for /tmp/tierd/control.sock 30 || {
-	cat /tmp/tierd.log
-	fail "tierd run did not open its control socket within 30 s"
-}
+tierd_up
 tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
 
 promoted_now() { http_get 9877 /metrics | awk '/^tierd_promoted_pages_total/ { s += $2 } END { print s + 0 }'; }

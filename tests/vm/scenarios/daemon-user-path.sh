@@ -13,7 +13,6 @@ echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
 
-mkdir -p /tmp/tierd
 cat >/tmp/paths.toml <<GRAPH
 version = 1
 [node.0]
@@ -23,26 +22,8 @@ target = -1
 [node.2]
 target = -1
 GRAPH
-cat >/tmp/tierd.toml <<CONF
-[paths]
-source = "/tmp/paths.toml"
-state = "/tmp/tierd/paths.toml"
-[headroom]
-default_pct = 10.0
-[mover]
-max_mib_per_s = 0
-[promotion]
-min_residence_ms = 2000
-[daemon]
-interval_ms = 200
-socket = "/tmp/tierd/control.sock"
-metrics_addr = "127.0.0.1:9877"
-CONF
-spawn tierd env TIERD_LOG=info tierd run --config /tmp/tierd.toml
-wait_for /tmp/tierd/control.sock 30 || {
-	cat /tmp/tierd.log
-	fail "tierd run did not open its control socket within 30 s"
-}
+tierd_config /tmp/paths.toml </dev/null
+tierd_up
 step "the user's paths"
 shown=$(tierd path show --state /tmp/tierd/paths.toml) || fail "tierd path show"
 echo "$shown"
