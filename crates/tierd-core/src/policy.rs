@@ -734,28 +734,46 @@ mod tests {
         assert_eq!(b.node_memory(id(1)).unwrap().free, 3203);
     }
 
+    /// Nodes 0 and 1 (100 pages each, `used0` and `used1` in use) both demoting straight to
+    /// node 2 with 10% headroom (goal: high 3 + 10 = 13 free), after a first tick.
+    fn side_by_side(used0: usize, used1: usize) -> (Fake, Tierd<u32>) {
+        let mut on = vec![id(0); used0];
+        on.extend(vec![id(1); used1]);
+        let n = on.len();
+        let mut b =
+            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let (topo, graph) = side_by_side_paths();
+        let mut p = Tierd::new(config, &topo, &graph);
+        assert_eq!(p.tick(0, &mut b), TickStats::default(), "nothing to do at first");
+        (b, p)
+    }
+
+    fn side_by_side_paths() -> (Topology, PathGraph) {
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n[node.1]\ntarget = 2\n").unwrap();
+        (chain().0, graph)
+    }
+
+    /// Allocates `n` pages on `node` and raises node 1's headroom to `pct`; from then on the
+    /// fake is out of time.
+    fn drain_and_raise(b: &mut Fake, p: &mut Tierd<u32>, node: usize, n: usize, pct: f64) {
+        b.on.extend(vec![id(node); n]);
+        b.hot.extend(vec![false; n]);
+        let config = PolicyConfig {
+            node_headroom_pct: [("1".to_string(), pct)].into_iter().collect(),
+            ..p.config().clone()
+        };
+        let (topo, graph) = side_by_side_paths();
+        p.replan(config, &topo, &graph);
+        b.calls_left = Some(0);
+    }
+
     #[test]
     fn urgent_demotion_does_not_wait_for_time() {
-        let topo = chain().0;
-        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n[node.1]\ntarget = 2\n").unwrap();
-        let mut on = vec![id(0); 80];
-        on.extend(vec![id(1); 80]);
-        let mut b =
-            Fake { on, hot: vec![false; 160], total: 100, moves: Vec::new(), calls_left: None };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config.clone(), &topo, &graph);
-        assert_eq!(p.tick(0, &mut b), TickStats::default(), "both at 20 free, above 13");
-        // Node 0 drained by 15 pages (urgent, its goal now high 3 + 2 x 15, at most a quarter
-        // of the node: 3 + 25); node 1's goal
-        // raised to high 3 + 30 (housekeeping). The backend is out of time from the start.
-        b.on.extend([id(0); 15]);
-        b.hot.extend([false; 15]);
-        let raised = PolicyConfig {
-            node_headroom_pct: [("1".to_string(), 30.0)].into_iter().collect(),
-            ..config
-        };
-        p.replan(raised, &topo, &graph);
-        b.calls_left = Some(0);
+        let (mut b, mut p) = side_by_side(80, 80);
+        // Node 0 drained by 15 pages: urgent, its goal now high 3 + 2 x 15, at most a quarter
+        // of the node (3 + 25). Node 1's goal raised to high 3 + 30: housekeeping.
+        drain_and_raise(&mut b, &mut p, 0, 15, 30.0);
         let stats = p.tick(10_000_000, &mut b);
         assert_eq!(stats.demoted, 28 - 5, "node 0 up to its goal");
         assert!(b.moves.iter().all(|m| m.1 == id(0)), "{:?}", b.moves);
@@ -765,25 +783,10 @@ mod tests {
 
     #[test]
     fn a_trickle_on_a_node_is_not_urgent() {
-        let topo = chain().0;
-        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n[node.1]\ntarget = 2\n").unwrap();
-        let mut on = vec![id(0); 50];
-        on.extend(vec![id(1); 50]);
-        let mut b =
-            Fake { on, hot: vec![false; 100], total: 100, moves: Vec::new(), calls_left: None };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config.clone(), &topo, &graph);
-        assert_eq!(p.tick(0, &mut b), TickStats::default());
+        let (mut b, mut p) = side_by_side(50, 50);
         // Node 1 loses one page (47 above low: 47 ticks at that pace) with its goal raised
-        // above its free memory: housekeeping, which waits when the backend is out of time.
-        b.on.push(id(1));
-        b.hot.push(false);
-        let raised = PolicyConfig {
-            node_headroom_pct: [("1".to_string(), 60.0)].into_iter().collect(),
-            ..config
-        };
-        p.replan(raised, &topo, &graph);
-        b.calls_left = Some(0);
+        // above its free memory (3 + 60): housekeeping, which waits.
+        drain_and_raise(&mut b, &mut p, 1, 1, 60.0);
         let stats = p.tick(10_000_000, &mut b);
         assert_eq!((stats.demoted, stats.deferred), (0, 63 - 49));
         assert!(stats.urgent.is_empty());
