@@ -115,11 +115,11 @@ fetch_kernel() {
 # --- the guest binaries --------------------------------------------------------------
 
 build_guest_tools() {
-	say "building tierd and tierd-memload (static, profile vm)"
+	say "building tierd, tierd-memload and the track example (static, profile vm)"
 	local log=$VM/build.log
 	if ! RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --profile vm -j "$JOBS" \
 		--manifest-path "$ROOT/Cargo.toml" --target "$TRIPLE" --target-dir "$BUILD" \
-		-p tierd -p tierd-memload >"$log" 2>&1; then
+		-p tierd -p tierd-memload -p tierd-linux --bins --example track >"$log" 2>&1; then
 		cat "$log" >&2
 		die "static build failed"
 	fi
@@ -169,6 +169,7 @@ build_initramfs() {
 	cp /bin/busybox "$INITRD_DIR/bin/busybox"
 	ln -s busybox "$INITRD_DIR/bin/sh"
 	cp "$BUILD/$TRIPLE/vm/tierd" "$BUILD/$TRIPLE/vm/tierd-memload" "$INITRD_DIR/bin/"
+	cp "$BUILD/$TRIPLE/vm/examples/track" "$INITRD_DIR/bin/"
 	cp "$HERE/guest/init" "$INITRD_DIR/init"
 	cp "$HERE/guest/lib.sh" "$INITRD_DIR/lib/tierd-vm.sh"
 	chmod 755 "$INITRD_DIR/init"

@@ -17,7 +17,7 @@
 //!
 //! `--add PID` adds a pid to the scope before the second window. With several pids, each
 //! window also has one `track: window=N pid=P regions=...
-//! covered_kib=... hot_kib=...` line per pid. `trackers-guest.sh` beside this file is the
+//! covered_kib=... hot_kib=...` line per pid. `tests/vm/scenarios/trackers.sh` is the
 //! test-bed scenario that runs it on the 6.12 guest.
 //!
 //! Exits 2 when no tracker can be opened, with the tracker's error (which says what to do).

@@ -1,14 +1,8 @@
-# Test-bed scenario for the trackers, kept beside the `track` example until it moves to
-# tests/vm/scenarios/trackers.sh (that directory belongs to the test bed): tests/vm/run.sh must
-# also build `cargo build --release --target x86_64-unknown-linux-gnu -p tierd-linux --example
-# track` (static) and copy `examples/track` into the initramfs's bin/. Passed on Debian's
-# 6.12.117 guest (damon, softdirty, auto, exit of the only target, crash recovery by record
-# and by mark, a busy kdamond of another user, two targets in one kdamond, a scope that
-# grows and shrinks while the kdamond runs).
-#
 # trackers: tierd's access trackers on the real 6.12 kernel. DAMON (vaddr, tried regions,
 # target filters), crash recovery of a kdamond left by a killed tierd, soft-dirty, and auto.
-# The `track` example tracks itself while writing 16 of 64 MiB.
+# The `track` example of tierd-linux (built into the guest by run.sh) tracks itself while
+# writing 16 of 64 MiB. Idle page tracking is not here: Debian's 6.12 kernel is built without
+# CONFIG_IDLE_PAGE_TRACKING (no /sys/kernel/mm/page_idle), so that tracker is tested on fakes.
 # vm-timeout-s: 240
 
 mkdir -p /run/tierd
