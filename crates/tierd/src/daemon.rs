@@ -446,6 +446,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             tick_start + Duration::from_millis(config.daemon.interval_ms / 2),
         ));
         let tick = policy.tick(now_ns, &mut backend);
+        metrics.housekeeping_backlog_pages.set(tick.deferred);
         let tick_took = tick_start.elapsed();
         let log = backend.take_moves();
         record(&metrics, &log, &graph, page_size);
@@ -826,7 +827,8 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
             graph = now_graph;
             policy.replan(policy_cfg.clone(), &setup.topology, &graph);
         }
-        policy.tick(m.now_ns(), &mut m);
+        let tick = policy.tick(m.now_ns(), &mut m);
+        metrics.housekeeping_backlog_pages.set(tick.deferred);
         m.end_window();
         let page = scenario.page_size;
         let mut moved = BTreeMap::new();

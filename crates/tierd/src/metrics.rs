@@ -79,6 +79,8 @@ pub struct Metrics {
     pub loop_seconds: Histogram,
     /// tierd's CPU time per GiB of tracked memory per minute, in microseconds.
     pub cpu_us_per_gib_minute: Gauge<u64, AtomicU64>,
+    /// Housekeeping demotion the last loop left for later (its time was spent), in pages.
+    pub housekeeping_backlog_pages: Gauge<u64, AtomicU64>,
     /// The kernel's own counters, copied from `/proc/vmstat`.
     pub kernel: Family<VmstatLabel, Gauge>,
 }
@@ -120,6 +122,7 @@ impl Metrics {
             tracker_coverage_ppm: Gauge::default(),
             loop_seconds: Histogram::new(buckets()),
             cpu_us_per_gib_minute: Gauge::default(),
+            housekeeping_backlog_pages: Gauge::default(),
             kernel: Family::default(),
         };
         registry.register(
@@ -164,6 +167,11 @@ impl Metrics {
             "cpu_us_per_gib_minute",
             "tierd CPU time per GiB of tracked memory per minute, microseconds",
             m.cpu_us_per_gib_minute.clone(),
+        );
+        registry.register(
+            "housekeeping_backlog_pages",
+            "Demotion from nodes no allocation drains that the last loop left for later, pages",
+            m.housekeeping_backlog_pages.clone(),
         );
         registry.register(
             "kernel_vmstat",
@@ -310,6 +318,7 @@ mod tests {
         metrics.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
         let vmstat = [("pgdemote_kswapd".to_string(), 7u64), ("nr_free_pages".into(), 1)].into();
         metrics.record_vmstat(&vmstat);
+        metrics.housekeeping_backlog_pages.set(3);
         let ep = Endpoint::start("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
         let body = get(ep.addr(), "/metrics");
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
@@ -319,6 +328,7 @@ mod tests {
             "tierd_promoted_pages_total{from=\"1\",to=\"0\"} 2",
             "tierd_move_failures_total{errno=\"EBUSY\"} 1",
             "tierd_kernel_vmstat{counter=\"pgdemote_kswapd\"} 7",
+            "tierd_housekeeping_backlog_pages 3",
             "# EOF",
         ] {
             assert!(body.contains(want), "missing {want:?} in\n{body}");

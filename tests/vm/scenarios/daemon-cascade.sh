@@ -62,7 +62,8 @@ cat /tmp/node1load.log
 [ $rc1 = 0 ] || fail "tierd-memload (node 1) exited $rc1"
 tierd status --socket /tmp/tierd/control.sock
 metrics=$(http_get 9877 /metrics)
-echo "$metrics" | grep -E '^tierd_(demoted|promoted)_pages_total|^tierd_move_failures'
+echo "$metrics" | grep -E '^tierd_(demoted|promoted)_pages_total|^tierd_move_failures|^tierd_housekeeping'
+echo "$metrics" | grep -q '^tierd_housekeeping_backlog_pages [0-9]' || fail "no tierd_housekeeping_backlog_pages in /metrics"
 reap tierd || fail "tierd run exited non-zero on SIGTERM"
 
 edge() { echo "$metrics" | awk -v f="from=\"$1\"" -v t="to=\"$2\"" '/^tierd_(demoted|promoted)_pages_total/ && index($0, f) && index($0, t) { s += $2 } END { print s + 0 }'; }
