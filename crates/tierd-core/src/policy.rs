@@ -9,18 +9,18 @@
 //!    asks the backend for the node's coldest pages and moves them one step down the path
 //!    (the target, then the fallbacks in order, each only while it stays above its own `low`
 //!    watermark). Nodes below their goal that allocations drain fast enough to reach their
-//!    `low` watermark within [`URGENT_TICKS`] ticks (at the last interval's rate) come
-//!    first, the least time left first: a slow tick spent on a lower tier's housekeeping must not
-//!    leave the node that programs allocate on waiting. The others (housekeeping) are
-//!    served deepest first, so a lower tier makes room before an upper one spills into it,
-//!    in batches of [`HOUSEKEEPING_BATCH`] pages while [`Backend::out_of_time`] allows: the
-//!    rest waits for the next tick, which observes the draining nodes again. The point is
-//!    that allocations on a fast node never find it below
-//!    `low`: kswapd is never woken there and never gets the chance to swap while lower tiers
-//!    have room (the RFC's "gobs of space in slower memory"). Against allocation bursts the
-//!    headroom grows to `burst_factor` times what was allocated on the node during the last
-//!    interval (at most a quarter of the node): a fixed percentage that suits the steady state
-//!    is too small for a program filling its heap between two ticks.
+//!    `low` watermark within [`URGENT_TICKS`] ticks (at the last interval's rate) are
+//!    urgent and come first, the least time left first: a slow tick spent on a lower tier's
+//!    housekeeping must not leave the node that programs allocate on waiting. The others
+//!    (housekeeping) are served deepest first, so a lower tier makes room before an upper
+//!    one spills into it, in batches of [`HOUSEKEEPING_BATCH`] pages while
+//!    [`Backend::out_of_time`] allows: the rest waits for the next tick, which observes the
+//!    draining nodes again. The point is that allocations on a fast node never find it
+//!    below `low`: kswapd is never woken there and never gets the chance to swap while lower
+//!    tiers have room (the RFC's "gobs of space in slower memory"). Against allocation
+//!    bursts the headroom grows to `burst_factor` times what was allocated on the node during
+//!    the last interval (at most a quarter of the node): a fixed percentage that suits the
+//!    steady state is too small for a program filling its heap between two ticks.
 //! 2. **Promotion brings hot pages back.** Pages the backend saw accessed repeatedly on a
 //!    lower node move to its promotion node (the nearest CPU node above it in the path
 //!    graph), at most `promote_mib_per_s`. When the upper node has no room above its
@@ -305,11 +305,10 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
     }
 
     /// The nodes with destinations in the order they demote this tick, each with whether it
-    /// is urgent: first the urgent ones, below their goal and drained by allocations since
-    /// the last tick fast enough to reach `low` within [`URGENT_TICKS`] ticks (or at their
-    /// `high` watermark), least time left before their `low`
-    /// watermark first (free above `low` over what the last interval took); then the
-    /// others (housekeeping), deepest first (the order of `plans`).
+    /// is urgent: first the urgent ones (below their goal, and drained since the last tick
+    /// fast enough to reach `low` within [`URGENT_TICKS`] ticks, or at their `high`
+    /// watermark), least time left first (free above `low` over what the last interval
+    /// took); then the others (housekeeping), deepest first (the order of `plans`).
     fn demotion_order<B: Backend<Page = P>>(&self, b: &B) -> Vec<(NodePlan, bool)> {
         let mut urgent: Vec<(u64, u64, &NodePlan)> = Vec::new();
         let mut rest: Vec<&NodePlan> = Vec::new();
