@@ -25,24 +25,39 @@ for t in damon softdirty auto; do
 	rc=$?
 	echo "$out"
 	[ $rc = 0 ] || fail "track $t exited $rc: $(echo "$out" | tail -n1)"
-	last=$(echo "$out" | grep "track: window=4 ")
-	[ -n "$last" ] || fail "$t: no fourth window"
-	hot=$(kv hot_kib "$last")
-	idle=$(kv idle_kib "$last")
+	# Judged on the window of 2-4 with the most hot memory: under TCG the writer thread can
+	# miss a whole 100 ms aggregation interval (seen once in CI: window 4 of auto all idle,
+	# after 16 MiB hot in windows 1-3).
+	best=
+	for w in 2 3 4; do
+		line=$(echo "$out" | grep "track: window=$w ")
+		[ -n "$line" ] || fail "$t: no window $w"
+		if [ -z "$best" ] || [ "$(kv hot_kib "$line")" -gt "$(kv hot_kib "$best")" ]; then
+			best=$line
+		fi
+	done
+	hot=$(kv hot_kib "$best")
+	idle=$(kv idle_kib "$best")
 	figure "${t}_hot_kib" "$hot"
 	figure "${t}_idle_kib" "$idle"
-	figure "${t}_took_ms" "$(kv took_ms "$last")"
+	figure "${t}_took_ms" "$(kv took_ms "$best")"
 	expect_ge "$hot" 12288 "$t: hot KiB (16 MiB written continuously)"
 	expect_ge "$idle" 32768 "$t: idle KiB (48 MiB untouched)"
 	expect_eq "$(cat $kd/nr_kdamonds)" 0 "$t: nr_kdamonds after track stopped"
 done
 
+# A long DAMON track of PID in the background, its pid in $tp, its output in /tmp/NAME.log,
+# given 3 s to start its kdamond: track_bg NAME PID.
+track_bg() {
+	track --tracker damon --windows 100 --interval-ms 200 --runtime-dir /run/tierd "$2" >"/tmp/$1.log" 2>&1 &
+	tp=$!
+	sleep 3
+}
+
 step "a target that exits alone: the kernel stops the kdamond"
 sleep 600 &
 victim=$!
-track --tracker damon --windows 100 --interval-ms 200 --runtime-dir /run/tierd $victim >/tmp/t0.log 2>&1 &
-tp=$!
-sleep 3
+track_bg t0 $victim
 expect_eq "$(kstate)" on "kdamond 0 tracking sleep"
 kill -9 $victim
 sleep 2
@@ -55,9 +70,8 @@ wait $tp 2>/dev/null
 step "crash recovery: a killed tracker's kdamond is removed at the next start"
 sleep 600 &
 victim=$!
-track --tracker damon --windows 100 --interval-ms 200 --runtime-dir /run/tierd $victim >/tmp/t1.log 2>&1 &
-pid=$!
-sleep 3
+track_bg t1 $victim
+pid=$tp
 cat /tmp/t1.log
 expect_eq "$(kstate)" on "kdamond 0 of the first track"
 kill -9 $pid
@@ -69,9 +83,8 @@ echo "$out"
 echo "$out" | grep -q "removed kdamond 0 left by a previous tierd" || fail "no recovery in why()"
 expect_eq "$(cat $kd/nr_kdamonds)" 0 "nr_kdamonds after recovery and stop"
 step "crash recovery without the record file: recognised by the mark"
-track --tracker damon --windows 100 --interval-ms 200 --runtime-dir /run/tierd $victim >/tmp/t2.log 2>&1 &
-pid=$!
-sleep 3
+track_bg t2 $victim
+pid=$tp
 kill -9 $pid
 wait $pid 2>/dev/null
 rm /run/tierd/damon-kdamond
