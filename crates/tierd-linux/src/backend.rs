@@ -10,8 +10,8 @@
 //! **Ranking.** A sample names regions of processes, not nodes, and can cover gigabytes, so
 //! `coldest(node, max)` walks the regions coldest first ([`Sample::coldest`]: fewest
 //! accesses, then oldest) page by page and keeps the pages a batched `move_pages` *query*
-//! finds on `node`, stopping as soon as it has `max`. A node's first scan of a window probes
-//! a few pages of every region and walks the regions with a probe on the node first, so it
+//! finds on `node`, stopping as soon as it has `max`. A node's first cold scan of a window
+//! probes a few pages of every region and walks the regions with a probe on the node first, so it
 //! does not query its way through a lower tier's gigabytes of colder pages before it reaches
 //! its own (the others follow, in ranking order). Placement is cached for the window: a
 //! page is queried at most once per sample, however many nodes ask. Each node has a cursor
@@ -432,9 +432,13 @@ impl<M: PageMover> LinuxBackend<M> {
             return;
         }
         let mut ranking = self.ranking(kind);
-        let order = match ranking.orders.remove(&node) {
-            Some(order) => order,
-            None => self.probe_order(&ranking.regions, node),
+        // Only the cold ranking is reordered: every region in it is cold, while the hot one
+        // must stay hottest first (a warm region probed on the node would otherwise fill
+        // `max` with pages below the policy's heat threshold ahead of a hot one).
+        let order = match (ranking.orders.remove(&node), kind) {
+            (Some(order), _) => order,
+            (None, Kind::Cold) => self.probe_order(&ranking.regions, node),
+            (None, Kind::Hot) => (0..ranking.regions.len()).collect(),
         };
         let mut cursor = ranking.cursors.get(&node).copied().unwrap_or_default();
         let mut found = 0;
@@ -969,6 +973,23 @@ mod tests {
         out.clear();
         b.coldest(id(1), 3, &mut out);
         assert_eq!(out.iter().map(|h| h.page).collect::<Vec<_>>(), [0, 1, 2].map(|i| page(PID, i)));
+    }
+
+    #[test]
+    fn the_hot_scan_keeps_the_hottest_first_whatever_the_probes_say() {
+        // A hot region (9 accesses) whose probes are all on node 0 but whose page 5 is on
+        // node 1, and a warm one (1 access) all on node 1: node 1's hot scan offers page 5
+        // first.
+        let fx = machine();
+        let mut b = backend(&fx, 16, 64);
+        b.mover().os().placement.insert((PID, addrs(BASE, 16)[5]), id(1));
+        for i in 8..16 {
+            b.mover().os().placement.insert((PID, addrs(BASE, 16)[i]), id(1));
+        }
+        b.set_sample(sample(vec![region(PID, 0, 8, 9, 1), region(PID, 8, 8, 1, 1)], 20));
+        let mut out = Vec::new();
+        b.hottest(id(1), 1, &mut out);
+        assert_eq!(out.iter().map(|h| (h.page, h.heat)).collect::<Vec<_>>(), [(page(PID, 5), 9)]);
     }
 
     #[test]
