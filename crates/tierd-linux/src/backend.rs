@@ -155,6 +155,8 @@ pub struct LinuxBackend<M: PageMover> {
     placement: HashMap<PageRef, Seen>,
     /// Windows since the placement cache was last emptied.
     placement_age: u32,
+    /// The kernel moved pages itself since the daemon's last loop: see `set_kernel_moving`.
+    kernel_moving: bool,
     /// Processes that exited during this window.
     gone_pids: HashSet<Pid>,
     /// Processes whose calls are refused as a whole, until the tracker drops them.
@@ -185,6 +187,7 @@ impl<M: PageMover> LinuxBackend<M> {
             hot: None,
             placement: HashMap::new(),
             placement_age: 0,
+            kernel_moving: false,
             gone_pids: HashSet::new(),
             blocked_pids: HashSet::new(),
             reported_pids: HashSet::new(),
@@ -247,7 +250,8 @@ impl<M: PageMover> LinuxBackend<M> {
         self.hot = None;
         // Where a page is changes only when tierd moves it (the cache follows its moves), when
         // reclaim swaps it out (a move then reports it gone) or when the kernel's own tiering
-        // moves it (tierd warns about that, or takes it over). So the cache lives for a few
+        // moves it (the daemon calls `forget_placement` when the kernel's demotion or
+        // promotion counters moved since its last loop). So the cache lives for a few
         // windows: re-querying every cold page of every node each window cost the loop a
         // third of its time when a lower node was full of cold pages (daemon-cascade).
         self.placement_age += 1;
@@ -258,6 +262,23 @@ impl<M: PageMover> LinuxBackend<M> {
             self.placement.retain(|_, seen| *seen != Seen::Gone);
         }
         self.gone_pids.clear();
+    }
+
+    /// Empties the placement cache: the kernel moved pages itself (its demotion, tierd's
+    /// backstop, ran in reclaim since the last loop), so where a page was is no longer known.
+    /// The next scans and moves query every page they use afresh, so that a move's `from`
+    /// in the log is where the page really was.
+    pub fn forget_placement(&mut self) {
+        self.placement.clear();
+        self.placement_age = 0;
+    }
+
+    /// While the kernel moves pages itself (its demotion ran since the last loop), every
+    /// move asks where its pages are right before it moves them, instead of trusting the
+    /// cache: a page the kernel demoted a moment ago is not logged as moved by tierd, so the
+    /// log stays exact (tierd's moves plus the kernel's `pgdemote_*` = `pgmigrate_success`).
+    pub fn set_kernel_moving(&mut self, moving: bool) {
+        self.kernel_moving = moving;
     }
 
     /// What moved since the last call.
@@ -515,9 +536,10 @@ impl<M: PageMover> LinuxBackend<M> {
         let n = u64::try_from(idx.len()).unwrap_or(u64::MAX);
         let refs: Vec<PageRef> = idx.iter().map(|&i| pages[i]).collect();
         // Where the pages are before they move: the log's `from`. A page last seen gone is
-        // asked again (it may have been faulted back in), so that a move is never unlogged.
+        // asked again (it may have been faulted back in), so that a move is never unlogged;
+        // every page is, while the kernel moves pages itself.
         for r in &refs {
-            if self.placement.get(r) == Some(&Seen::Gone) {
+            if self.kernel_moving || self.placement.get(r) == Some(&Seen::Gone) {
                 self.placement.remove(r);
             }
         }
@@ -1031,6 +1053,11 @@ mod tests {
         for _ in 1..PLACEMENT_WINDOWS {
             b.set_sample(sample(vec![region(PID, 0, 4, 0, 1)], 20));
         }
+        assert_eq!(b.placement_cached(), 0);
+        // ... or at once, when the kernel moved pages itself.
+        b.coldest(id(0), 10, &mut out);
+        assert!(b.placement_cached() > 0);
+        b.forget_placement();
         assert_eq!(b.placement_cached(), 0);
     }
 
