@@ -175,6 +175,8 @@ pub struct Tierd<P> {
     last_free: std::collections::BTreeMap<NodeId, u64>,
     /// Stranded nodes and where they drain to (placement repair).
     repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>,
+    /// The stranded nodes whose last pass found pages, or that were woken since.
+    repair_awake: NodeMask,
     /// Scratch buffers reused across ticks.
     heat: Vec<PageHeat<P>>,
     pages: Vec<P>,
@@ -227,6 +229,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             last_tick_ns: None,
             last_free: std::collections::BTreeMap::new(),
             repair: std::collections::BTreeMap::new(),
+            repair_awake: NodeMask::EMPTY,
             heat: Vec::new(),
             pages: Vec::new(),
             status: Vec::new(),
@@ -247,7 +250,15 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
     /// [`crate::backstop::plan`]); an empty map turns placement repair off. A destination
     /// that is not a memory node of the topology is skipped when the tick runs.
     pub fn set_repair(&mut self, repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>) {
+        self.repair_awake = repair.keys().copied().collect();
         self.repair = repair;
+    }
+
+    /// Wakes every stranded node: the caller saw the kernel move pages (its demotion ran).
+    /// A node whose pass finds nothing to move sleeps until then, so that an empty stranded
+    /// node costs no scan every tick.
+    pub fn wake_repair(&mut self) {
+        self.repair_awake = self.repair.keys().copied().collect();
     }
 
     /// The configuration.
@@ -565,22 +576,31 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             })
             .collect();
         for plan in &stranded {
+            if !self.repair_awake.contains(plan.node) {
+                continue;
+            }
             let Some(m) = b.node_memory(plan.node) else { continue };
             let mut want = m.total.saturating_sub(m.free).min(*budget);
+            let mut found = false;
             while want > 0 {
                 if b.out_of_time() {
                     stats.deferred += want;
+                    found = true; // not looked at all: stay awake
                     break;
                 }
                 let batch = want.min(HOUSEKEEPING_BATCH);
                 let moved = self.demote(b, plan, batch, now_ns, stats);
                 stats.repaired += moved;
+                found |= moved > 0;
                 *budget -= moved;
                 want -= batch;
                 // Fewer than asked: nothing more of the node is in reach this tick.
                 if moved < batch {
                     break;
                 }
+            }
+            if !found {
+                self.repair_awake.remove(plan.node);
             }
         }
     }
@@ -712,6 +732,35 @@ mod tests {
             1,
             "the hot page is the coldest left"
         );
+    }
+
+    #[test]
+    fn an_empty_stranded_node_sleeps_until_woken() {
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 20; 3],
+        );
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let mut b = Fake {
+            on: vec![id(0); 10],
+            hot: vec![false; 10],
+            total: 100,
+            moves: Vec::new(),
+            calls_left: None,
+        };
+        let mut p =
+            Tierd::new(PolicyConfig { promote: false, ..PolicyConfig::default() }, &topo, &graph);
+        p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
+        assert_eq!(p.tick(0, &mut b).repaired, 0, "nothing on node 1 yet: the node sleeps");
+        // The kernel demotes 5 pages to node 1: asleep, nobody looks ...
+        for page in 0..5 {
+            b.on[page] = id(1);
+        }
+        assert_eq!(p.tick(10_000_000, &mut b).repaired, 0);
+        // ... until the caller saw the kernel move pages.
+        p.wake_repair();
+        assert_eq!(p.tick(20_000_000, &mut b).repaired, 5);
     }
 
     #[test]

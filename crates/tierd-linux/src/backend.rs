@@ -250,8 +250,9 @@ impl<M: PageMover> LinuxBackend<M> {
         self.hot = None;
         // Where a page is changes only when tierd moves it (the cache follows its moves), when
         // reclaim swaps it out (a move then reports it gone) or when the kernel's own tiering
-        // moves it (the daemon calls `forget_placement` when the kernel's demotion or
-        // promotion counters moved since its last loop). So the cache lives for a few
+        // moves it (while it does, moves query where their pages are first: see
+        // `set_kernel_moving`; scans may miss its latest moves until the cache is emptied).
+        // So the cache lives for a few
         // windows: re-querying every cold page of every node each window cost the loop a
         // third of its time when a lower node was full of cold pages (daemon-cascade).
         self.placement_age += 1;
@@ -262,15 +263,6 @@ impl<M: PageMover> LinuxBackend<M> {
             self.placement.retain(|_, seen| *seen != Seen::Gone);
         }
         self.gone_pids.clear();
-    }
-
-    /// Empties the placement cache: the kernel moved pages itself (its demotion, tierd's
-    /// backstop, ran in reclaim since the last loop), so where a page was is no longer known.
-    /// The next scans and moves query every page they use afresh, so that a move's `from`
-    /// in the log is where the page really was.
-    pub fn forget_placement(&mut self) {
-        self.placement.clear();
-        self.placement_age = 0;
     }
 
     /// While the kernel moves pages itself (its demotion ran since the last loop), every
@@ -1053,11 +1045,6 @@ mod tests {
         for _ in 1..PLACEMENT_WINDOWS {
             b.set_sample(sample(vec![region(PID, 0, 4, 0, 1)], 20));
         }
-        assert_eq!(b.placement_cached(), 0);
-        // ... or at once, when the kernel moved pages itself.
-        b.coldest(id(0), 10, &mut out);
-        assert!(b.placement_cached() > 0);
-        b.forget_placement();
         assert_eq!(b.placement_cached(), 0);
     }
 

@@ -628,19 +628,23 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if let Err(e) = backend.refresh() {
             once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
         }
-        // The kernel's counters, before the tick: when its own demotion (the backstop) or
-        // promotion moved pages since the last loop, the backend's placement cache is stale.
+        // The kernel's counters, before the tick: whether its own demotion (the backstop) or
+        // promotion moved pages lately.
         if let Ok(vm) = tierd_linux::read_vmstat(&root) {
             let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
             if last_kernel_moves.is_some_and(|last| last != kernel_moves) {
-                backend.forget_placement();
                 kernel_moved_loops_ago = 0;
             } else {
                 kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
             }
             // Reclaim comes in bursts: moves keep checking placement for a few loops after
-            // the kernel's last one, not only in the loop that saw it.
+            // the kernel's last one, not only in the loop that saw it, and stranded nodes
+            // are looked at until the backend's placement cache has been emptied once
+            // since (its scans may not see the kernel's latest moves before that).
             backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
+            if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS {
+                policy.wake_repair();
+            }
             last_kernel_moves = Some(kernel_moves);
             metrics.record_vmstat(&vm);
         }
