@@ -147,6 +147,11 @@ pub const URGENT_TICKS: u64 = 8;
 /// policy asks [`Backend::out_of_time`].
 pub const HOUSEKEEPING_BATCH: u64 = 1024;
 
+/// Pages per batch of placement repair (32 MiB of 4 KiB pages): every page of a stranded
+/// node has to go, and a backend's cost per batch is mostly finding the node's pages, so
+/// repair takes larger batches than housekeeping.
+pub const REPAIR_BATCH: u64 = 8 * HOUSEKEEPING_BATCH;
+
 /// One node's place in the path graph, computed once.
 #[derive(Clone, Debug)]
 struct NodePlan {
@@ -556,7 +561,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
     }
 
     /// Placement repair: drains each stranded node onto its destinations, coldest first, in
-    /// housekeeping batches while the backend has time and `budget` lasts.
+    /// batches of [`REPAIR_BATCH`] while the backend has time and `budget` lasts.
     fn repair_stranded<B: Backend<Page = P>>(
         &mut self,
         b: &mut B,
@@ -588,7 +593,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                     found = true; // not looked at all: stay awake
                     break;
                 }
-                let batch = want.min(HOUSEKEEPING_BATCH);
+                let batch = want.min(REPAIR_BATCH);
                 let moved = self.demote(b, plan, batch, now_ns, stats);
                 stats.repaired += moved;
                 found |= moved > 0;

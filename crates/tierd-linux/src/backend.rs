@@ -73,6 +73,10 @@ pub const PLACEMENT_WINDOWS: u32 = 8;
 const MIN_QUERY: usize = 64;
 const MAX_QUERY: usize = 4096;
 
+/// Pages queried and moved together while the kernel moves pages too: small enough that
+/// reclaim rarely demotes one of them between the query and the move.
+const KERNEL_MOVING_CHUNK: usize = 256;
+
 /// Pages per region whose placement is probed before a node's first scan of a window.
 const PROBES: u64 = 4;
 
@@ -772,7 +776,13 @@ impl<M: PageMover> Backend for LinuxBackend<M> {
             by_pid.entry(p.pid).or_default().push(i);
         }
         for (pid, idx) in by_pid {
-            self.move_pid(pid, &idx, pages, to, status);
+            // While the kernel moves pages too, each small chunk is queried right before it
+            // moves: a page that reclaim demoted between the query and the move would be
+            // logged as tierd's move without having moved (see `set_kernel_moving`).
+            let chunk = if self.kernel_moving { KERNEL_MOVING_CHUNK } else { idx.len().max(1) };
+            for part in idx.chunks(chunk) {
+                self.move_pid(pid, part, pages, to, status);
+            }
         }
     }
 }

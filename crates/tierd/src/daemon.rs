@@ -642,7 +642,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             // are looked at until the backend's placement cache has been emptied once
             // since (its scans may not see the kernel's latest moves before that).
             backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
-            if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS {
+            // Once per cache lifetime too: pages the kernel moved before the cache was
+            // emptied show up on their node only from then on.
+            if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
+                || loops % u64::from(tierd_linux::backend::PLACEMENT_WINDOWS) == 0
+            {
                 policy.wake_repair();
             }
             last_kernel_moves = Some(kernel_moves);
