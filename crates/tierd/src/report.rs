@@ -45,6 +45,8 @@ pub struct AutoReport {
     pub targets: Vec<TargetsReport>,
     /// The kernel's own `dmesg` lines for these targets.
     pub kernel_lines: Vec<String>,
+    /// The kernel's boot-log lines for the zonelists whose `node_load[]` breaks ties.
+    pub zonelist_lines: Vec<String>,
     /// The resulting path graph (`{"0": {"target": 1, "fallback": "2"}}`).
     pub graph: PathGraph,
 }
@@ -78,6 +80,7 @@ fn auto_report(auto: &AutoPaths, graph: &PathGraph) -> AutoReport {
             })
             .collect(),
         kernel_lines: auto.kernel_lines(),
+        zonelist_lines: auto.zonelist_lines(),
         graph: graph.clone(),
     }
 }
@@ -241,6 +244,10 @@ pub fn auto_text(auto: &AutoPaths, graph: &PathGraph) -> String {
                 let _ = writeln!(s, "  {n} terminal");
             }
         }
+    }
+    let _ = writeln!(s, "zonelists at boot (their node_load breaks ties between targets):");
+    for line in auto.zonelist_lines() {
+        let _ = writeln!(s, "  {line}");
     }
     s
 }
