@@ -61,18 +61,23 @@
 //! with no CPU penalty at all ([`boot_zonelists`]; the kernel logs the result as
 //! `Fallback order for Node N: ...`). Mirroring that build with the CPUs already counted
 //! gave a different load, and a different target, on a four-node machine of the test bed.
+//! A later rebuild (memory hotplug) counts the CPUs: tierd then takes the kernel's own lists
+//! from its log, see below.
 //!
 //! # What is approximated
 //! - The kernel reads HMAT `access1` (best CPU initiator, `ACCESS_COORDINATE_CPU`), and so
 //!   does `tierd-linux`; on kernels that print only `access0` (best initiator of any kind),
 //!   that is used. They differ only when a non-CPU initiator (a GPU, an accelerator) is the
 //!   nearest to some memory.
-//! - `node_load[]` is replayed from the boot-time build over the online nodes. The kernel's
-//!   build also walks possible-but-offline nodes, whose distances tierd cannot see. And a
-//!   later rebuild replaces it: `online_pages` when it populates a zone for the first time
-//!   (memory that dax/kmem or ACPI hotplug onlines), `offline_pages` when it empties one,
-//!   each with every CPU counted; sysfs does not show whether one happened, so on such a
-//!   machine a tie may still go the other way.
+//! - `node_load[]` comes from the kernel's log when tierd can read it (`/dev/kmsg`, root):
+//!   the last build's `Fallback order` lines give every list, and the load is counted off
+//!   them as `build_zonelists` counted it ([`crate::topology::KernelZonelists`]). That covers
+//!   rebuilds after boot, which sysfs does not show: `online_pages` rebuilds when it populates
+//!   a zone for the first time (memory that dax/kmem or ACPI hotplug onlines),
+//!   `offline_pages` when it empties one, each with every CPU counted. Without the log
+//!   (another user, or a log that wrapped) the boot-time build is replayed over the online
+//!   nodes: right for memory present at boot, possibly not after a hotplug; and the kernel's
+//!   build also walks possible-but-offline nodes, whose distances tierd cannot see.
 //! - Memory that dax/kmem onlines gets the driver's distance when HMAT has none; only the
 //!   kernel's tier files show that.
 //! - The CPU rule is the *tiers* of 5.15–6.0 fed to the 6.1+ target selection above, not
@@ -91,7 +96,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::{Entry, PathGraph};
 use crate::node::{MAX_NUMNODES, NodeId, NodeMask};
-use crate::topology::{Hmat, Topology};
+use crate::topology::{Hmat, KernelZonelists, Topology};
 
 /// `MEMTIER_CHUNK_BITS`: a memory tier covers `1 << 7` = 128 units of abstract distance.
 pub const MEMTIER_CHUNK_BITS: u32 = 7;
@@ -178,9 +183,11 @@ pub struct AutoPaths {
     pub tiers: Tiers,
     /// One entry per online memory node; an empty `preferred` is a terminal node.
     pub targets: BTreeMap<NodeId, DemotionTargets>,
-    /// Every online node's zonelist as the kernel builds it at boot ([`boot_zonelists`]):
-    /// the `node_load[]` it leaves decides ties between equally distant targets.
+    /// Every node's zonelist as the kernel's last build made it: the `node_load[]` it leaves
+    /// decides ties between equally distant targets.
     pub zonelists: BTreeMap<NodeId, Vec<NodeId>>,
+    /// Where [`AutoPaths::zonelists`] come from.
+    pub zonelist_source: ZonelistSource,
 }
 
 impl AutoPaths {
@@ -219,7 +226,7 @@ impl AutoPaths {
             .collect()
     }
 
-    /// The lines `build_zonelists` prints to the kernel log at boot, one per online node,
+    /// The lines `build_zonelists` prints to the kernel log, one per node of the last build,
     /// ascending, without the trailing space the kernel leaves after the last node.
     pub fn zonelist_lines(&self) -> Vec<String> {
         self.zonelists
@@ -236,7 +243,8 @@ impl AutoPaths {
 pub fn auto(topo: &Topology) -> AutoPaths {
     let tiers = derive_tiers(topo);
     let targets = demotion_targets(topo, &tiers.masks());
-    AutoPaths { tiers, targets, zonelists: boot_zonelists(topo) }
+    let (z, zonelist_source) = Zonelists::of(topo);
+    AutoPaths { tiers, targets, zonelists: z.order, zonelist_source }
 }
 
 /// One node's HMAT figures as the kernel holds them (`struct access_coordinate`): 32-bit
@@ -532,18 +540,53 @@ impl<'a> Zonelists<'a> {
     /// CPUs does not apply to it: the boot zonelists and their `node_load` ignore CPUs,
     /// while `establish_demotion_targets`, a `late_initcall`, sees them all.
     fn after_boot(topo: &'a Topology) -> Zonelists<'a> {
-        let mut z = Zonelists {
-            topo,
-            memory: memory_nodes(topo),
-            load: vec![0; MAX_NUMNODES],
-            order: BTreeMap::new(),
-        };
+        let mut z = Zonelists::empty(topo);
         let online: NodeMask = topo.nodes.iter().filter(|i| i.online).map(|i| i.id).collect();
         for local in online.iter() {
             let order = z.build_zonelist(local, &NodeMask::EMPTY);
             z.order.insert(local, order);
         }
         z
+    }
+
+    /// The state the kernel's last logged build left: its lists as printed, and the
+    /// `node_load` that `build_zonelists` bumped while making them (the first node of each
+    /// new distance group in every list; the build started from zero). This covers what a
+    /// replay cannot know: rebuilds after boot, which count CPUs, and partial builds.
+    fn logged(topo: &'a Topology, logged: &KernelZonelists) -> Zonelists<'a> {
+        let mut z = Zonelists::empty(topo);
+        for (&local, order) in &logged.last {
+            let mut prev = local;
+            for &node in order {
+                if z.distance(local, node) != z.distance(local, prev) {
+                    z.load[node.index()] += 1;
+                }
+                prev = node;
+            }
+        }
+        z.order.clone_from(&logged.last);
+        z
+    }
+
+    /// The zonelists tierd works with: the kernel's logged ones when it has them, else the
+    /// boot-time replay.
+    fn of(topo: &'a Topology) -> (Zonelists<'a>, ZonelistSource) {
+        match &topo.kernel_zonelists {
+            Some(logged) if !logged.last.is_empty() => (
+                Zonelists::logged(topo, logged),
+                ZonelistSource::KernelLog { builds: logged.builds },
+            ),
+            _ => (Zonelists::after_boot(topo), ZonelistSource::BootReplay),
+        }
+    }
+
+    fn empty(topo: &'a Topology) -> Zonelists<'a> {
+        Zonelists {
+            topo,
+            memory: memory_nodes(topo),
+            load: vec![0; MAX_NUMNODES],
+            order: BTreeMap::new(),
+        }
     }
 
     /// `build_zonelists`: `local`'s fallback order with CPU penalties for the nodes in
@@ -609,12 +652,36 @@ pub fn boot_zonelists(topo: &Topology) -> BTreeMap<NodeId, Vec<NodeId>> {
     Zonelists::after_boot(topo).order
 }
 
+/// Where the zonelists (and so `node_load[]`) that break ties come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZonelistSource {
+    /// The last build in the kernel log, which had seen `builds` builds in all.
+    KernelLog {
+        /// Whole builds in the log; more than one means a rebuild after boot.
+        builds: u32,
+    },
+    /// Replayed from the topology as the kernel builds them at boot ([`boot_zonelists`]).
+    BootReplay,
+}
+
+impl fmt::Display for ZonelistSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZonelistSource::KernelLog { builds: 1 } => f.write_str("kernel log, the boot build"),
+            ZonelistSource::KernelLog { builds } => {
+                write!(f, "kernel log, the last of {builds} builds")
+            }
+            ZonelistSource::BootReplay => f.write_str("replayed as built at boot"),
+        }
+    }
+}
+
 /// Every online memory node's demotion targets for the given tiers (fastest first), as
 /// `establish_demotion_targets` computes them. Nodes of `tiers` that are not online memory
 /// nodes are ignored, as is a node's second appearance; a memory node in no tier gets no
 /// targets (and, as in the kernel, appears in the fallback of every tier).
 pub fn demotion_targets(topo: &Topology, tiers: &[NodeMask]) -> BTreeMap<NodeId, DemotionTargets> {
-    let z = Zonelists::after_boot(topo);
+    let (z, _) = Zonelists::of(topo);
     let cpus = cpu_nodes(topo);
     let mut seen = NodeMask::EMPTY;
     let tiers: Vec<NodeMask> = tiers
@@ -1060,6 +1127,50 @@ mod tests {
             let targets = demotion_targets(&topo, &tiers.map(mask));
             assert_eq!(preferred(&targets), want, "{name}");
         }
+    }
+
+    /// The `topo-hotplug` machine: CPUs and DRAM on node 0, a CPU-less node 1 faster than
+    /// DRAM, memory-only DRAM on node 2, and node 3's DRAM added by ACPI memory hotplug after
+    /// the CPUs came up. From node 1, nodes 0 (20, +1 below, +1 CPUs), 2 (22) and 3 (22) tie.
+    fn hotplug_machine() -> Topology {
+        machine(
+            &[10, 20, 20, 20, 20, 10, 22, 22, 20, 22, 10, 20, 20, 22, 20, 10],
+            &[true, false, false, false],
+        )
+    }
+
+    #[test]
+    fn a_rebuild_after_boot_in_the_kernel_log_decides_the_tie() {
+        let tiers = [mask("1"), mask("0,2-3")];
+        // Replayed as at boot (no CPUs counted): loads 2, -, 1, 1 pick node 2, and node 3
+        // at the same distance joins it.
+        let replayed = hotplug_machine();
+        assert_eq!(preferred(&demotion_targets(&replayed, &tiers)), ["", "2-3", "", ""]);
+        // The kernel rebuilt the zonelists when node 3's memory came online, with node 0's
+        // CPUs counted (its log, as topo-hotplug printed it): node 3's list is 3 2 0 1, the
+        // loads 1, -, 2, 1, and node 0 wins the tie on its number.
+        let mut logged = hotplug_machine();
+        let list = |v: &[usize]| v.iter().map(|&n| id(n)).collect::<Vec<_>>();
+        logged.kernel_zonelists = Some(KernelZonelists {
+            builds: 3,
+            last: [
+                (id(0), list(&[0, 1, 2, 3])),
+                (id(1), list(&[1, 0, 2, 3])),
+                (id(2), list(&[2, 3, 0, 1])),
+                (id(3), list(&[3, 2, 0, 1])),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        assert_eq!(preferred(&demotion_targets(&logged, &tiers)), ["", "0", "", ""]);
+        let auto = auto(&logged);
+        assert_eq!(auto.zonelist_source, ZonelistSource::KernelLog { builds: 3 });
+        assert_eq!(auto.zonelist_lines()[3], "Fallback order for Node 3: 3 2 0 1");
+        assert_eq!(auto.zonelist_source.to_string(), "kernel log, the last of 3 builds");
+        assert_eq!(super::auto(&replayed).zonelist_source, ZonelistSource::BootReplay);
+        // A log without a whole build is no log.
+        logged.kernel_zonelists = Some(KernelZonelists::default());
+        assert_eq!(preferred(&demotion_targets(&logged, &tiers)), ["", "2-3", "", ""]);
     }
 
     #[test]

@@ -353,6 +353,7 @@ impl FixtureMachine {
                 .map(|tiers| tiers.iter().map(|(&id, &nodes)| KernelTier { id, nodes }).collect()),
             demotion_enabled: self.demotion_enabled,
             numa_balancing: self.numa_balancing,
+            kernel_zonelists: None,
         }
     }
 }
@@ -528,6 +529,14 @@ pub const CAPTURED: &[CapturedFixture] = &[
                       HMAT and builds one tier",
     },
     CapturedFixture {
+        name: "vm-hotplug",
+        scenario: "topo-hotplug",
+        description: "CPUs and DRAM on node 0, a CPU-less node 1 faster than DRAM, memory-only \
+                      DRAM on node 2 and node 3's DRAM added by ACPI memory hotplug, which \
+                      rebuilt the zonelists with the CPUs counted; `dev/kmsg` holds the \
+                      kernel's zonelist lines, which tierd reads",
+    },
+    CapturedFixture {
         name: "vm-no-hmat",
         scenario: "topo-no-hmat",
         description: "the test bed's three nodes without HMAT: one tier",
@@ -563,7 +572,9 @@ pub fn readme_text() -> String {
     s.push_str(
         "\n## Captured from the test bed\n\n\
          Trees copied from Linux 6.12 booted in QEMU by the `tests/vm/topologies/` scenarios \
-         (`CAPTURED`):\nthe guest's own files, node `meminfo` included, and in \
+         (`CAPTURED`):\nthe guest's own files, node `meminfo` included (and, where the \
+         zonelists were rebuilt after boot,\nthe kernel log's zonelist lines as `dev/kmsg`), \
+         and in \
          `expected/kernel-log.txt` the kernel's\n`Demotion targets` and `Fallback order` \
          lines of the same boot. The scenario fails when a later boot\ncaptures other files \
          (`meminfo` aside); rewrite them with \

@@ -92,7 +92,36 @@ fn captured_trees_give_the_kernels_own_lines() {
         }
         checked += 1;
     }
-    assert!(checked >= 6, "expected the six captured trees, found {checked}");
+    assert!(checked >= 8, "expected the eight captured trees, found {checked}");
+}
+
+/// On `vm-hotplug` the kernel rebuilt its zonelists when node 3's memory came online, with
+/// the CPUs counted. Without its log (`dev/kmsg`), tierd can only replay the boot build and
+/// gets the tie from node 1 wrong; with it, tierd prints the kernel's line.
+#[test]
+fn a_rebuild_after_boot_needs_the_kernel_log() {
+    let captured = fixtures().into_iter().find(|f| f.ends_with("vm-hotplug")).unwrap();
+    let line = |out: &str| {
+        out.lines().find(|l| l.starts_with("Demotion targets for Node 1")).unwrap().to_string()
+    };
+    assert_eq!(
+        line(&run(&captured, &["path", "auto"])),
+        "Demotion targets for Node 1: preferred: 0, fallback: 0,2-3"
+    );
+    let without_log = tempfile::tempdir().unwrap();
+    for sub in ["sys", "proc"] {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(captured.join(sub))
+            .arg(without_log.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(
+        line(&run(without_log.path(), &["path", "auto"])),
+        "Demotion targets for Node 1: preferred: 2-3, fallback: 0,2-3"
+    );
 }
 
 #[test]
