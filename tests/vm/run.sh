@@ -261,7 +261,7 @@ extract_capture() {
 # Compares scenario NAME's capture with the fixture its `# vm-fixture: DIR` line names, and
 # prints what differs (nothing when it matches). Node meminfo is left out of the comparison
 # (free memory differs from boot to boot). With TIERD_VM_BLESS=1 the capture replaces the
-# fixture's sys/, proc/ and expected/kernel-log.txt instead.
+# fixture's sys/, proc/, dev/ and expected/kernel-log.txt instead.
 check_capture() {
 	local name=$1 fixture dir want have f
 	fixture=$(sed -n 's/^# vm-fixture: *\([^ ]*\).*/\1/p' "$(scenario_file "$name")" | head -n1)
@@ -270,14 +270,15 @@ check_capture() {
 	dir=$VM/captures/$name
 	want=$ROOT/fixtures/$fixture
 	if [[ ${TIERD_VM_BLESS:-0} == 1 ]]; then
-		rm -rf "$want/sys" "$want/proc"
+		rm -rf "$want/sys" "$want/proc" "$want/dev"
 		mkdir -p "$want/expected"
 		cp -r "$dir/sys" "$dir/proc" "$want/"
+		[[ ! -d $dir/dev ]] || cp -r "$dir/dev" "$want/"
 		cp "$dir/expected/kernel-log.txt" "$want/expected/"
 		return 0
 	fi
 	have=$( (cd "$dir" && find . -type f ! -name meminfo | LC_ALL=C sort) )
-	[[ $have == "$( (cd "$want" 2>/dev/null && find sys proc expected/kernel-log.txt -type f ! -name meminfo 2>/dev/null | sed 's|^|./|' | LC_ALL=C sort) )" ]] ||
+	[[ $have == "$( (cd "$want" 2>/dev/null && find sys proc dev expected/kernel-log.txt -type f ! -name meminfo 2>/dev/null | sed 's|^|./|' | LC_ALL=C sort) )" ]] ||
 		{ echo "the captured files differ from fixtures/$fixture's (TIERD_VM_BLESS=1 rewrites them)"; return 0; }
 	for f in $have; do
 		cmp -s "$dir/$f" "$want/$f" ||

@@ -107,6 +107,15 @@ topology_check() {
 	capture_tree
 }
 
+# Captures the kernel log's zonelist builds as `dev/kmsg` (records in /dev/kmsg's format),
+# for a machine whose zonelists were rebuilt after boot, which no replay of the boot can know.
+capture_kmsg() {
+	# "Built N zonelists" without the rest: its page count changes from boot to boot.
+	kernel_log | grep -E '^(Fallback order for Node|Built [0-9]+ zonelists)' |
+		sed 's/^\(Built [0-9]* zonelists\).*/\1/; s/^/6,0,0,-;/' >/tmp/kmsg.txt
+	capture_as /tmp/kmsg.txt dev/kmsg
+}
+
 # Fails unless the kernel's last demotion targets include LINE exactly: want_kernel_line LINE.
 # Each machine says what it is for, so that a kernel that no longer builds it that way is
 # noticed even when tierd follows it.
