@@ -193,7 +193,7 @@ build_initramfs() {
 
 # --- boot and judge ------------------------------------------------------------------
 
-# The default machine (DESIGN.md §4): three 512 MiB nodes, CPUs on node 0, distances
+# The default machine: three 512 MiB nodes, CPUs on node 0, distances
 # 10/20/30, HMAT latencies 80/180/350 ns and bandwidths 20/8/4 GB/s. A scenario declares
 # its own with `# vm-machine: ARGS` lines (joined, split on blanks): everything from
 # `-machine` to the last `-numa`, replacing the default's.
