@@ -1329,6 +1329,19 @@ mod tests {
     }
 
     proptest! {
+        /// Counting `node_load` off logged lists gives what building them gave: the kernel
+        /// log of a machine booted with this topology leads to the replay's targets.
+        #[test]
+        fn a_logged_boot_build_gives_the_replayed_targets(topo in arb_topology()) {
+            let tiers = derive_tiers(&topo).masks();
+            let replayed = demotion_targets(&topo, &tiers);
+            let mut logged = topo.clone();
+            logged.kernel_zonelists =
+                Some(KernelZonelists { builds: 1, last: boot_zonelists(&topo) });
+            prop_assert_eq!(demotion_targets(&logged, &tiers), replayed);
+            prop_assert_eq!(Zonelists::of(&logged).0.load, Zonelists::after_boot(&topo).load);
+        }
+
         #[test]
         fn auto_graph_is_acyclic_and_only_descends_tiers(topo in arb_topology()) {
             let auto = auto(&topo);
