@@ -3,7 +3,8 @@
 # under QEMU (TCG) and runs scenarios in the guest, one boot per scenario.
 #
 #   tests/vm/run.sh                 all scenarios in tests/vm/scenarios/ and topologies/
-#   tests/vm/run.sh migrate ...     the named ones (scenarios/, topologies/, selftest/, pending/)
+#   tests/vm/run.sh migrate ...     the named ones (scenarios/, topologies/, selftest/, pending/);
+#                                   NAME+hog runs NAME with two CPU-bound guest processes
 #   tests/vm/run.sh --shell         a root shell in the guest on this terminal
 #   tests/vm/run.sh --list          the scenario names
 #
@@ -30,8 +31,16 @@ usage() {
 	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
+# NAME+VARIANT: scenario NAME under a variant the guest's init knows (only `hog`).
+VARIANTS=(hog)
+
 scenario_file() {
-	local name=$1 f
+	local name=${1%%+*} f
+	if [[ $1 == *+* ]]; then
+		local v=${1#*+} ok=0 k
+		for k in "${VARIANTS[@]}"; do [[ $v == "$k" ]] && ok=1; done
+		[[ $ok == 1 ]] || return 1
+	fi
 	for f in "$HERE/scenarios/$name.sh" "$HERE/topologies/$name.sh" "$HERE/selftest/$name.sh" \
 		"$HERE/pending/$name.sh"; do
 		[[ -f $f ]] && { printf '%s\n' "$f"; return 0; }
@@ -39,11 +48,13 @@ scenario_file() {
 	return 1
 }
 
+# Every scenario, then the variants listed in tests/vm/scenarios/variants.list.
 default_scenarios() {
 	local f
 	for f in "$HERE"/scenarios/*.sh "$HERE"/topologies/*.sh; do
 		basename "$f" .sh
 	done
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$HERE/scenarios/variants.list"
 }
 
 # --- host packages -------------------------------------------------------------------
@@ -186,7 +197,7 @@ build_initramfs() {
 			cp "$HERE"/scenarios/*.sh "$HERE"/topologies/*.sh "$HERE"/selftest/*.sh "$INITRD_DIR/scenarios/"
 			continue
 		fi
-		cp "$(scenario_file "$name")" "$INITRD_DIR/scenarios/$name.sh"
+		cp "$(scenario_file "$name")" "$INITRD_DIR/scenarios/${name%%+*}.sh"
 	done
 	(cd "$INITRD_DIR" && find . | LC_ALL=C sort | busybox cpio -o -H newc -R 0:0 2>/dev/null) >"$INITRD"
 }
@@ -238,10 +249,13 @@ qemu_args() {
 
 CMDLINE_BASE="console=ttyS0 panic=-1 oops=panic loglevel=4 rdinit=/init"
 
+# A variant (the hog) slows the guest's own work: half as long again.
 scenario_timeout() {
 	local t
 	t=$(sed -n 's/^# vm-timeout-s: *\([0-9]\+\).*/\1/p' "$(scenario_file "$1")" | head -n1)
-	printf '%s\n' "${t:-$DEFAULT_TIMEOUT_S}"
+	t=${t:-$DEFAULT_TIMEOUT_S}
+	[[ $1 == *+* ]] && t=$((t * 3 / 2))
+	printf '%s\n' "$t"
 }
 
 # The files a scenario printed with `capture_as` (guest/topology.sh), written under

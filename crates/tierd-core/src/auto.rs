@@ -774,7 +774,7 @@ mod tests {
         topo.online.remove(id(n));
     }
 
-    /// DESIGN.md §4: CPUs on node 0, SLIT 0-1:20 0-2:30 1-2:20, HMAT 80/180/350 ns and
+    /// The test bed (tests/vm/README.md): CPUs on node 0, SLIT 0-1:20 0-2:30 1-2:20, HMAT 80/180/350 ns and
     /// 20000/8000/4000 MB/s.
     fn test_bed() -> Topology {
         let topo = machine(&[10, 20, 30, 20, 10, 20, 30, 20, 10], &[true, false, false]);

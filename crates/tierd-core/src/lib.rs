@@ -9,6 +9,7 @@
 
 pub mod auto;
 pub mod backend;
+pub mod backstop;
 pub mod graph;
 pub mod kstrtol;
 pub mod node;

@@ -28,6 +28,11 @@
 //!
 //! The ping-pong guard: a page moved (either way) less than `pingpong_ms` ago is not moved
 //! again, so a page that is hot for one window does not bounce between tiers.
+//!
+//! 3. **Placement repair.** Nodes that no migration path reaches but the kernel's own
+//!    demotion (tierd's synchronous backstop, [`crate::backstop`]) can fill are drained onto
+//!    the user's destinations ([`Tierd::set_repair`]), coldest first, in housekeeping batches
+//!    within the demotion budget, after the headroom demotions and before promotion.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -128,6 +133,8 @@ pub struct TickStats {
     pub guarded: u64,
     /// Housekeeping demotions left to the next tick because the backend was out of time.
     pub deferred: u64,
+    /// Pages moved off stranded nodes onto the paths (placement repair).
+    pub repaired: u64,
     /// The nodes whose demotion was urgent this tick.
     pub urgent: NodeMask,
 }
@@ -139,6 +146,11 @@ pub const URGENT_TICKS: u64 = 8;
 /// Pages per batch of housekeeping demotion (4 MiB of 4 KiB pages): between two batches the
 /// policy asks [`Backend::out_of_time`].
 pub const HOUSEKEEPING_BATCH: u64 = 1024;
+
+/// Pages per batch of placement repair (32 MiB of 4 KiB pages): every page of a stranded
+/// node has to go, and a backend's cost per batch is mostly finding the node's pages, so
+/// repair takes larger batches than housekeeping.
+pub const REPAIR_BATCH: u64 = 8 * HOUSEKEEPING_BATCH;
 
 /// One node's place in the path graph, computed once.
 #[derive(Clone, Debug)]
@@ -166,6 +178,10 @@ pub struct Tierd<P> {
     last_tick_ns: Option<u64>,
     /// Free pages of each node at the end of the previous tick.
     last_free: std::collections::BTreeMap<NodeId, u64>,
+    /// Stranded nodes and where they drain to (placement repair).
+    repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>,
+    /// The stranded nodes whose last pass found pages, or that were woken since.
+    repair_awake: NodeMask,
     /// Scratch buffers reused across ticks.
     heat: Vec<PageHeat<P>>,
     pages: Vec<P>,
@@ -217,6 +233,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             promote_tokens: 0,
             last_tick_ns: None,
             last_free: std::collections::BTreeMap::new(),
+            repair: std::collections::BTreeMap::new(),
+            repair_awake: NodeMask::EMPTY,
             heat: Vec::new(),
             pages: Vec::new(),
             status: Vec::new(),
@@ -231,6 +249,21 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         let fresh = Tierd::<P>::new(config, topology, graph);
         self.config = fresh.config;
         self.plans = fresh.plans;
+    }
+
+    /// Sets the stranded nodes to drain and their destinations, in order (see
+    /// [`crate::backstop::plan`]); an empty map turns placement repair off. A destination
+    /// that is not a memory node of the topology is skipped when the tick runs.
+    pub fn set_repair(&mut self, repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>) {
+        self.repair_awake = repair.keys().copied().collect();
+        self.repair = repair;
+    }
+
+    /// Wakes every stranded node: the caller saw the kernel move pages (its demotion ran).
+    /// A node whose pass finds nothing to move sleeps until then, so that an empty stranded
+    /// node costs no scan every tick.
+    pub fn wake_repair(&mut self) {
+        self.repair_awake = self.repair.keys().copied().collect();
     }
 
     /// The configuration.
@@ -342,8 +375,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         urgent.chain(rest.into_iter().map(|p| (p.clone(), false))).collect()
     }
 
-    /// Demotes up to `want` of `node`'s coldest pages down its destinations. Returns the
-    /// number moved.
+    /// Moves up to `want` of `node`'s coldest pages down its destinations. Returns the number
+    /// moved; the caller counts them as demoted or repaired.
     fn demote<B: Backend<Page = P>>(
         &mut self,
         b: &mut B,
@@ -417,7 +450,6 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             pending = refused;
         }
         stats.failed += pending.len() as u64;
-        stats.demoted += moved;
         moved
     }
 
@@ -437,7 +469,9 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let mut want = goal.saturating_sub(free).min(demote_budget);
             if *urgent {
                 stats.urgent.insert(plan.node);
-                demote_budget -= self.demote(b, plan, want, now_ns, &mut stats);
+                let moved = self.demote(b, plan, want, now_ns, &mut stats);
+                stats.demoted += moved;
+                demote_budget -= moved;
                 continue;
             }
             // Housekeeping: in batches, while the backend says the tick has time.
@@ -448,6 +482,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 }
                 let batch = want.min(HOUSEKEEPING_BATCH);
                 let moved = self.demote(b, plan, batch, now_ns, &mut stats);
+                stats.demoted += moved;
                 demote_budget -= moved;
                 want -= batch;
                 if moved == 0 {
@@ -455,6 +490,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 }
             }
         }
+        self.repair_stranded(b, now_ns, &mut demote_budget, &mut stats);
         if !self.config.promote {
             self.remember_free(b);
             return stats;
@@ -493,7 +529,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 && let Some(up) = plans.iter().find(|p| p.node == to)
             {
                 let up = up.clone();
-                self.demote(b, &up, need - room, now_ns, &mut stats);
+                let moved = self.demote(b, &up, need - room, now_ns, &mut stats);
+                stats.demoted += moved;
             }
             let Some((free, goal)) = self.goal(b, to) else {
                 continue;
@@ -521,6 +558,56 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         }
         self.remember_free(b);
         stats
+    }
+
+    /// Placement repair: drains each stranded node onto its destinations, coldest first, in
+    /// batches of [`REPAIR_BATCH`] while the backend has time and `budget` lasts.
+    fn repair_stranded<B: Backend<Page = P>>(
+        &mut self,
+        b: &mut B,
+        now_ns: u64,
+        budget: &mut u64,
+        stats: &mut TickStats,
+    ) {
+        let memory = b.memory_nodes();
+        let stranded: Vec<NodePlan> = self
+            .repair
+            .iter()
+            .filter(|(node, _)| memory.contains(**node))
+            .map(|(&node, dests)| NodePlan {
+                node,
+                destinations: dests.iter().copied().filter(|d| memory.contains(*d)).collect(),
+                promote_to: None,
+            })
+            .collect();
+        for plan in &stranded {
+            if !self.repair_awake.contains(plan.node) {
+                continue;
+            }
+            let Some(m) = b.node_memory(plan.node) else { continue };
+            let mut want = m.total.saturating_sub(m.free).min(*budget);
+            let mut found = false;
+            while want > 0 {
+                if b.out_of_time() {
+                    stats.deferred += want;
+                    found = true; // not looked at all: stay awake
+                    break;
+                }
+                let batch = want.min(REPAIR_BATCH);
+                let moved = self.demote(b, plan, batch, now_ns, stats);
+                stats.repaired += moved;
+                found |= moved > 0;
+                *budget -= moved;
+                want -= batch;
+                // Fewer than asked: nothing more of the node is in reach this tick.
+                if moved < batch {
+                    break;
+                }
+            }
+            if !found {
+                self.repair_awake.remove(plan.node);
+            }
+        }
     }
 
     fn remember_free<B: Backend<Page = P>>(&mut self, b: &B) {
@@ -618,6 +705,87 @@ mod tests {
             calls_left: None,
         };
         crate::backend::backend_contract(&mut b);
+    }
+
+    #[test]
+    fn stranded_pages_move_on_to_the_user_path_and_are_counted_as_repaired() {
+        // The user's path is 0 -> 2 (node 1 terminal); the kernel's backstop demoted 30 pages
+        // of node 0 onto node 1. Repair drains node 1 onto node 2, hot pages included (a hot
+        // page is promoted from the path, not from the stranded node).
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 20; 3],
+        );
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let mut on = vec![id(0); 50];
+        on.extend(vec![id(1); 30]);
+        let mut hot = vec![false; 80];
+        hot[79] = true;
+        let mut b = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig { promote: false, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        let s = p.tick(0, &mut b);
+        assert_eq!(s.repaired, 0, "no repair until the backstop asks for it");
+        p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
+        let s = p.tick(10_000_000, &mut b);
+        assert_eq!(s.repaired, 29, "every cold page of node 1");
+        assert_eq!(s.demoted, 0, "node 0 keeps its headroom: repairs are not demotions");
+        assert!(b.moves.iter().all(|&(_, from, to)| from == id(1) && to == id(2)), "{:?}", b.moves);
+        assert_eq!(
+            b.on.iter().filter(|n| **n == id(1)).count(),
+            1,
+            "the hot page is the coldest left"
+        );
+    }
+
+    #[test]
+    fn an_empty_stranded_node_sleeps_until_woken() {
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 20; 3],
+        );
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let mut b = Fake {
+            on: vec![id(0); 10],
+            hot: vec![false; 10],
+            total: 100,
+            moves: Vec::new(),
+            calls_left: None,
+        };
+        let mut p =
+            Tierd::new(PolicyConfig { promote: false, ..PolicyConfig::default() }, &topo, &graph);
+        p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
+        assert_eq!(p.tick(0, &mut b).repaired, 0, "nothing on node 1 yet: the node sleeps");
+        // The kernel demotes 5 pages to node 1: asleep, nobody looks ...
+        for page in 0..5 {
+            b.on[page] = id(1);
+        }
+        assert_eq!(p.tick(10_000_000, &mut b).repaired, 0);
+        // ... until the caller saw the kernel move pages.
+        p.wake_repair();
+        assert_eq!(p.tick(20_000_000, &mut b).repaired, 5);
+    }
+
+    #[test]
+    fn repair_waits_for_time_and_leaves_a_backlog() {
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 20; 3],
+        );
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let on = vec![id(1); 40];
+        let mut b =
+            Fake { on, hot: vec![false; 40], total: 100, moves: Vec::new(), calls_left: Some(0) };
+        let mut p = Tierd::new(PolicyConfig::default(), &topo, &graph);
+        p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
+        let s = p.tick(0, &mut b);
+        assert_eq!((s.repaired, s.deferred), (0, 40), "out of time: all of it deferred");
+        b.calls_left = None;
+        let s = p.tick(10_000_000, &mut b);
+        assert_eq!(s.repaired, 40);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub const PLACEMENT_WINDOWS: u32 = 8;
 const MIN_QUERY: usize = 64;
 const MAX_QUERY: usize = 4096;
 
+/// Pages queried and moved together while the kernel moves pages too: small enough that
+/// reclaim rarely demotes one of them between the query and the move.
+const KERNEL_MOVING_CHUNK: usize = 256;
+
 /// Pages per region whose placement is probed before a node's first scan of a window.
 const PROBES: u64 = 4;
 
@@ -155,6 +159,8 @@ pub struct LinuxBackend<M: PageMover> {
     placement: HashMap<PageRef, Seen>,
     /// Windows since the placement cache was last emptied.
     placement_age: u32,
+    /// The kernel moved pages itself since the daemon's last loop: see `set_kernel_moving`.
+    kernel_moving: bool,
     /// Processes that exited during this window.
     gone_pids: HashSet<Pid>,
     /// Processes whose calls are refused as a whole, until the tracker drops them.
@@ -185,6 +191,7 @@ impl<M: PageMover> LinuxBackend<M> {
             hot: None,
             placement: HashMap::new(),
             placement_age: 0,
+            kernel_moving: false,
             gone_pids: HashSet::new(),
             blocked_pids: HashSet::new(),
             reported_pids: HashSet::new(),
@@ -247,7 +254,9 @@ impl<M: PageMover> LinuxBackend<M> {
         self.hot = None;
         // Where a page is changes only when tierd moves it (the cache follows its moves), when
         // reclaim swaps it out (a move then reports it gone) or when the kernel's own tiering
-        // moves it (tierd warns about that, or takes it over). So the cache lives for a few
+        // moves it (while it does, moves query where their pages are first: see
+        // `set_kernel_moving`; scans may miss its latest moves until the cache is emptied).
+        // So the cache lives for a few
         // windows: re-querying every cold page of every node each window cost the loop a
         // third of its time when a lower node was full of cold pages (daemon-cascade).
         self.placement_age += 1;
@@ -258,6 +267,14 @@ impl<M: PageMover> LinuxBackend<M> {
             self.placement.retain(|_, seen| *seen != Seen::Gone);
         }
         self.gone_pids.clear();
+    }
+
+    /// While the kernel moves pages itself (its demotion ran since the last loop), every
+    /// move asks where its pages are right before it moves them, instead of trusting the
+    /// cache: a page the kernel demoted a moment ago is not logged as moved by tierd, so the
+    /// log stays exact (tierd's moves plus the kernel's `pgdemote_*` = `pgmigrate_success`).
+    pub fn set_kernel_moving(&mut self, moving: bool) {
+        self.kernel_moving = moving;
     }
 
     /// What moved since the last call.
@@ -515,9 +532,10 @@ impl<M: PageMover> LinuxBackend<M> {
         let n = u64::try_from(idx.len()).unwrap_or(u64::MAX);
         let refs: Vec<PageRef> = idx.iter().map(|&i| pages[i]).collect();
         // Where the pages are before they move: the log's `from`. A page last seen gone is
-        // asked again (it may have been faulted back in), so that a move is never unlogged.
+        // asked again (it may have been faulted back in), so that a move is never unlogged;
+        // every page is, while the kernel moves pages itself.
         for r in &refs {
-            if self.placement.get(r) == Some(&Seen::Gone) {
+            if self.kernel_moving || self.placement.get(r) == Some(&Seen::Gone) {
                 self.placement.remove(r);
             }
         }
@@ -758,7 +776,13 @@ impl<M: PageMover> Backend for LinuxBackend<M> {
             by_pid.entry(p.pid).or_default().push(i);
         }
         for (pid, idx) in by_pid {
-            self.move_pid(pid, &idx, pages, to, status);
+            // While the kernel moves pages too, each small chunk is queried right before it
+            // moves: a page that reclaim demoted between the query and the move would be
+            // logged as tierd's move without having moved (see `set_kernel_moving`).
+            let chunk = if self.kernel_moving { KERNEL_MOVING_CHUNK } else { idx.len().max(1) };
+            for part in idx.chunks(chunk) {
+                self.move_pid(pid, part, pages, to, status);
+            }
         }
     }
 }

@@ -446,7 +446,7 @@ pub const FIXTURES: &[NamedFixture] = &[
     },
     NamedFixture {
         name: "dram-cxl-pmem",
-        description: "the QEMU test bed of DESIGN.md §4 on Linux 6.12: 3 nodes x 512 MiB, CPUs \
+        description: "the QEMU test bed (tests/vm) on Linux 6.12: 3 nodes x 512 MiB, CPUs \
                       on node 0, SLIT 0-1:20 0-2:30 1-2:20, HMAT 80/180/350 ns and \
                       20000/8000/4000 MB/s, kernel tiers 4={0} 25={1} 98={2}, kernel demotion \
                       off",

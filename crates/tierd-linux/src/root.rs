@@ -72,6 +72,11 @@ impl SysRoot {
         self.proc.join("sys/kernel/numa_balancing")
     }
 
+    /// `proc/self/oom_score_adj`: the calling process's OOM-killer adjustment.
+    pub fn oom_score_adj_file(&self) -> PathBuf {
+        self.proc.join("self/oom_score_adj")
+    }
+
     /// `proc/vmstat`.
     pub fn vmstat_file(&self) -> PathBuf {
         self.proc.join("vmstat")

@@ -1,5 +1,6 @@
 //! Safe wrappers over the NUMA memory syscalls: `move_pages(2)`, `mbind(2)`,
-//! `set_mempolicy(2)` and `migrate_pages(2)`.
+//! `set_mempolicy(2)` and `migrate_pages(2)`, and `setpriority(2)` for the daemon's own
+//! priority (no crate in use wraps it).
 //!
 //! No crate wraps these (rustix lists them as not implemented), so this module calls
 //! `libc::syscall` directly. It is the only module of the project allowed `unsafe`; every
@@ -17,9 +18,9 @@
 //! copy; [`PageStatus::get`] turns one into a typed `Result<NodeId, PageError>`.
 //!
 //! Callers batch: thousands of pages per call, but each call bounded in time (tens of ms),
-//! because one huge call stalls the target process (DESIGN.md §3). With transparent huge
-//! pages, `move_pages` may report `-EBUSY` for an entry whose huge page did move, so verify
-//! placement with [`query_pages`].
+//! because one huge call stalls the target process (it holds the process's mmap lock).
+//! With transparent huge pages, `move_pages` may report `-EBUSY` for an entry whose huge
+//! page did move, so verify placement with [`query_pages`].
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -257,6 +258,19 @@ fn same_len(what: &'static str, a: usize, b: usize) -> Result<(), SysError> {
 
 fn last_error(call: &'static str) -> SysError {
     SysError::Syscall { call, source: io::Error::last_os_error() }
+}
+
+/// Sets the calling thread's nice value: `setpriority(PRIO_PROCESS, 0, nice)`. On Linux the
+/// nice value is per thread, and threads created afterwards inherit it, so the daemon calls
+/// this before it starts any thread. Below 0 needs `CAP_SYS_NICE`.
+pub fn set_nice(nice: i32) -> Result<(), SysError> {
+    // SAFETY: setpriority takes three integers and reads or writes no memory of ours; who = 0
+    // is the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc < 0 {
+        return Err(last_error("setpriority"));
+    }
+    Ok(())
 }
 
 /// The base page size, from `sysconf(_SC_PAGESIZE)`.

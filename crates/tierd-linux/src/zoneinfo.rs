@@ -196,7 +196,7 @@ mod tests {
         NodeId::new(i).unwrap()
     }
 
-    /// An excerpt of a 6.12 guest's `/proc/zoneinfo` (the test bed of DESIGN.md §4): node 0
+    /// An excerpt of a 6.12 guest's `/proc/zoneinfo` (the test bed, tests/vm/README.md): node 0
     /// with DMA, DMA32, an unpopulated Normal and Movable zone; node 1 with a Normal zone
     /// only populated. Per-node and per-zone counters are cut short; the `high:` lines of
     /// the per-cpu pagesets must not be read as the watermark.

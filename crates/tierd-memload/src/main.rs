@@ -104,6 +104,14 @@ struct RunArgs {
     /// example the pages tierd demoted).
     #[arg(long)]
     hot_to_node: Option<NodeId>,
+    /// After touching, wait until no page of the buffer is on this node (polling every
+    /// 250 ms, at most --settle-max-s), then report: how long pages put there by the
+    /// kernel's demotion take to move on (`memload: settle ...`).
+    #[arg(long)]
+    settle_off_node: Option<NodeId>,
+    /// The longest wait of --settle-off-node, seconds.
+    #[arg(long, default_value_t = 30)]
+    settle_max_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -496,6 +504,23 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     println!(
         "memload: access hot_pages={hot} touches={touches} seconds={secs:.2} rate_per_s={rate:.0}"
     );
+    if let Some(node) = a.settle_off_node {
+        let settle = Instant::now();
+        let mut first = None;
+        let left = loop {
+            let left = Placement::of(&r, batch)?.on(node);
+            first.get_or_insert(left);
+            if left == 0 || settle.elapsed() >= Duration::from_secs(a.settle_max_s) {
+                break left;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        println!(
+            "memload: settle off-node={node} at_start={} seconds={:.1} left={left}",
+            first.unwrap_or(0),
+            settle.elapsed().as_secs_f64()
+        );
+    }
     report_now(&r, "end", &hot_part, false, &watched, &mut watch, t.elapsed())?;
     if switch.is_some() {
         println!("{}", watch.line());

@@ -157,9 +157,36 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Serve the sysfs-compatible tree here too (`tierd mount`). Default: none.
     pub mount: Option<PathBuf>,
-    /// Switch the kernel's own demotion and tiering promotion off while running, and restore
-    /// them on exit. Default false (warn only).
+    /// Switch the kernel's tiering promotion (`numa_balancing` bit 2) off while running, and
+    /// the kernel's demotion too when `backstop` is `"off"`; restored on exit. Default false
+    /// (warn only).
     pub take_over: bool,
+    /// What keeps reclaim from swapping when tierd's loop falls behind. Default
+    /// `"kernel-demotion"`.
+    pub backstop: Backstop,
+    /// The nice value `tierd run` sets for itself at start (-20 to 19; `setpriority(2)`, needs
+    /// CAP_SYS_NICE below 0), so that the loop keeps ahead of allocations on a busy host.
+    /// Default -10.
+    pub nice: i32,
+    /// Lock tierd's own memory (`mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`), so that
+    /// the daemon that keeps pages from being swapped is never swapped itself. Default true.
+    pub lock_memory: bool,
+    /// `/proc/self/oom_score_adj` set at start (-1000 to 1000; below 0 needs
+    /// CAP_SYS_RESOURCE, or set `OOMScoreAdjust=` in the unit). Default -900.
+    pub oom_score_adj: i32,
+}
+
+/// `[daemon] backstop`: the mechanism inside reclaim that keeps the no-swap promise while
+/// tierd's userspace loop is starved of CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backstop {
+    /// The kernel's own demotion (`demotion_enabled=true`, switched on while tierd runs and
+    /// restored on exit); pages it puts off the migration paths are moved on by tierd.
+    #[default]
+    KernelDemotion,
+    /// None: reclaim swaps when tierd falls behind.
+    Off,
 }
 
 impl Default for DaemonConfig {
@@ -170,6 +197,10 @@ impl Default for DaemonConfig {
             socket: PathBuf::from("/run/tierd/control.sock"),
             mount: None,
             take_over: false,
+            backstop: Backstop::KernelDemotion,
+            nice: -10,
+            lock_memory: true,
+            oom_score_adj: -900,
         }
     }
 }
@@ -245,6 +276,15 @@ impl Config {
         if self.daemon.interval_ms == 0 {
             return Err("daemon.interval_ms must be above 0".into());
         }
+        if !(-20..=19).contains(&self.daemon.nice) {
+            return Err(format!("daemon.nice = {}: a nice value from -20 to 19", self.daemon.nice));
+        }
+        if !(-1000..=1000).contains(&self.daemon.oom_score_adj) {
+            return Err(format!(
+                "daemon.oom_score_adj = {}: from -1000 to 1000",
+                self.daemon.oom_score_adj
+            ));
+        }
         Ok(())
     }
 
@@ -296,6 +336,9 @@ mod tests {
             ("[scope]\ncomm = \"(\"\n", "scope.comm"),
             ("[tracker]\nkind = \"perf\"\n", "one of"),
             ("[daemon]\ninterval_ms = 0\n", "interval_ms"),
+            ("[daemon]\nnice = -21\n", "-20 to 19"),
+            ("[daemon]\noom_score_adj = 1001\n", "-1000 to 1000"),
+            ("[daemon]\nbackstop = \"swap\"\n", "kernel-demotion"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");

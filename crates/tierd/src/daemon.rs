@@ -7,9 +7,16 @@
 //! the target is full; never swapped or dropped by tierd), and pages of lower tiers that
 //! turned hot come back up within the promotion rate limit and the ping-pong guard.
 //!
+//! Under the loop, the backstop: the kernel's own demotion, switched on while tierd runs, so
+//! that reclaim demotes instead of swapping whenever the loop falls behind (a busy or slow
+//! host); nodes it can fill that no migration path reaches are drained onto the paths
+//! (placement repair, `tierd_core::backstop`). The daemon also gives itself the priority of
+//! a latency-critical system daemon (nice, locked memory, OOM score).
+//!
 //! Around the loop: the state file and its lock (the path table, shared with `tierd path`
 //! and the FUSE tree), the control socket (`tierd path ...`, `tierd status`), the metrics
-//! endpoint, an optional FUSE tree, the kernel's own tiering (warned about, or taken over),
+//! endpoint, an optional FUSE tree, the kernel's tiering promotion (warned about, or taken
+//! over),
 //! and signals: SIGHUP reloads the config (an invalid one keeps the old, logged once),
 //! SIGTERM/SIGINT stop cleanly (tracker torn down, FUSE unmounted, kernel settings put back).
 
@@ -30,9 +37,9 @@ use tierd_linux::scope::{self, Selection};
 use tierd_linux::tracker::{self, Pid, Tracker, TrackerContext, TrackerKind};
 use tierd_linux::{SysRoot, kernel};
 
-use crate::config::Config;
+use crate::config::{Backstop, Config, DaemonConfig};
 use crate::control;
-use crate::metrics::{self, ErrnoLabel, Metrics, NodeLabel};
+use crate::metrics::{self, BackstopLabel, ErrnoLabel, Metrics, MoveKind, NodeLabel};
 use crate::paths::Paths;
 use crate::state::StateFile;
 
@@ -49,10 +56,18 @@ pub struct Status {
     pub tracker: String,
     /// Why that tracker (and what was missing for the better ones).
     pub tracker_why: String,
+    /// What keeps reclaim from swapping when tierd falls behind: `"kernel-demotion"` or
+    /// `"none"`.
+    pub backstop: String,
+    /// Why, and how it relates to the migration paths (placement repair).
+    pub backstop_why: String,
     /// Kernel settings that move pages behind tierd's back, one sentence each.
     pub conflicts: Vec<String>,
-    /// Whether tierd switched the kernel's own tiering off (`take_over`).
+    /// Whether tierd switched the kernel's own tiering promotion (or, with the backstop off,
+    /// its demotion) off (`take_over`).
     pub took_over: bool,
+    /// The priority tierd gave itself (nice, memory lock, OOM score).
+    pub priority: String,
     /// Processes in scope.
     pub processes: usize,
     /// Per node: memory and the headroom tierd keeps.
@@ -125,6 +140,14 @@ pub struct NodeStatus {
     /// Where its cold pages go.
     pub target: Option<u32>,
 }
+
+/// The `/proc/vmstat` counters of pages the kernel moved between nodes itself.
+const KERNEL_MOVES: &[&str] =
+    &["pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged", "pgpromote_success"];
+
+/// Loops after the kernel last moved pages itself during which tierd's moves query placement
+/// first (see `LinuxBackend::set_kernel_moving`).
+const KERNEL_MOVING_LOOPS: u32 = 8;
 
 /// How long a process must have lived before the tracker watches it.
 const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
@@ -255,12 +278,178 @@ fn start_services(
     Ok(Services { server, metrics, endpoint })
 }
 
+/// Gives the daemon the priority a latency-critical system daemon needs, before it starts
+/// any thread (threads inherit the nice value): a nice value that keeps the loop ahead of
+/// CPU-bound work, its own pages locked (the daemon that keeps pages from being swapped must
+/// not wait on a swap-in), and a low OOM score. Each failure is a warning, not an error: the
+/// backstop keeps the no-swap promise without them. Returns the summary for `tierd status`.
+fn set_priority(d: &DaemonConfig, root: &SysRoot) -> String {
+    let mut said = Vec::new();
+    match tierd_linux::sys::set_nice(d.nice) {
+        Ok(()) => said.push(format!("nice {}", d.nice)),
+        Err(e) => {
+            tracing::warn!(
+                "daemon.nice = {}: {e}: running at the inherited priority (needs CAP_SYS_NICE)",
+                d.nice
+            );
+            said.push("nice unchanged".into());
+        }
+    }
+    if d.lock_memory {
+        use nix::sys::mman::{MlockAllFlags, mlockall};
+        let flags = MlockAllFlags::from_bits_retain(
+            libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT,
+        );
+        match mlockall(flags) {
+            Ok(()) => said.push("memory locked".into()),
+            Err(e) => {
+                tracing::warn!(
+                    "daemon.lock_memory: mlockall: {e}: raise RLIMIT_MEMLOCK (LimitMEMLOCK=infinity \
+                     in the unit) or set lock_memory = false"
+                );
+                said.push("memory not locked".into());
+            }
+        }
+    }
+    let oom = root.oom_score_adj_file();
+    match std::fs::write(&oom, format!("{}\n", d.oom_score_adj)) {
+        Ok(()) => said.push(format!("oom_score_adj {}", d.oom_score_adj)),
+        Err(e) => {
+            tracing::warn!(
+                "daemon.oom_score_adj = {}: {}: {e} (below 0 needs CAP_SYS_RESOURCE; the unit sets \
+                 OOMScoreAdjust=)",
+                d.oom_score_adj,
+                oom.display()
+            );
+        }
+    }
+    said.join(", ")
+}
+
+/// The backstop as `tierd status` and the metrics show it, for the current paths.
+struct BackstopState {
+    /// The kernel's demotion targets (from its tiers), fixed while tierd runs.
+    kernel: BTreeMap<NodeId, tierd_core::auto::DemotionTargets>,
+    /// Programs' nodes: memory nodes with CPUs.
+    homes: tierd_core::NodeMask,
+    /// `demotion_enabled` is on while tierd runs.
+    active: bool,
+    /// Why it is off, when it is.
+    off_why: String,
+    /// How it was switched on ("switched on by tierd, restored on exit" or "already on").
+    on_how: &'static str,
+    /// The plan for the current paths.
+    plan: tierd_core::backstop::Backstop,
+}
+
+impl BackstopState {
+    /// Re-plans for `graph`, hands the repair to the policy and publishes the result.
+    fn update(
+        &mut self,
+        graph: &PathGraph,
+        policy: &mut Tierd<tracker::PageRef>,
+        metrics: &Metrics,
+        status: &Mutex<Status>,
+    ) {
+        self.plan = tierd_core::backstop::plan(&self.kernel, graph, self.homes);
+        policy.set_repair(if self.active { self.plan.repair.clone() } else { BTreeMap::new() });
+        let repair = self.active && !self.plan.repair.is_empty();
+        let label = BackstopLabel {
+            mechanism: if self.active { "kernel-demotion" } else { "none" }.into(),
+            repair: if repair { "yes" } else { "no" }.into(),
+        };
+        metrics.set_backstop(&label);
+        let why = if self.active {
+            format!("demotion_enabled=true ({}); {}", self.on_how, self.plan.summary())
+        } else {
+            self.off_why.clone()
+        };
+        if self.active {
+            for note in &self.plan.notes {
+                tracing::info!("backstop: {note}");
+            }
+        }
+        let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.backstop = label.mechanism;
+        s.backstop_why = why;
+    }
+
+    /// Whether a move from `from` to `to` is placement repair.
+    fn is_repair(&self, from: NodeId, to: NodeId) -> bool {
+        self.active && self.plan.repair.get(&from).is_some_and(|d| d.contains(&to))
+    }
+}
+
+/// Switches the kernel's demotion on as the backstop (unless `[daemon] backstop = "off"`),
+/// and with `take_over` its tiering promotion off (and its demotion, with the backstop off).
+/// A backstop that cannot be switched on is a warning and `tierd status` says why; a take-over
+/// that fails is an error, as before.
+fn kernel_settings(
+    root: &SysRoot,
+    config: &Config,
+    take_over: bool,
+) -> Result<(kernel::Guard, bool, String)> {
+    let before = kernel::KernelTiering::read(root)?;
+    let backstop = config.daemon.backstop == Backstop::KernelDemotion;
+    let wanted = kernel::Wanted {
+        demotion: if backstop {
+            Some(true)
+        } else if take_over {
+            Some(false)
+        } else {
+            None
+        },
+        no_tiering_promotion: take_over,
+    };
+    let (guard, off_why) = match kernel::apply(root, wanted) {
+        Ok(g) => {
+            let why = match g.demotion() {
+                None => "none: this kernel has no demotion in reclaim (no \
+                         /sys/kernel/mm/numa/demotion_enabled, before 5.15): reclaim may swap \
+                         when tierd falls behind"
+                    .to_string(),
+                Some(_) if !backstop => "none ([daemon] backstop = \"off\"): reclaim may swap \
+                                         when tierd falls behind"
+                    .to_string(),
+                Some(_) => String::new(),
+            };
+            (g, why)
+        }
+        Err(e) if backstop => {
+            tracing::warn!("backstop: cannot switch the kernel's demotion on: {e}");
+            let g = kernel::apply(root, kernel::Wanted { demotion: None, ..wanted })
+                .context("--take-over")?;
+            let why = format!(
+                "none: switching the kernel's demotion on failed ({e}): reclaim may swap when \
+                 tierd falls behind; run tierd as root"
+            );
+            (g, why)
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("--take-over")),
+    };
+    let active = backstop && guard.demotion() == Some(true);
+    if guard.changed_demotion() && active {
+        tracing::info!("backstop: switched the kernel's demotion on (restored on exit)");
+    }
+    if guard.changed_balancing() {
+        tracing::info!("switched the kernel's tiering promotion off (restored on exit)");
+    }
+    if !active {
+        tracing::warn!("backstop: {off_why}");
+    }
+    for c in kernel::KernelTiering::read(root).unwrap_or(before).conflicts(active) {
+        tracing::warn!("{c}");
+    }
+    Ok((guard, active, off_why))
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 #[allow(clippy::too_many_lines)] // one linear setup, one loop, one teardown
 pub fn run(opts: &RunOptions) -> Result<()> {
     let started = Instant::now();
     let mut config = Config::load(&opts.config)?;
     let root = opts.root.clone();
+    let priority = set_priority(&config.daemon, &root);
     let topology = tierd_linux::read_topology(&root).context("reading the NUMA topology")?;
     let page_size = tierd_linux::sys::page_size() as u64;
 
@@ -279,21 +468,24 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     })));
     seed_paths(&config, &topology, &paths, true)?;
 
-    // The kernel's own tiering.
-    let tiering = kernel::KernelTiering::read(&root)?;
+    // The kernel's own tiering: its demotion as the backstop, its promotion taken over.
     let take_over = opts.take_over || config.daemon.take_over;
-    let took_over = if take_over && !tiering.conflicts().is_empty() {
-        let guard = kernel::take_over(&root).context("--take-over")?;
-        tracing::info!(
-            "switched the kernel's own demotion/tiering promotion off; restored on exit"
-        );
-        Some(guard)
-    } else {
-        for c in tiering.conflicts() {
-            tracing::warn!("{c}");
-        }
-        None
+    let (kernel_guard, backstop_active, backstop_off_why) =
+        kernel_settings(&root, &config, take_over)?;
+    let kernel_auto = tierd_core::auto::auto(&topology);
+    let mut backstop = BackstopState {
+        kernel: kernel_auto.targets,
+        homes: topology.cpu_nodes().and(&topology.memory_nodes()),
+        active: backstop_active,
+        off_why: backstop_off_why,
+        on_how: if kernel_guard.changed_demotion() {
+            "switched on by tierd, restored on exit"
+        } else {
+            "already on"
+        },
+        plan: tierd_core::backstop::Backstop::default(),
     };
+    let conflicts = kernel::KernelTiering::read(&root)?.conflicts(backstop_active);
 
     // The tracker.
     let runtime_dir = config
@@ -318,8 +510,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         config: opts.config.clone(),
         tracker: tracker.name().to_string(),
         tracker_why: tracker.why().to_string(),
-        conflicts: if took_over.is_some() { Vec::new() } else { tiering.conflicts() },
-        took_over: took_over.is_some(),
+        conflicts,
+        took_over: kernel_guard.changed_balancing()
+            || (kernel_guard.changed_demotion() && !backstop_active),
+        priority: priority.clone(),
         ..Status::default()
     }));
     let Services { server, metrics, endpoint } =
@@ -337,6 +531,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut graph = paths.table().snapshot();
     let mut policy_cfg = policy_config(&config);
     let mut policy: Tierd<tracker::PageRef> = Tierd::new(policy_cfg.clone(), &topology, &graph);
+    backstop.update(&graph, &mut policy, &metrics, &status);
     let mut selection = selection(&config)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGHUP,
@@ -351,6 +546,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut totals = MoveLog::default();
     let mut cpu = CpuCost::default();
     let mut tracked_bytes = 0u64;
+    let mut last_kernel_moves: Option<u64> = None;
+    let mut kernel_moved_loops_ago = u32::MAX;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         socket = %config.daemon.socket.display(),
@@ -431,12 +628,37 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if let Err(e) = backend.refresh() {
             once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
         }
+        // The kernel's counters, before the tick: whether its own demotion (the backstop) or
+        // promotion moved pages lately.
+        if let Ok(vm) = tierd_linux::read_vmstat(&root) {
+            let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
+            if last_kernel_moves.is_some_and(|last| last != kernel_moves) {
+                kernel_moved_loops_ago = 0;
+            } else {
+                kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
+            }
+            // Reclaim comes in bursts: moves keep checking placement for a few loops after
+            // the kernel's last one, not only in the loop that saw it, and stranded nodes
+            // are looked at until the backend's placement cache has been emptied once
+            // since (its scans may not see the kernel's latest moves before that).
+            backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
+            // Once per cache lifetime too: pages the kernel moved before the cache was
+            // emptied show up on their node only from then on.
+            if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
+                || loops % u64::from(tierd_linux::backend::PLACEMENT_WINDOWS) == 0
+            {
+                policy.wake_repair();
+            }
+            last_kernel_moves = Some(kernel_moves);
+            metrics.record_vmstat(&vm);
+        }
         // Paths changed through the socket or the FUSE tree: re-plan.
         let now_graph = paths.table().snapshot();
         if now_graph != graph {
             tracing::info!("migration paths changed: re-planning");
             graph = now_graph;
             policy.replan(policy_cfg.clone(), &topology, &graph);
+            backstop.update(&graph, &mut policy, &metrics, &status);
         }
         let now_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let tick_start = Instant::now();
@@ -449,7 +671,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         metrics.housekeeping_backlog_pages.set(tick.deferred);
         let tick_took = tick_start.elapsed();
         let log = backend.take_moves();
-        record(&metrics, &log, &graph, page_size);
+        record(&metrics, &log, &graph, &backstop, page_size);
         for pid in &log.denied_pids {
             once.warn(
                 format!("denied:{pid}"),
@@ -459,9 +681,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             );
         }
         merge(&mut totals, &log);
-        if let Ok(vm) = tierd_linux::read_vmstat(&root) {
-            metrics.record_vmstat(&vm);
-        }
         let elapsed = t0.elapsed();
         if tick.demoted + tick.promoted + tick.failed > 0
             || elapsed > Duration::from_millis(config.daemon.interval_ms)
@@ -472,6 +691,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 failed = tick.failed,
                 guarded = tick.guarded,
                 deferred = tick.deferred,
+                repaired = tick.repaired,
                 urgent = %tick.urgent,
                 scan_ms = scan.as_millis(),
                 policy_ms = tick_took.as_millis(),
@@ -514,6 +734,15 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 match Config::load(&opts.config) {
                     Ok(new) => {
                         tracing::info!("config reloaded from {}", opts.config.display());
+                        let (a, b) = (&config.daemon, &new.daemon);
+                        if (a.backstop, a.nice, a.lock_memory, a.oom_score_adj)
+                            != (b.backstop, b.nice, b.lock_memory, b.oom_score_adj)
+                        {
+                            tracing::warn!(
+                                "config reload: [daemon] backstop, nice, lock_memory and \
+                                 oom_score_adj take effect at the next start"
+                            );
+                        }
                         if let Err(e) = seed_paths(&new, &topology, &paths, false) {
                             tracing::warn!("config reload: {e}; keeping the old paths");
                         }
@@ -544,9 +773,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
     drop(server);
     drop(endpoint);
-    if let Some(guard) = took_over {
-        guard.restore().context("restoring the kernel's tiering settings")?;
-    }
+    kernel_guard.restore().context("restoring the kernel's tiering settings")?;
     drop(lock);
     tracing::info!("stopped after {loops} loops");
     Ok(())
@@ -587,11 +814,24 @@ fn mount_tree(
         .with_context(|| format!("mounting the path tree on {}", mnt.display()))
 }
 
-fn record(metrics: &Metrics, log: &MoveLog, graph: &PathGraph, page_size: u64) {
+fn record(
+    metrics: &Metrics,
+    log: &MoveLog,
+    graph: &PathGraph,
+    backstop: &BackstopState,
+    page_size: u64,
+) {
     for ((from, to), pages) in &log.moved {
-        // A move along a path edge (target or fallback) is a demotion; any other, a promotion.
-        let demotion = graph.entry(*from).destinations().any(|d| d == *to);
-        metrics.record_move(demotion, u32::from(*from), u32::from(*to), *pages, page_size);
+        // A move along a path edge (target or fallback) is a demotion; off a stranded node
+        // onto its repair destinations, a repair; any other, a promotion.
+        let kind = if graph.entry(*from).destinations().any(|d| d == *to) {
+            MoveKind::Demotion
+        } else if backstop.is_repair(*from, *to) {
+            MoveKind::Repair
+        } else {
+            MoveKind::Promotion
+        };
+        metrics.record_move(kind, u32::from(*from), u32::from(*to), *pages, page_size);
     }
     for (errno, pages) in &log.failures {
         let name = tierd_linux::sys::PageError::from_errno(*errno).name().to_string();
@@ -697,8 +937,17 @@ pub fn status_text(report: &serde_json::Value) -> String {
         get("tracker").as_str().unwrap_or("?"),
         get("tracker_why").as_str().unwrap_or("")
     );
+    let _ = writeln!(
+        out,
+        "backstop: {}: {}",
+        get("backstop").as_str().unwrap_or("?"),
+        get("backstop_why").as_str().unwrap_or("")
+    );
+    if let Some(p) = get("priority").as_str().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "priority: {p}");
+    }
     if get("took_over").as_bool() == Some(true) {
-        let _ = writeln!(out, "kernel tiering: switched off by tierd (restored on exit)");
+        let _ = writeln!(out, "kernel tiering promotion: switched off by tierd (restored on exit)");
     }
     for c in get("conflicts").as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", c.as_str().unwrap_or(""));
@@ -787,6 +1036,10 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         pid: std::process::id(),
         config: opts.config.clone(),
         tracker: "simulator".into(),
+        backstop: "none".into(),
+        backstop_why: "tierd run --sim: the simulated machine's reclaim swaps, as on a host \
+                       with [daemon] backstop = \"off\""
+            .into(),
         tracker_why: format!(
             "tierd run --sim: the simulated machine of {} (exact per-page access bits)",
             scenario_file
@@ -837,8 +1090,12 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
                 let now = m.counters.moves[from][to];
                 if now > *last {
                     let (f, t) = (m.node_id(from), m.node_id(to));
-                    let demotion = graph.entry(f).destinations().any(|d| d == t);
-                    metrics.record_move(demotion, u32::from(f), u32::from(t), now - *last, page);
+                    let kind = if graph.entry(f).destinations().any(|d| d == t) {
+                        MoveKind::Demotion
+                    } else {
+                        MoveKind::Promotion
+                    };
+                    metrics.record_move(kind, u32::from(f), u32::from(t), now - *last, page);
                     *last = now;
                 }
                 if now > 0 {

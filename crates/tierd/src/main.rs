@@ -86,6 +86,10 @@ pages to next_migration_node (fallback nodes when the target is full). tierd nev
 drops a page: when every target is full it leaves pages where they are and reports it. Hot \
 pages of lower tiers come back up within the promotion rate limit, never a page that moved \
 within its minimum residence time.\n\n\
+While it runs, the kernel's own demotion is switched on as the backstop ([daemon] backstop): \
+when tierd's loop falls behind (a busy or slow host), reclaim demotes instead of swapping; \
+pages it puts on a node no migration path reaches are moved on. tierd gives itself nice -10, \
+locks its own memory and lowers its OOM score ([daemon] nice, lock_memory, oom_score_adj).\n\n\
 SIGHUP reloads the config (an invalid one keeps the old); SIGTERM stops cleanly. `tierd \
 status` and `tierd path ...` talk to it over its control socket; metrics are served in \
 OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.toml.")]
@@ -93,8 +97,8 @@ OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.to
         /// The config file; see tierd.example.toml for every field and its default.
         #[arg(long, value_name = "FILE", default_value = tierd::config::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Switch the kernel's own demotion (demotion_enabled) and tiering promotion
-        /// (numa_balancing=2) off while running, and restore them on exit.
+        /// Switch the kernel's tiering promotion (numa_balancing=2) off while running, and its
+        /// demotion too when [daemon] backstop = "off"; restored on exit.
         #[arg(long)]
         take_over: bool,
         /// Run the same policy, control socket and metrics on the simulated machine of a

@@ -46,6 +46,26 @@ pub struct ErrnoLabel {
     pub errno: String,
 }
 
+/// The backstop in force (`tierd_backstop{mechanism="kernel-demotion",repair="yes"} 1`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackstopLabel {
+    /// `kernel-demotion` or `none`.
+    pub mechanism: String,
+    /// `yes` when pages the kernel may put off the migration paths are moved on.
+    pub repair: String,
+}
+
+/// Which way a move went, for the per-edge counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveKind {
+    /// Down a migration path (target or fallback).
+    Demotion,
+    /// Up, towards a CPU node.
+    Promotion,
+    /// Off a node that no path reaches but the kernel's backstop can fill, onto the paths.
+    Repair,
+}
+
 /// A kernel vmstat counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VmstatLabel {
@@ -65,6 +85,12 @@ pub struct Metrics {
     pub promoted_pages: Family<Edge, Counter>,
     /// Bytes promoted per edge.
     pub promoted_bytes: Family<Edge, Counter>,
+    /// Pages moved off stranded nodes onto the paths, per edge.
+    pub repaired_pages: Family<Edge, Counter>,
+    /// Bytes moved off stranded nodes onto the paths, per edge.
+    pub repaired_bytes: Family<Edge, Counter>,
+    /// The backstop in force: one series at 1.
+    pub backstop: Family<BackstopLabel, Gauge>,
     /// Per-page move failures by errno.
     pub move_failures: Family<ErrnoLabel, Counter>,
     /// Free bytes per node.
@@ -115,6 +141,9 @@ impl Metrics {
             demoted_bytes: Family::default(),
             promoted_pages: Family::default(),
             promoted_bytes: Family::default(),
+            repaired_pages: Family::default(),
+            repaired_bytes: Family::default(),
+            backstop: Family::default(),
             move_failures: Family::default(),
             node_free_bytes: Family::default(),
             node_total_bytes: Family::default(),
@@ -144,6 +173,21 @@ impl Metrics {
             "promoted_bytes",
             "Bytes tierd promoted, per edge",
             m.promoted_bytes.clone(),
+        );
+        registry.register(
+            "repaired_pages",
+            "Pages tierd moved off nodes no migration path reaches (the backstop's), per edge",
+            m.repaired_pages.clone(),
+        );
+        registry.register(
+            "repaired_bytes",
+            "Bytes tierd moved off nodes no migration path reaches (the backstop's), per edge",
+            m.repaired_bytes.clone(),
+        );
+        registry.register(
+            "backstop",
+            "What keeps reclaim from swapping while tierd falls behind (the series at 1)",
+            m.backstop.clone(),
         );
         registry.register(
             "move_failures",
@@ -182,15 +226,28 @@ impl Metrics {
     }
 
     /// Records moved pages on an edge.
-    pub fn record_move(&self, demotion: bool, from: u32, to: u32, pages: u64, page_size: u64) {
+    pub fn record_move(&self, kind: MoveKind, from: u32, to: u32, pages: u64, page_size: u64) {
         let edge = Edge { from, to };
-        let (p, b) = if demotion {
-            (&self.demoted_pages, &self.demoted_bytes)
-        } else {
-            (&self.promoted_pages, &self.promoted_bytes)
+        let (p, b) = match kind {
+            MoveKind::Demotion => (&self.demoted_pages, &self.demoted_bytes),
+            MoveKind::Promotion => (&self.promoted_pages, &self.promoted_bytes),
+            MoveKind::Repair => (&self.repaired_pages, &self.repaired_bytes),
         };
         p.get_or_create(&edge).inc_by(pages);
         b.get_or_create(&edge).inc_by(pages.saturating_mul(page_size));
+    }
+
+    /// Sets the backstop series: `label` at 1, any other at 0.
+    pub fn set_backstop(&self, label: &BackstopLabel) {
+        for mechanism in ["kernel-demotion", "none"] {
+            for repair in ["yes", "no"] {
+                let l = BackstopLabel { mechanism: mechanism.into(), repair: repair.into() };
+                if l != *label && self.backstop.get(&l).is_some() {
+                    self.backstop.get_or_create(&l).set(0);
+                }
+            }
+        }
+        self.backstop.get_or_create(label).set(1);
     }
 
     /// Copies the kernel counters tierd mirrors out of a `/proc/vmstat` map.
@@ -313,8 +370,15 @@ mod tests {
     #[test]
     fn serves_openmetrics_with_tierd_and_kernel_counters() {
         let metrics = Arc::new(Metrics::new());
-        metrics.record_move(true, 0, 1, 10, 4096);
-        metrics.record_move(false, 1, 0, 2, 4096);
+        metrics.record_move(MoveKind::Demotion, 0, 1, 10, 4096);
+        metrics.record_move(MoveKind::Promotion, 1, 0, 2, 4096);
+        metrics.record_move(MoveKind::Repair, 1, 2, 5, 4096);
+        let none = BackstopLabel { mechanism: "none".into(), repair: "no".into() };
+        metrics.set_backstop(&none);
+        metrics.set_backstop(&BackstopLabel {
+            mechanism: "kernel-demotion".into(),
+            repair: "yes".into(),
+        });
         metrics.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
         let vmstat = [("pgdemote_kswapd".to_string(), 7u64), ("nr_free_pages".into(), 1)].into();
         metrics.record_vmstat(&vmstat);
@@ -326,6 +390,9 @@ mod tests {
             "tierd_demoted_pages_total{from=\"0\",to=\"1\"} 10",
             "tierd_demoted_bytes_total{from=\"0\",to=\"1\"} 40960",
             "tierd_promoted_pages_total{from=\"1\",to=\"0\"} 2",
+            "tierd_repaired_pages_total{from=\"1\",to=\"2\"} 5",
+            "tierd_backstop{mechanism=\"kernel-demotion\",repair=\"yes\"} 1",
+            "tierd_backstop{mechanism=\"none\",repair=\"no\"} 0",
             "tierd_move_failures_total{errno=\"EBUSY\"} 1",
             "tierd_kernel_vmstat{counter=\"pgdemote_kswapd\"} 7",
             "tierd_housekeeping_backlog_pages 3",

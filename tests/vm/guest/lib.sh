@@ -115,3 +115,42 @@ tierd_up() {
 		fail "tierd run did not open its control socket${1:+ and $1} in time"
 	fi
 }
+
+# The kernel-alone reference of a daemon scenario, measured first in the same boot (and under
+# the same variant, the hog included): runs CMD... with the kernel's demotion off and no
+# tierd, prints its output, sets REF to its swap-outs (figure reference_pswpout) and fails
+# when it does not swap; then drops the page cache and empties the swap for the next phase.
+# reference_run CMD...
+reference_run() {
+	step "reference: the kernel alone"
+	echo false >/sys/kernel/mm/numa/demotion_enabled
+	ref_out=$("$@")
+	echo "$ref_out"
+	REF=$(kv pswpout "$(echo "$ref_out" | grep 'memload: vmstat-delta')")
+	figure reference_pswpout "$REF"
+	expect_ge "$REF" 5000 "the reference swaps (pswpout)"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	swapoff /dev/zram0 && swapon /dev/zram0
+}
+
+# CPU time of a process or thread so far, clock ticks (utime + stime): cpu_ticks PID.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# The pid of the kernel thread (or process) named NAME: thread_pid NAME.
+thread_pid() {
+	for d in /proc/[0-9]*; do
+		[ "$(cat "$d/comm" 2>/dev/null)" = "$1" ] && { echo "${d#/proc/}"; return 0; }
+	done
+	return 1
+}
+
+# Microseconds per item: per_item_us TICKS ITEMS (clock ticks of 1/100 s; "-" for no items).
+per_item_us() {
+	if [ "$2" -gt 0 ]; then echo $(($1 * 10000 / $2)); else echo -; fi
+}
+
+# The backstop tierd reports (mechanism), from `tierd status --json`: tierd_backstop.
+tierd_backstop() {
+	tierd status --json --socket /tmp/tierd/control.sock | sed -n 's/.*"backstop": *"\([^"]*\)".*/\1/p'
+}

@@ -207,11 +207,18 @@ fn value(path: &Path) -> Result<Option<String>, Error> {
     }
 }
 
-/// A one-value file's unsigned number; `None` when it does not exist.
+/// A one-value file's unsigned number; `None` when it does not exist. Read with
+/// [`read::small_u64`]: the region files are the tracker's hot path.
 fn number(path: &Path) -> Result<Option<u64>, Error> {
-    match value(path)? {
-        None => Ok(None),
-        Some(t) => read::parse_u64(&t).map(Some).map_err(|b| Error::Read(b.at(path))),
+    let mut tries = 0;
+    loop {
+        match read::small_u64(path) {
+            Err(crate::Error::Io { ref source, .. }) if is_busy(source) && tries < BUSY_TRIES => {
+                tries += 1;
+                std::thread::sleep(BUSY_WAIT);
+            }
+            r => return Ok(r?),
+        }
     }
 }
 
