@@ -2,8 +2,8 @@
 # tierd's real-kernel test bed: boots Debian's Linux 6.12 with three NUMA nodes and HMAT
 # under QEMU (TCG) and runs scenarios in the guest, one boot per scenario.
 #
-#   tests/vm/run.sh                 all scenarios in tests/vm/scenarios/
-#   tests/vm/run.sh migrate ...     the named ones (tests/vm/scenarios/, selftest/ or pending/);
+#   tests/vm/run.sh                 all scenarios in tests/vm/scenarios/ and topologies/
+#   tests/vm/run.sh migrate ...     the named ones (scenarios/, topologies/, selftest/, pending/);
 #                                   NAME+hog runs NAME with two CPU-bound guest processes
 #   tests/vm/run.sh --shell         a root shell in the guest on this terminal
 #   tests/vm/run.sh --list          the scenario names
@@ -41,7 +41,8 @@ scenario_file() {
 		for k in "${VARIANTS[@]}"; do [[ $v == "$k" ]] && ok=1; done
 		[[ $ok == 1 ]] || return 1
 	fi
-	for f in "$HERE/scenarios/$name.sh" "$HERE/selftest/$name.sh" "$HERE/pending/$name.sh"; do
+	for f in "$HERE/scenarios/$name.sh" "$HERE/topologies/$name.sh" "$HERE/selftest/$name.sh" \
+		"$HERE/pending/$name.sh"; do
 		[[ -f $f ]] && { printf '%s\n' "$f"; return 0; }
 	done
 	return 1
@@ -50,7 +51,7 @@ scenario_file() {
 # Every scenario, then the variants listed in tests/vm/scenarios/variants.list.
 default_scenarios() {
 	local f
-	for f in "$HERE"/scenarios/*.sh; do
+	for f in "$HERE"/scenarios/*.sh "$HERE"/topologies/*.sh; do
 		basename "$f" .sh
 	done
 	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$HERE/scenarios/variants.list"
@@ -183,6 +184,7 @@ build_initramfs() {
 	cp "$BUILD/$TRIPLE/vm/examples/track" "$INITRD_DIR/bin/"
 	cp "$HERE/guest/init" "$INITRD_DIR/init"
 	cp "$HERE/guest/lib.sh" "$INITRD_DIR/lib/tierd-vm.sh"
+	cp "$HERE/guest/topology.sh" "$INITRD_DIR/lib/tierd-topology.sh"
 	chmod 755 "$INITRD_DIR/init"
 	: >"$INITRD_DIR/lib/modules/order"
 	local m
@@ -192,7 +194,7 @@ build_initramfs() {
 	local name
 	for name in "$@"; do
 		if [[ $name == shell ]]; then
-			cp "$HERE"/scenarios/*.sh "$HERE"/selftest/*.sh "$INITRD_DIR/scenarios/"
+			cp "$HERE"/scenarios/*.sh "$HERE"/topologies/*.sh "$HERE"/selftest/*.sh "$INITRD_DIR/scenarios/"
 			continue
 		fi
 		cp "$(scenario_file "$name")" "$INITRD_DIR/scenarios/${name%%+*}.sh"
@@ -202,30 +204,47 @@ build_initramfs() {
 
 # --- boot and judge ------------------------------------------------------------------
 
-# One TCG thread for both vCPUs by default: with thread=multi the 6.12 guest sometimes dies
-# early in boot with "Oops: int3" in hrtimer_start_range_ns (a vCPU running a static-key
-# site while another live-patches it), and it is no faster here, where the host's two
-# cores are shared. TIERD_VM_TCG_THREAD=multi brings it back.
-# The test bed machine (tests/vm/README.md): three 512 MiB nodes, CPUs on node 0, distances 10/20/30, HMAT latencies
-# 80/180/350 ns and bandwidths 20/8/4 GB/s.
-qemu_args() {
-	# shellcheck disable=SC2054 # QEMU options are comma-separated by design
-	QEMU=(qemu-system-x86_64 -accel "tcg,thread=${TIERD_VM_TCG_THREAD:-single}" -cpu max -machine pc,hmat=on
-		-m 1536M -smp 2 -nodefaults -no-reboot -display none)
+# The default machine: three 512 MiB nodes, CPUs on node 0, distances
+# 10/20/30, HMAT latencies 80/180/350 ns and bandwidths 20/8/4 GB/s. A scenario declares
+# its own with `# vm-machine: ARGS` lines (joined, split on blanks): everything from
+# `-machine` to the last `-numa`, replacing the default's.
+default_machine() {
+	MACHINE=(-machine pc,hmat=on -m 1536M -smp 2)
 	local n lat=(80 180 350) bw=(20G 8G 4G)
 	for n in 0 1 2; do
-		QEMU+=(-object "memory-backend-ram,size=512M,id=m$n")
+		MACHINE+=(-object "memory-backend-ram,size=512M,id=m$n")
 	done
-	# shellcheck disable=SC2054
-	QEMU+=(-numa node,nodeid=0,cpus=0-1,memdev=m0
+	# shellcheck disable=SC2054 # QEMU options are comma-separated by design
+	MACHINE+=(-numa node,nodeid=0,cpus=0-1,memdev=m0
 		-numa node,nodeid=1,memdev=m1,initiator=0
 		-numa node,nodeid=2,memdev=m2,initiator=0
 		-numa dist,src=0,dst=1,val=20 -numa dist,src=0,dst=2,val=30 -numa dist,src=1,dst=2,val=20)
 	for n in 0 1 2; do
-		QEMU+=(-numa "hmat-lb,initiator=0,target=$n,hierarchy=memory,data-type=access-latency,latency=${lat[n]}"
+		MACHINE+=(-numa "hmat-lb,initiator=0,target=$n,hierarchy=memory,data-type=access-latency,latency=${lat[n]}"
 			-numa "hmat-lb,initiator=0,target=$n,hierarchy=memory,data-type=access-bandwidth,bandwidth=${bw[n]}")
 	done
-	QEMU+=(-kernel "$VMLINUZ" -initrd "$INITRD")
+}
+
+# The `# vm-machine:` arguments of scenario NAME, one per line; nothing for the default.
+scenario_machine() {
+	sed -n 's/^# vm-machine: *//p' "$(scenario_file "$1")" | tr ' \t' '\n\n' | sed '/^$/d'
+}
+
+# Sets QEMU to the command line that boots scenario NAME's machine (the default for shell).
+# One TCG thread for all vCPUs by default: with thread=multi the 6.12 guest sometimes dies
+# early in boot with "Oops: int3" in hrtimer_start_range_ns (a vCPU running a static-key
+# site while another live-patches it), and it is no faster here, where the host's two
+# cores are shared. TIERD_VM_TCG_THREAD=multi brings it back.
+qemu_args() {
+	local custom=()
+	[[ $1 == shell ]] || mapfile -t custom < <(scenario_machine "$1")
+	if [[ ${#custom[@]} == 0 ]]; then
+		default_machine
+	else
+		MACHINE=("${custom[@]}")
+	fi
+	QEMU=(qemu-system-x86_64 -accel "tcg,thread=${TIERD_VM_TCG_THREAD:-single}" -cpu max
+		-nodefaults -no-reboot -display none "${MACHINE[@]}" -kernel "$VMLINUZ" -initrd "$INITRD")
 }
 
 CMDLINE_BASE="console=ttyS0 panic=-1 oops=panic loglevel=4 rdinit=/init"
@@ -239,6 +258,48 @@ scenario_timeout() {
 	printf '%s\n' "$t"
 }
 
+# The files a scenario printed with `capture_as` (guest/topology.sh), written under
+# target/vm/captures/NAME/ as a fixture tree.
+extract_capture() {
+	local dir=$VM/captures/$1
+	rm -rf "$dir"
+	grep -q 'TIERD-VM: FILE ' "$2" || return 1
+	mkdir -p "$dir"
+	tr -d '\r' <"$2" | awk -v dir="$dir" '
+		index($0, "TIERD-VM: FILE ") { f = dir "/" substr($0, index($0, "TIERD-VM: FILE ") + 15)
+			d = f; sub(/\/[^\/]*$/, "", d); system("mkdir -p \"" d "\""); printf "" > f; next }
+		f != "" && index($0, "TIERD-VM: | ") { print substr($0, index($0, "TIERD-VM: | ") + 12) >> f; next }
+		index($0, "TIERD-VM: END") { if (f != "") close(f); f = "" }'
+}
+
+# Compares scenario NAME's capture with the fixture its `# vm-fixture: DIR` line names, and
+# prints what differs (nothing when it matches). Node meminfo is left out of the comparison
+# (free memory differs from boot to boot). With TIERD_VM_BLESS=1 the capture replaces the
+# fixture's sys/, proc/, dev/ and expected/kernel-log.txt instead.
+check_capture() {
+	local name=$1 fixture dir want have f
+	fixture=$(sed -n 's/^# vm-fixture: *\([^ ]*\).*/\1/p' "$(scenario_file "$name")" | head -n1)
+	extract_capture "$name" "$2" || { [[ -z $fixture ]] || echo "no capture in the console log"; return 0; }
+	[[ -n $fixture ]] || return 0
+	dir=$VM/captures/$name
+	want=$ROOT/fixtures/$fixture
+	if [[ ${TIERD_VM_BLESS:-0} == 1 ]]; then
+		rm -rf "$want/sys" "$want/proc" "$want/dev"
+		mkdir -p "$want/expected"
+		cp -r "$dir/sys" "$dir/proc" "$want/"
+		[[ ! -d $dir/dev ]] || cp -r "$dir/dev" "$want/"
+		cp "$dir/expected/kernel-log.txt" "$want/expected/"
+		return 0
+	fi
+	have=$( (cd "$dir" && find . -type f ! -name meminfo | LC_ALL=C sort) )
+	[[ $have == "$( (cd "$want" 2>/dev/null && find sys proc dev expected/kernel-log.txt -type f ! -name meminfo 2>/dev/null | sed 's|^|./|' | LC_ALL=C sort) )" ]] ||
+		{ echo "the captured files differ from fixtures/$fixture's (TIERD_VM_BLESS=1 rewrites them)"; return 0; }
+	for f in $have; do
+		cmp -s "$dir/$f" "$want/$f" ||
+			{ echo "captured ${f#./} differs from fixtures/$fixture/${f#./} (TIERD_VM_BLESS=1 rewrites it)"; return 0; }
+	done
+}
+
 PASSED=0
 FAILED=0
 FAILED_NAMES=()
@@ -246,6 +307,7 @@ FAILED_NAMES=()
 run_scenario() {
 	local name=$1 log=$LOGS/$1.log timeout rc=0 start secs reason="" figures
 	timeout=$(scenario_timeout "$name")
+	qemu_args "$name"
 	start=$(date +%s.%N)
 	rm -f "$log" # a QEMU that fails to start must not leave the last run's verdict behind
 	timeout -k 5 "$timeout" "${QEMU[@]}" -serial "file:$log" \
@@ -262,7 +324,8 @@ run_scenario() {
 		why=$(sed -n 's/^.*TIERD-VM: FAIL-REASON //p' "$log" | tr -d '\r' | head -n3 | paste -sd';' -)
 		[[ -n $why ]] && reason="$reason: $why"
 	elif grep -q "TIERD-VM: RESULT $name PASS" "$log"; then
-		reason=""
+		# Only a passing boot's capture is compared with (or blessed into) its fixture.
+		reason=$(check_capture "$name" "$log")
 	elif [[ $rc != 0 ]]; then
 		reason="qemu exited $rc: see $LOGS/$name.qemu.log"
 	else
@@ -310,9 +373,9 @@ main() {
 	fetch_kernel
 	[[ $build == 1 ]] && build_guest_tools
 	build_initramfs "${names[@]}"
-	qemu_args
 	say "kernel $KVER, $((SECONDS - t0))s to prepare; scenarios: ${names[*]}"
 	if [[ $shell == 1 ]]; then
+		qemu_args shell
 		exec "${QEMU[@]}" -serial mon:stdio -append "$CMDLINE_BASE tierd.scenario=shell"
 	fi
 	local t1=$SECONDS

@@ -52,14 +52,32 @@
 //! decide which node is met first; all further nodes at *that first node's* distance join
 //! it. The fallback is the tier's `lower_tier_mask`: every memory node in a lower tier.
 //!
+//! When two candidates tie on that penalised distance, `node_load[]` decides, then the lower
+//! number, and since the first node's distance decides who joins, the tie can make the
+//! kernel demote to a *farther* node. `node_load[]` is what the last `__build_all_zonelists`
+//! left; `establish_demotion_targets` only reads it. On a machine whose memory was all
+//! present at boot that is the build in `mm_core_init`, which runs before any CPU is in its
+//! node's `cpumask_of_node`, so it orders the zonelists, and counts their distance groups,
+//! with no CPU penalty at all ([`boot_zonelists`]; the kernel logs the result as
+//! `Fallback order for Node N: ...`). Mirroring that build with the CPUs already counted
+//! gave a different load, and a different target, on a four-node machine of the test bed.
+//! A later rebuild (memory hotplug) counts the CPUs: tierd then takes the kernel's own lists
+//! from its log, see below.
+//!
 //! # What is approximated
 //! - The kernel reads HMAT `access1` (best CPU initiator, `ACCESS_COORDINATE_CPU`), and so
 //!   does `tierd-linux`; on kernels that print only `access0` (best initiator of any kind),
 //!   that is used. They differ only when a non-CPU initiator (a GPU, an accelerator) is the
 //!   nearest to some memory.
-//! - `node_load[]`, the tie-breaker of `find_next_best_node`, is what the last
-//!   `__build_all_zonelists` left behind. It is simulated here over the online nodes; the
-//!   kernel also walks possible-but-offline nodes, whose distances tierd cannot see.
+//! - `node_load[]` comes from the kernel's log when tierd can read it (`/dev/kmsg`, root):
+//!   the last build's `Fallback order` lines give every list, and the load is counted off
+//!   them as `build_zonelists` counted it ([`crate::topology::KernelZonelists`]). That covers
+//!   rebuilds after boot, which sysfs does not show: `online_pages` rebuilds when it populates
+//!   a zone for the first time (memory that dax/kmem or ACPI hotplug onlines),
+//!   `offline_pages` when it empties one, each with every CPU counted. Without the log
+//!   (another user, or a log that wrapped) the boot-time build is replayed over the online
+//!   nodes: right for memory present at boot, possibly not after a hotplug; and the kernel's
+//!   build also walks possible-but-offline nodes, whose distances tierd cannot see.
 //! - Memory that dax/kmem onlines gets the driver's distance when HMAT has none; only the
 //!   kernel's tier files show that.
 //! - The CPU rule is the *tiers* of 5.15–6.0 fed to the 6.1+ target selection above, not
@@ -78,7 +96,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::{Entry, PathGraph};
 use crate::node::{MAX_NUMNODES, NodeId, NodeMask};
-use crate::topology::{Hmat, Topology};
+use crate::topology::{Hmat, KernelZonelists, Topology};
 
 /// `MEMTIER_CHUNK_BITS`: a memory tier covers `1 << 7` = 128 units of abstract distance.
 pub const MEMTIER_CHUNK_BITS: u32 = 7;
@@ -165,6 +183,11 @@ pub struct AutoPaths {
     pub tiers: Tiers,
     /// One entry per online memory node; an empty `preferred` is a terminal node.
     pub targets: BTreeMap<NodeId, DemotionTargets>,
+    /// Every node's zonelist as the kernel's last build made it: the `node_load[]` it leaves
+    /// decides ties between equally distant targets.
+    pub zonelists: BTreeMap<NodeId, Vec<NodeId>>,
+    /// Where [`AutoPaths::zonelists`] come from.
+    pub zonelist_source: ZonelistSource,
 }
 
 impl AutoPaths {
@@ -202,13 +225,26 @@ impl AutoPaths {
             })
             .collect()
     }
+
+    /// The lines `build_zonelists` prints to the kernel log, one per node of the last build,
+    /// ascending, without the trailing space the kernel leaves after the last node.
+    pub fn zonelist_lines(&self) -> Vec<String> {
+        self.zonelists
+            .iter()
+            .map(|(node, order)| {
+                let order: Vec<String> = order.iter().map(ToString::to_string).collect();
+                format!("Fallback order for Node {node}: {}", order.join(" "))
+            })
+            .collect()
+    }
 }
 
 /// The tiers, then every memory node's targets.
 pub fn auto(topo: &Topology) -> AutoPaths {
     let tiers = derive_tiers(topo);
     let targets = demotion_targets(topo, &tiers.masks());
-    AutoPaths { tiers, targets }
+    let (z, zonelist_source) = Zonelists::of(topo);
+    AutoPaths { tiers, targets, zonelists: z.order, zonelist_source }
 }
 
 /// One node's HMAT figures as the kernel holds them (`struct access_coordinate`): 32-bit
@@ -481,37 +517,92 @@ fn kernel_tiers(topo: &Topology, memory: NodeMask, notes: &mut Vec<String>) -> O
     Some(tiers)
 }
 
-/// The machine as `find_next_best_node` sees it.
+/// The machine as `find_next_best_node` sees it, with the `node_load[]` the last zonelist
+/// build left behind.
 struct Zonelists<'a> {
     topo: &'a Topology,
     memory: NodeMask,
-    cpus: NodeMask,
     /// `node_load[]`, indexed by node number.
     load: Vec<i64>,
+    /// Each node's fallback order as that build made it (the `Fallback order for Node N`
+    /// lines of the boot log).
+    order: BTreeMap<NodeId, Vec<NodeId>>,
 }
 
 impl<'a> Zonelists<'a> {
-    /// The state after boot: `__build_all_zonelists` zeroes `node_load` and builds every
-    /// node's zonelist in turn, bumping the load of the first node of each distance group.
+    /// The state after boot, mirroring `__build_all_zonelists` as `mm_core_init` calls it:
+    /// `node_load` zeroed, then `build_zonelists` for every node in ascending order, each
+    /// bumping the load of the first node of every new distance group in its list.
+    ///
+    /// That build runs before any CPU is in its node's `cpumask_of_node` (x86 adds the
+    /// boot CPU in `numa_add_cpu`, from `identify_boot_cpu` in `arch_cpu_finalize_init`,
+    /// later in `start_kernel`; arm64 in `smp_prepare_cpus`), so the penalty for nodes with
+    /// CPUs does not apply to it: the boot zonelists and their `node_load` ignore CPUs,
+    /// while `establish_demotion_targets`, a `late_initcall`, sees them all.
     fn after_boot(topo: &'a Topology) -> Zonelists<'a> {
-        let mut z = Zonelists {
-            topo,
-            memory: memory_nodes(topo),
-            cpus: cpu_nodes(topo),
-            load: vec![0; MAX_NUMNODES],
-        };
+        let mut z = Zonelists::empty(topo);
         let online: NodeMask = topo.nodes.iter().filter(|i| i.online).map(|i| i.id).collect();
         for local in online.iter() {
-            let mut used = NodeMask::EMPTY;
+            let order = z.build_zonelist(local, &NodeMask::EMPTY);
+            z.order.insert(local, order);
+        }
+        z
+    }
+
+    /// The state the kernel's last logged build left: its lists as printed, and the
+    /// `node_load` that `build_zonelists` bumped while making them (the first node of each
+    /// new distance group in every list; the build started from zero). This covers what a
+    /// replay cannot know: rebuilds after boot, which count CPUs, and partial builds.
+    fn logged(topo: &'a Topology, logged: &KernelZonelists) -> Zonelists<'a> {
+        let mut z = Zonelists::empty(topo);
+        for (&local, order) in &logged.last {
             let mut prev = local;
-            while let Some(node) = z.find_next_best_node(local, &mut used) {
+            for &node in order {
                 if z.distance(local, node) != z.distance(local, prev) {
                     z.load[node.index()] += 1;
                 }
                 prev = node;
             }
         }
+        z.order.clone_from(&logged.last);
         z
+    }
+
+    /// The zonelists tierd works with: the kernel's logged ones when it has them, else the
+    /// boot-time replay.
+    fn of(topo: &'a Topology) -> (Zonelists<'a>, ZonelistSource) {
+        match &topo.kernel_zonelists {
+            Some(logged) if !logged.last.is_empty() => (
+                Zonelists::logged(topo, logged),
+                ZonelistSource::KernelLog { builds: logged.builds },
+            ),
+            _ => (Zonelists::after_boot(topo), ZonelistSource::BootReplay),
+        }
+    }
+
+    fn empty(topo: &'a Topology) -> Zonelists<'a> {
+        Zonelists {
+            topo,
+            memory: memory_nodes(topo),
+            load: vec![0; MAX_NUMNODES],
+            order: BTreeMap::new(),
+        }
+    }
+
+    /// `build_zonelists`: `local`'s fallback order with CPU penalties for the nodes in
+    /// `cpus`, adding one to the load of each node that opens a new distance group.
+    fn build_zonelist(&mut self, local: NodeId, cpus: &NodeMask) -> Vec<NodeId> {
+        let mut used = NodeMask::EMPTY;
+        let mut prev = local;
+        let mut order = Vec::new();
+        while let Some(node) = self.find_next_best_node(local, &mut used, cpus) {
+            if self.distance(local, node) != self.distance(local, prev) {
+                self.load[node.index()] += 1;
+            }
+            order.push(node);
+            prev = node;
+        }
+        order
     }
 
     /// `node_distance`: the SLIT entry, or 10/20 without one.
@@ -520,10 +611,18 @@ impl<'a> Zonelists<'a> {
         i64::from(self.topo.distance(a, b).unwrap_or(fallback))
     }
 
-    /// `find_next_best_node`: the local node first, then the memory node not in `used`
-    /// with the smallest penalised distance, lowest number on ties; marks it used.
-    fn find_next_best_node(&self, node: NodeId, used: &mut NodeMask) -> Option<NodeId> {
-        if used.insert(node) {
+    /// `find_next_best_node`: the local node first when it has memory, then the memory node
+    /// not in `used` with the smallest penalised distance (+1 below `node`, +1 with CPUs,
+    /// then `* MAX_NUMNODES + node_load`), lowest number on ties; marks it used. `cpus` are
+    /// the nodes whose `cpumask_of_node` is not empty at the time of the call.
+    fn find_next_best_node(
+        &self,
+        node: NodeId,
+        used: &mut NodeMask,
+        cpus: &NodeMask,
+    ) -> Option<NodeId> {
+        if !used.contains(node) && self.memory.contains(node) {
+            used.insert(node);
             return Some(node);
         }
         let mut best: Option<(i64, NodeId)> = None;
@@ -532,7 +631,7 @@ impl<'a> Zonelists<'a> {
             if n < node {
                 val += 1;
             }
-            if self.cpus.contains(n) {
+            if cpus.contains(n) {
                 val += PENALTY_FOR_NODE_WITH_CPUS;
             }
             let val = val * i64::try_from(MAX_NUMNODES).expect("small") + self.load[n.index()];
@@ -546,12 +645,44 @@ impl<'a> Zonelists<'a> {
     }
 }
 
+/// Every online node's zonelist fallback order as the kernel builds it at boot (see
+/// [`demotion_targets`] for why it matters): the nodes of the `Fallback order for Node N:`
+/// lines that `build_zonelists` prints.
+pub fn boot_zonelists(topo: &Topology) -> BTreeMap<NodeId, Vec<NodeId>> {
+    Zonelists::after_boot(topo).order
+}
+
+/// Where the zonelists (and so `node_load[]`) that break ties come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZonelistSource {
+    /// The last build in the kernel log, which had seen `builds` builds in all.
+    KernelLog {
+        /// Whole builds in the log; more than one means a rebuild after boot.
+        builds: u32,
+    },
+    /// Replayed from the topology as the kernel builds them at boot ([`boot_zonelists`]).
+    BootReplay,
+}
+
+impl fmt::Display for ZonelistSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZonelistSource::KernelLog { builds: 1 } => f.write_str("kernel log, the boot build"),
+            ZonelistSource::KernelLog { builds } => {
+                write!(f, "kernel log, the last of {builds} builds")
+            }
+            ZonelistSource::BootReplay => f.write_str("replayed as built at boot"),
+        }
+    }
+}
+
 /// Every online memory node's demotion targets for the given tiers (fastest first), as
 /// `establish_demotion_targets` computes them. Nodes of `tiers` that are not online memory
 /// nodes are ignored, as is a node's second appearance; a memory node in no tier gets no
 /// targets (and, as in the kernel, appears in the fallback of every tier).
 pub fn demotion_targets(topo: &Topology, tiers: &[NodeMask]) -> BTreeMap<NodeId, DemotionTargets> {
-    let z = Zonelists::after_boot(topo);
+    let (z, _) = Zonelists::of(topo);
+    let cpus = cpu_nodes(topo);
     let mut seen = NodeMask::EMPTY;
     let tiers: Vec<NodeMask> = tiers
         .iter()
@@ -580,7 +711,7 @@ pub fn demotion_targets(topo: &Topology, tiers: &[NodeMask]) -> BTreeMap<NodeId,
             if let Some(next) = tiers.get(i + 1) {
                 let mut used = z.memory.minus(next);
                 let mut best_distance = None;
-                while let Some(target) = z.find_next_best_node(node, &mut used) {
+                while let Some(target) = z.find_next_best_node(node, &mut used, &cpus) {
                     let d = z.distance(node, target);
                     if best_distance.is_some_and(|b| b != d) {
                         break;
@@ -731,6 +862,14 @@ mod tests {
                 "Demotion targets for Node 0: preferred: 1, fallback: 1-2",
                 "Demotion targets for Node 1: preferred: 2, fallback: 2",
                 "Demotion targets for Node 2: null",
+            ]
+        );
+        assert_eq!(
+            auto.zonelist_lines(),
+            [
+                "Fallback order for Node 0: 0 1 2",
+                "Fallback order for Node 1: 1 2 0",
+                "Fallback order for Node 2: 2 1 0",
             ]
         );
         let graph =
@@ -955,6 +1094,123 @@ mod tests {
         assert_eq!(preferred(&targets), ["", "0,3", "3", ""]);
     }
 
+    /// The `topo-tie` machine of the test bed: CPUs and DRAM on node 0, memory-only DRAM on
+    /// node 2, slow CPU-less nodes 1 and 3. From node 2, node 1 (distance 20, +1 for a
+    /// number below 2) and node 3 (21) tie at 21. The boot-time zonelist build, which saw no
+    /// CPUs, leaves both at load 2 and node 1 wins on its number. Built with CPU penalties
+    /// (as tierd did), node 1's load is 3 against node 3's 2, and node 3 won.
+    fn four_node_tie() -> Topology {
+        machine(
+            &[10, 20, 20, 20, 20, 10, 20, 21, 20, 20, 10, 21, 20, 21, 21, 10],
+            &[true, false, false, false],
+        )
+    }
+
+    /// The `topo-tie3` machine: CPUs and DRAM on node 0, memory-only DRAM on nodes 1 and 3,
+    /// a CPU-less node 2 faster than DRAM. From node 2, nodes 0 (20, +1 below, +1 CPUs), 1
+    /// (21, +1 below) and 3 (22) all tie at 22: the boot-time load (3, 2, -, 2) picks node 1,
+    /// neither the lowest number (0) nor what a build with CPU penalties leaves (node 3).
+    fn three_way_tie() -> Topology {
+        machine(
+            &[10, 20, 20, 21, 20, 10, 21, 21, 20, 21, 10, 22, 21, 21, 22, 10],
+            &[true, false, false, false],
+        )
+    }
+
+    #[test]
+    fn ties_in_the_next_tier_are_broken_by_the_boot_node_load() {
+        let rows: [(&str, Topology, [&str; 2], [&str; 4]); 2] = [
+            ("two-way tie", four_node_tie(), ["0,2", "1,3"], ["1,3", "", "1", ""]),
+            ("three-way tie", three_way_tie(), ["2", "0-1,3"], ["", "", "1", ""]),
+        ];
+        for (name, topo, tiers, want) in rows {
+            let targets = demotion_targets(&topo, &tiers.map(mask));
+            assert_eq!(preferred(&targets), want, "{name}");
+        }
+    }
+
+    /// The `topo-hotplug` machine: CPUs and DRAM on node 0, a CPU-less node 1 faster than
+    /// DRAM, memory-only DRAM on node 2, and node 3's DRAM added by ACPI memory hotplug after
+    /// the CPUs came up. From node 1, nodes 0 (20, +1 below, +1 CPUs), 2 (22) and 3 (22) tie.
+    fn hotplug_machine() -> Topology {
+        machine(
+            &[10, 20, 20, 20, 20, 10, 22, 22, 20, 22, 10, 20, 20, 22, 20, 10],
+            &[true, false, false, false],
+        )
+    }
+
+    #[test]
+    fn a_rebuild_after_boot_in_the_kernel_log_decides_the_tie() {
+        let tiers = [mask("1"), mask("0,2-3")];
+        // Replayed as at boot (no CPUs counted): loads 2, -, 1, 1 pick node 2, and node 3
+        // at the same distance joins it.
+        let replayed = hotplug_machine();
+        assert_eq!(preferred(&demotion_targets(&replayed, &tiers)), ["", "2-3", "", ""]);
+        // The kernel rebuilt the zonelists when node 3's memory came online, with node 0's
+        // CPUs counted (its log, as topo-hotplug printed it): node 3's list is 3 2 0 1, the
+        // loads 1, -, 2, 1, and node 0 wins the tie on its number.
+        let mut logged = hotplug_machine();
+        let list = |v: &[usize]| v.iter().map(|&n| id(n)).collect::<Vec<_>>();
+        logged.kernel_zonelists = Some(KernelZonelists {
+            builds: 3,
+            last: [
+                (id(0), list(&[0, 1, 2, 3])),
+                (id(1), list(&[1, 0, 2, 3])),
+                (id(2), list(&[2, 3, 0, 1])),
+                (id(3), list(&[3, 2, 0, 1])),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        assert_eq!(preferred(&demotion_targets(&logged, &tiers)), ["", "0", "", ""]);
+        let auto = auto(&logged);
+        assert_eq!(auto.zonelist_source, ZonelistSource::KernelLog { builds: 3 });
+        assert_eq!(auto.zonelist_lines()[3], "Fallback order for Node 3: 3 2 0 1");
+        assert_eq!(auto.zonelist_source.to_string(), "kernel log, the last of 3 builds");
+        assert_eq!(super::auto(&replayed).zonelist_source, ZonelistSource::BootReplay);
+        // A log without a whole build is no log.
+        logged.kernel_zonelists = Some(KernelZonelists::default());
+        assert_eq!(preferred(&demotion_targets(&logged, &tiers)), ["", "2-3", "", ""]);
+    }
+
+    #[test]
+    fn boot_zonelists_ignore_cpus_and_round_robin_the_distance_groups() {
+        // Every row is a kernel's `Fallback order for Node N` lines (the test bed's, and
+        // topo-tie's and topo-tie3's, as read in the guests' logs). In the two-way tie, node
+        // 1's list puts node 0 (20, +1 below) before node 3 (21) only because the CPU penalty
+        // is not there yet; with it node 0 would come last.
+        let rows: [(&str, Topology, &[&[usize]]); 4] = [
+            (
+                "two-way tie",
+                four_node_tie(),
+                &[&[0, 1, 2, 3], &[1, 2, 0, 3], &[2, 0, 1, 3], &[3, 0, 1, 2]],
+            ),
+            (
+                "three-way tie",
+                three_way_tie(),
+                &[&[0, 1, 2, 3], &[1, 0, 2, 3], &[2, 0, 1, 3], &[3, 0, 1, 2]],
+            ),
+            ("test bed", test_bed(), &[&[0, 1, 2], &[1, 2, 0], &[2, 1, 0]]),
+            (
+                "a memoryless CPU node is not in any list, its own included",
+                {
+                    let mut t =
+                        machine(&[10, 20, 30, 20, 10, 20, 30, 20, 10], &[true, true, false]);
+                    t.nodes[1].has_memory = false;
+                    t
+                },
+                &[&[0, 2], &[2, 0], &[2, 0]],
+            ),
+        ];
+        for (name, topo, want) in rows {
+            let got: Vec<Vec<usize>> = boot_zonelists(&topo)
+                .into_values()
+                .map(|o| o.iter().map(|n| n.index()).collect())
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
     #[test]
     fn kernel_tier_files_with_an_offline_node() {
         let mut topo = machine(
@@ -1011,6 +1267,7 @@ mod tests {
         let json = serde_json::to_string(&auto).unwrap();
         assert!(json.contains(r#""source":"Hmat""#), "{json}");
         assert!(json.contains(r#""0":{"preferred":"1","fallback":"1-2"}"#), "{json}");
+        assert!(json.contains(r#""zonelists":{"0":[0,1,2],"1":[1,2,0],"2":[2,1,0]}"#), "{json}");
         let back: AutoPaths = serde_json::from_str(&json).unwrap();
         assert_eq!(back, auto);
     }
@@ -1072,6 +1329,19 @@ mod tests {
     }
 
     proptest! {
+        /// Counting `node_load` off logged lists gives what building them gave: the kernel
+        /// log of a machine booted with this topology leads to the replay's targets.
+        #[test]
+        fn a_logged_boot_build_gives_the_replayed_targets(topo in arb_topology()) {
+            let tiers = derive_tiers(&topo).masks();
+            let replayed = demotion_targets(&topo, &tiers);
+            let mut logged = topo.clone();
+            logged.kernel_zonelists =
+                Some(KernelZonelists { builds: 1, last: boot_zonelists(&topo) });
+            prop_assert_eq!(demotion_targets(&logged, &tiers), replayed);
+            prop_assert_eq!(Zonelists::of(&logged).0.load, Zonelists::after_boot(&topo).load);
+        }
+
         #[test]
         fn auto_graph_is_acyclic_and_only_descends_tiers(topo in arb_topology()) {
             let auto = auto(&topo);

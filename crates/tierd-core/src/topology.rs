@@ -5,6 +5,8 @@
 //! This is plain data. `tierd-linux` fills it from sysfs and procfs; the simulator builds it
 //! from a scenario. Every optional kernel file is an `Option`: absent is not zero.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::node::{NodeId, NodeMask};
@@ -82,6 +84,20 @@ pub struct Topology {
     pub demotion_enabled: Option<bool>,
     /// `/proc/sys/kernel/numa_balancing` (2 = memory tiering promotion); `None` when absent.
     pub numa_balancing: Option<u32>,
+    /// The zonelists of the kernel's last zonelist build, from its log; `None` when the log
+    /// could not be read or no longer holds a whole build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_zonelists: Option<KernelZonelists>,
+}
+
+/// What the kernel log says about its zonelist builds: each `__build_all_zonelists` prints a
+/// `Fallback order for Node N: ...` line per node it builds, then `Built M zonelists ...`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelZonelists {
+    /// The number of whole builds in the log (the boot build, then one per rebuild).
+    pub builds: u32,
+    /// The fallback order of every node the last build built, ascending by node.
+    pub last: BTreeMap<NodeId, Vec<NodeId>>,
 }
 
 impl Topology {

@@ -353,6 +353,7 @@ impl FixtureMachine {
                 .map(|tiers| tiers.iter().map(|(&id, &nodes)| KernelTier { id, nodes }).collect()),
             demotion_enabled: self.demotion_enabled,
             numa_balancing: self.numa_balancing,
+            kernel_zonelists: None,
         }
     }
 }
@@ -473,6 +474,75 @@ pub const FIXTURES: &[NamedFixture] = &[
     },
 ];
 
+/// A committed tree captured from a machine booted in the test bed (`tests/vm/topologies/`)
+/// rather than written by a builder: the guest's own sysfs files and, in
+/// `expected/kernel-log.txt`, the kernel's `Demotion targets` and `Fallback order` lines of
+/// the same boot.
+#[derive(Clone, Copy, Debug)]
+pub struct CapturedFixture {
+    /// The directory name under `fixtures/`.
+    pub name: &'static str,
+    /// The test-bed scenario that boots the machine and captures it.
+    pub scenario: &'static str,
+    /// What machine it is (one line, copied into `fixtures/README.md`).
+    pub description: &'static str,
+}
+
+/// Every captured fixture, in the order of `fixtures/README.md`.
+pub const CAPTURED: &[CapturedFixture] = &[
+    CapturedFixture {
+        name: "vm-tie",
+        scenario: "topo-tie",
+        description: "CPUs and DRAM on node 0, memory-only DRAM on node 2, CPU-less slow nodes 1 \
+                      and 3; from node 2, nodes 1 and 3 tie in find_next_best_node, with equal \
+                      boot-time loads",
+    },
+    CapturedFixture {
+        name: "vm-tie3",
+        scenario: "topo-tie3",
+        description: "CPUs and DRAM on node 0, memory-only DRAM on nodes 1 and 3, a CPU-less node 2 \
+                      faster than DRAM; from node 2, nodes 0, 1 and 3 tie and the boot-time \
+                      node_load picks node 1, not the lowest number",
+    },
+    CapturedFixture {
+        name: "vm-four-tiers",
+        scenario: "topo-four-tiers",
+        description: "CPUs and DRAM on node 0, CPU-less nodes 1-3 ever slower by HMAT: four \
+                      tiers, each node demoting to the next",
+    },
+    CapturedFixture {
+        name: "vm-two-socket-cxl",
+        scenario: "topo-two-socket-cxl",
+        description: "two sockets (nodes 0, 1) each with its own CPU-less CXL node (2, 3), HMAT \
+                      from both sockets",
+    },
+    CapturedFixture {
+        name: "vm-hbm",
+        scenario: "topo-hbm",
+        description: "a CPU-less node faster than DRAM (HBM, node 1) above node 0's DRAM and a slow \
+                      node 2",
+    },
+    CapturedFixture {
+        name: "vm-dram-mismatch",
+        scenario: "topo-dram-mismatch",
+        description: "two CPU nodes whose HMAT differs by more than 10%: the kernel gives up on \
+                      HMAT and builds one tier",
+    },
+    CapturedFixture {
+        name: "vm-hotplug",
+        scenario: "topo-hotplug",
+        description: "CPUs and DRAM on node 0, a CPU-less node 1 faster than DRAM, memory-only \
+                      DRAM on node 2 and node 3's DRAM added by ACPI memory hotplug, which \
+                      rebuilt the zonelists with the CPUs counted; `dev/kmsg` holds the \
+                      kernel's zonelist lines, which tierd reads",
+    },
+    CapturedFixture {
+        name: "vm-no-hmat",
+        scenario: "topo-no-hmat",
+        description: "the test bed's three nodes without HMAT: one tier",
+    },
+];
+
 /// The committed fixture called `name`.
 pub fn named(name: &str) -> Option<FixtureMachine> {
     FIXTURES.iter().find(|f| f.name == name).map(|f| (f.machine)())
@@ -498,6 +568,20 @@ pub fn readme_text() -> String {
     );
     for f in FIXTURES {
         let _ = writeln!(s, "- `{}`: {}.", f.name, f.description);
+    }
+    s.push_str(
+        "\n## Captured from the test bed\n\n\
+         Trees copied from Linux 6.12 booted in QEMU by the `tests/vm/topologies/` scenarios \
+         (`CAPTURED`):\nthe guest's own files, node `meminfo` included (and, where the \
+         zonelists were rebuilt after boot,\nthe kernel log's zonelist lines as `dev/kmsg`), \
+         and in \
+         `expected/kernel-log.txt` the kernel's\n`Demotion targets` and `Fallback order` \
+         lines of the same boot. The scenario fails when a later boot\ncaptures other files \
+         (`meminfo` aside); rewrite them with \
+         `TIERD_VM_BLESS=1 tests/vm/run.sh SCENARIO`.\n\n",
+    );
+    for f in CAPTURED {
+        let _ = writeln!(s, "- `{}` (`{}`): {}.", f.name, f.scenario, f.description);
     }
     s
 }
@@ -755,6 +839,30 @@ mod tests {
         let t = named("two-socket-cxl").unwrap().expected_topology();
         let ids: Vec<u32> = t.kernel_tiers.unwrap().iter().map(|k| k.id).collect();
         assert_eq!(ids, [tier(MEMTIER_ADISTANCE_DRAM), tier(MEMTIER_DEFAULT_DAX_ADISTANCE)]);
+    }
+
+    /// Every directory under `fixtures/` is a built or a captured fixture, and every captured
+    /// one has its tree and the kernel's lines.
+    #[test]
+    fn every_fixture_directory_is_listed() {
+        let committed = committed_fixtures_dir();
+        for f in CAPTURED {
+            let dir = committed.join(f.name);
+            assert!(dir.join("sys/devices/system/node/online").is_file(), "fixtures/{}", f.name);
+            let log = std::fs::read_to_string(dir.join("expected/kernel-log.txt")).unwrap();
+            assert!(log.contains("Fallback order for Node 0: "), "fixtures/{}", f.name);
+        }
+        for entry in std::fs::read_dir(&committed).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                FIXTURES.iter().any(|f| f.name == name) || CAPTURED.iter().any(|f| f.name == name),
+                "fixtures/{name} is neither in FIXTURES nor in CAPTURED"
+            );
+        }
     }
 
     #[test]

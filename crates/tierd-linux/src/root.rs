@@ -81,6 +81,12 @@ impl SysRoot {
     pub fn vmstat_file(&self) -> PathBuf {
         self.proc.join("vmstat")
     }
+
+    /// The kernel log, `/dev/kmsg`: the `dev` directory beside `sys` (so `/dev/kmsg` for the
+    /// running system, `DIR/dev/kmsg` for a fixture tree under `DIR`).
+    pub fn kmsg_file(&self) -> PathBuf {
+        self.sys.join("../dev/kmsg")
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +99,7 @@ mod tests {
         assert_eq!(r.sys, Path::new("/sys"));
         assert_eq!(r.proc, Path::new("/proc"));
         assert_eq!(r.node_root(), Path::new("/sys/devices/system/node"));
+        assert_eq!(r.kmsg_file(), Path::new("/sys/../dev/kmsg"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | kernel tiers | `sys/devices/virtual/memory_tiering/memory_tierN/nodelist` | `None` (before 6.1) |
 //! | kernel demotion | `sys/kernel/mm/numa/demotion_enabled` | `None` (before 5.15) |
 //! | NUMA balancing | `proc/sys/kernel/numa_balancing` | `None` |
+//! | the kernel's last zonelist build | `dev/kmsg` (beside `sys`), its `Fallback order for Node N` and `Built M zonelists` lines | `None` (no permission: `/dev/kmsg` needs root where `dmesg_restrict` is set, as on Debian; or no whole build left in the log) |
 //!
 //! **HMAT access class.** The kernel exports two classes per memory node: `access0`, the
 //! figures from the best initiator of any kind (a GPU or other accelerator may be that
@@ -28,9 +29,12 @@
 //! become `None` and its distance row empty. A distance row whose length no longer matches
 //! the `online` mask read at the start is reported as an error that says to read again.
 
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use tierd_core::topology::{Hmat, KernelTier};
+use tierd_core::topology::{Hmat, KernelTier, KernelZonelists};
 use tierd_core::{NodeId, NodeInfo, NodeMask, Topology};
 
 use crate::meminfo::{NodeMeminfo, read_node_meminfo};
@@ -90,6 +94,7 @@ pub fn read_topology(root: &SysRoot) -> Result<Topology, Error> {
         kernel_tiers: read_kernel_tiers(root)?,
         demotion_enabled: read_demotion_enabled(root)?,
         numa_balancing: read_numa_balancing(root)?,
+        kernel_zonelists: read_kernel_zonelists(root)?,
     })
 }
 
@@ -242,6 +247,76 @@ pub fn read_numa_balancing(root: &SysRoot) -> Result<Option<u32>, Error> {
         .and_then(|v| u32::try_from(v).ok())
         .map(Some)
         .ok_or_else(|| read::malformed(&path, value, "expected a small unsigned number"))
+}
+
+/// Reads the kernel's last zonelist build from its log (see [`parse_zonelist_log`]). `None`
+/// when the log is absent or tierd may not read it (`EACCES`/`EPERM`: `/dev/kmsg` takes root
+/// where `dmesg_restrict` is set), or when it holds no whole build any more.
+pub fn read_kernel_zonelists(root: &SysRoot) -> Result<Option<KernelZonelists>, Error> {
+    let path = root.kmsg_file();
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if read::is_gone(&e) || e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(None);
+        }
+        Err(source) => return Err(Error::Io { path, source }),
+    };
+    // /dev/kmsg returns one record per read and EAGAIN after the last one; EPIPE says records
+    // were overwritten while we read (the next read goes on with the oldest one left). A
+    // fixture's plain file just ends.
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.raw_os_error() == Some(libc::EPIPE) => {}
+            Err(source) => return Err(Error::Io { path, source }),
+        }
+    }
+    Ok(parse_zonelist_log(&String::from_utf8_lossy(&text)))
+}
+
+/// The last whole zonelist build in a kernel log, as `/dev/kmsg` records
+/// (`6,1234,5678,-;Fallback order for Node 0: 0 1 2 `) or plain `dmesg` lines: every
+/// `__build_all_zonelists` prints one `Fallback order for Node N: ...` line per node it
+/// builds (`build_zonelists`), then `Built M zonelists, ...` (`build_all_zonelists`). Lines
+/// before the first `Built` line of a log that wrapped may be a build's tail: they count
+/// only when a `Built` line follows them, like any other. `None` without a whole build.
+pub fn parse_zonelist_log(text: &str) -> Option<KernelZonelists> {
+    let mut builds = 0;
+    let mut last = BTreeMap::new();
+    let mut current: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with(' ') {
+            continue; // a /dev/kmsg record's dictionary line (` SUBSYSTEM=...`)
+        }
+        let msg = match line.split_once(';') {
+            Some((head, msg)) if head.bytes().next().is_some_and(|b| b.is_ascii_digit()) => msg,
+            _ => line,
+        };
+        if let Some(rest) = msg.strip_prefix("Fallback order for Node ") {
+            let parsed = rest.split_once(':').and_then(|(node, order)| {
+                let node = node.trim().parse::<usize>().ok().and_then(NodeId::new)?;
+                let order = order
+                    .split_ascii_whitespace()
+                    .map(|w| w.parse::<usize>().ok().and_then(NodeId::new))
+                    .collect::<Option<Vec<NodeId>>>()?;
+                Some((node, order))
+            });
+            if let Some((node, order)) = parsed {
+                current.insert(node, order);
+            }
+        } else if msg.starts_with("Built ") && msg.contains(" zonelists") {
+            builds += 1;
+            last = std::mem::take(&mut current);
+        }
+    }
+    (builds > 0 && !last.is_empty()).then_some(KernelZonelists { builds, last })
 }
 
 #[cfg(test)]
@@ -516,6 +591,54 @@ mod tests {
             let msg = read_numa_balancing(fx.root()).unwrap_err().to_string();
             assert!(msg.contains("numa_balancing"), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn zonelist_log_keeps_the_last_whole_build() {
+        // The topo-hotplug boot: the boot build, a build of node 3 alone while it had no
+        // memory, and the rebuild when its memory came online (kmsg records, a dmesg line).
+        let log = "6,1,0,-;Fallback order for Node 0: 0 1 2 \n\
+                   6,2,0,-;Fallback order for Node 3: 0 1 2 \n\
+                   6,3,0,-;Built 3 zonelists, mobility grouping on.  Total pages: 130942\n\
+                   \x20SUBSYSTEM=memory\n\
+                   6,4,0,-;Fallback order for Node 3: 0 1 2 \n\
+                   6,5,0,-;Built 3 zonelists, mobility grouping on.  Total pages: 93243\n\
+                   Fallback order for Node 0: 0 1 2 3 \n\
+                   6,7,0,-;Fallback order for Node 3: 3 2 0 1 \n\
+                   6,8,0,-;Built 4 zonelists, mobility grouping on.  Total pages: 126011\n\
+                   6,9,0,-;Fallback order for Node 1: 1 0 \n";
+        let z = parse_zonelist_log(log).unwrap();
+        assert_eq!(z.builds, 3);
+        let lists: Vec<(usize, Vec<usize>)> = z
+            .last
+            .iter()
+            .map(|(n, o)| (n.index(), o.iter().map(|m| m.index()).collect()))
+            .collect();
+        assert_eq!(lists, [(0, vec![0, 1, 2, 3]), (3, vec![3, 2, 0, 1])]);
+        // No `Built` line after the lists: no whole build.
+        assert_eq!(parse_zonelist_log("6,9,0,-;Fallback order for Node 1: 1 0 \n"), None);
+        assert_eq!(parse_zonelist_log(""), None);
+        // A garbled list is left out, not read as a shorter one.
+        let z = parse_zonelist_log(
+            "Fallback order for Node 0: 0 x\nFallback order for Node 1: 1\nBuilt 2 zonelists\n",
+        )
+        .unwrap();
+        assert_eq!(z.last.keys().map(|n| n.index()).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn the_kernel_log_is_read_from_dev_beside_sys_and_absent_is_none() {
+        let fx = two_nodes().build().unwrap();
+        assert_eq!(read_topology(fx.root()).unwrap().kernel_zonelists, None);
+        fx.write(
+            "dev/kmsg",
+            "6,1,0,-;Fallback order for Node 0: 0 1 \n6,2,0,-;Fallback order for Node 1: 1 0 \n\
+             6,3,0,-;Built 2 zonelists, mobility grouping on.  Total pages: 1\n",
+        )
+        .unwrap();
+        let z = read_topology(fx.root()).unwrap().kernel_zonelists.unwrap();
+        assert_eq!(z.builds, 1);
+        assert_eq!(z.last[&n(1)], [n(1), n(0)]);
     }
 
     #[test]

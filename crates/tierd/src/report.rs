@@ -45,6 +45,10 @@ pub struct AutoReport {
     pub targets: Vec<TargetsReport>,
     /// The kernel's own `dmesg` lines for these targets.
     pub kernel_lines: Vec<String>,
+    /// The kernel's log lines for the zonelists whose `node_load[]` breaks ties.
+    pub zonelist_lines: Vec<String>,
+    /// Where they come from: the kernel log, or replayed as built at boot.
+    pub zonelist_source: String,
     /// The resulting path graph (`{"0": {"target": 1, "fallback": "2"}}`).
     pub graph: PathGraph,
 }
@@ -78,6 +82,8 @@ fn auto_report(auto: &AutoPaths, graph: &PathGraph) -> AutoReport {
             })
             .collect(),
         kernel_lines: auto.kernel_lines(),
+        zonelist_lines: auto.zonelist_lines(),
+        zonelist_source: auto.zonelist_source.to_string(),
         graph: graph.clone(),
     }
 }
@@ -241,6 +247,14 @@ pub fn auto_text(auto: &AutoPaths, graph: &PathGraph) -> String {
                 let _ = writeln!(s, "  {n} terminal");
             }
         }
+    }
+    let _ = writeln!(
+        s,
+        "zonelists ({}), whose node_load breaks ties between targets:",
+        auto.zonelist_source
+    );
+    for line in auto.zonelist_lines() {
+        let _ = writeln!(s, "  {line}");
     }
     s
 }
