@@ -645,7 +645,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             // Once per cache lifetime too: pages the kernel moved before the cache was
             // emptied show up on their node only from then on.
             if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
-                || loops % u64::from(tierd_linux::backend::PLACEMENT_WINDOWS) == 0
+                || loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
             {
                 policy.wake_repair();
             }
