@@ -1169,6 +1169,95 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn tiering_tree(demotion: Option<&str>) -> (tempfile::TempDir, SysRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SysRoot::under(dir.path());
+        std::fs::create_dir_all(root.numa_balancing_file().parent().unwrap()).unwrap();
+        std::fs::write(root.numa_balancing_file(), "0\n").unwrap();
+        if let Some(d) = demotion {
+            std::fs::create_dir_all(root.demotion_enabled_file().parent().unwrap()).unwrap();
+            std::fs::write(root.demotion_enabled_file(), d).unwrap();
+        }
+        (dir, root)
+    }
+
+    fn demotion_file(root: &SysRoot) -> String {
+        std::fs::read_to_string(root.demotion_enabled_file()).unwrap()
+    }
+
+    #[test]
+    fn the_backstop_switches_the_kernels_demotion_on_and_back_off() {
+        let (_d, root) = tiering_tree(Some("false\n"));
+        let (guard, active, why) = kernel_settings(&root, &Config::default(), false).unwrap();
+        assert!(active && why.is_empty());
+        assert_eq!(demotion_file(&root), "true\n");
+        guard.restore().unwrap();
+        assert_eq!(demotion_file(&root), "false\n");
+    }
+
+    #[test]
+    fn backstop_off_leaves_demotion_alone_unless_taken_over() {
+        let (_d, root) = tiering_tree(Some("true\n"));
+        let mut config = Config::default();
+        config.daemon.backstop = Backstop::Off;
+        let (guard, active, why) = kernel_settings(&root, &config, false).unwrap();
+        assert!(!active && why.contains("backstop = \"off\""), "{why}");
+        assert_eq!(demotion_file(&root), "true\n");
+        drop(guard);
+        let (guard, _, _) = kernel_settings(&root, &config, true).unwrap();
+        assert_eq!(demotion_file(&root), "false\n", "taken over");
+        drop(guard);
+        assert_eq!(demotion_file(&root), "true\n", "and put back");
+    }
+
+    #[test]
+    fn a_kernel_without_demotion_has_no_backstop_and_says_why() {
+        let (_d, root) = tiering_tree(None);
+        let (_guard, active, why) = kernel_settings(&root, &Config::default(), false).unwrap();
+        assert!(!active);
+        assert!(why.starts_with("none: this kernel has no demotion in reclaim"), "{why}");
+    }
+
+    #[test]
+    fn status_and_metrics_name_the_backstop_and_its_repair() {
+        let topo = Topology::synthetic(
+            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
+            &[true, false, false],
+            &[1 << 30; 3],
+        );
+        let kernel = tierd_core::auto::auto(&topo).targets;
+        let mut b = BackstopState {
+            kernel,
+            homes: topo.cpu_nodes(),
+            active: true,
+            off_why: String::new(),
+            on_how: "switched on by tierd, restored on exit",
+            plan: tierd_core::backstop::Backstop::default(),
+        };
+        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let mut policy: Tierd<tracker::PageRef> =
+            Tierd::new(PolicyConfig::default(), &topo, &graph);
+        let metrics = Metrics::new();
+        let status = Mutex::new(Status::default());
+        b.update(&graph, &mut policy, &metrics, &status);
+        let (one, two) = (NodeId::new(1).unwrap(), NodeId::new(2).unwrap());
+        assert!(b.is_repair(one, two) && !b.is_repair(two, one));
+        let report = serde_json::to_value(status.lock().unwrap().clone()).unwrap();
+        let text = status_text(&report);
+        assert!(
+            text.contains("backstop: kernel-demotion: demotion_enabled=true (switched on by tierd")
+                && text.contains("pages on node 1 move on to 2 (placement repair)"),
+            "{text}"
+        );
+        let label = BackstopLabel { mechanism: "kernel-demotion".into(), repair: "yes".into() };
+        assert_eq!(metrics.backstop.get(&label).map(|g| g.get()), Some(1));
+        // The kernel's own paths: nothing to repair.
+        let auto = tierd_core::auto::auto(&topo).to_graph();
+        b.update(&auto, &mut policy, &metrics, &status);
+        assert!(!b.is_repair(one, two));
+        assert_eq!(metrics.backstop.get(&label).map(|g| g.get()), Some(0));
+    }
+
     #[test]
     fn processes_that_left_scope_are_those_no_longer_listed() {
         let p = |v: &[u32]| v.iter().map(|&n| Pid(n)).collect::<Vec<_>>();
