@@ -628,29 +628,17 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if let Err(e) = backend.refresh() {
             once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
         }
-        // The kernel's counters, before the tick: whether its own demotion (the backstop) or
-        // promotion moved pages lately.
-        if let Ok(vm) = tierd_linux::read_vmstat(&root) {
-            let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
-            if last_kernel_moves.is_some_and(|last| last != kernel_moves) {
-                kernel_moved_loops_ago = 0;
-            } else {
-                kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
-            }
-            // Reclaim comes in bursts: moves keep checking placement for a few loops after
-            // the kernel's last one, not only in the loop that saw it, and stranded nodes
-            // are looked at until the backend's placement cache has been emptied once
-            // since (its scans may not see the kernel's latest moves before that).
-            backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
-            // Once per cache lifetime too: pages the kernel moved before the cache was
-            // emptied show up on their node only from then on.
-            if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
-                || loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
-            {
-                policy.wake_repair();
-            }
-            last_kernel_moves = Some(kernel_moves);
-            metrics.record_vmstat(&vm);
+        // Whether the kernel's own demotion (the backstop) or promotion moved pages lately,
+        // from the counters read at the end of the last loop. Reclaim comes in bursts:
+        // moves keep checking placement for a few loops after the kernel's last one, not
+        // only in the loop that saw it, and stranded nodes are looked at until the
+        // backend's placement cache has been emptied once since (its scans may not see the
+        // kernel's latest moves before that), and once per cache lifetime anyway.
+        backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
+        if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
+            || loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
+        {
+            policy.wake_repair();
         }
         // Paths changed through the socket or the FUSE tree: re-plan.
         let now_graph = paths.table().snapshot();
@@ -681,6 +669,19 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             );
         }
         merge(&mut totals, &log);
+        // The kernel's counters after this loop's moves are in the metrics: one snapshot of
+        // `/metrics` has tierd's moves and the kernel's `pgmigrate_success`/`pgdemote_*` as
+        // of the same moment, so the two can be compared exactly.
+        if let Ok(vm) = tierd_linux::read_vmstat(&root) {
+            let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
+            if last_kernel_moves.is_some_and(|last| last != kernel_moves) {
+                kernel_moved_loops_ago = 0;
+            } else {
+                kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
+            }
+            last_kernel_moves = Some(kernel_moves);
+            metrics.record_vmstat(&vm);
+        }
         let elapsed = t0.elapsed();
         if tick.demoted + tick.promoted + tick.failed > 0
             || elapsed > Duration::from_millis(config.daemon.interval_ms)

@@ -154,3 +154,17 @@ per_item_us() {
 tierd_backstop() {
 	tierd status --json --socket /tmp/tierd/control.sock | sed -n 's/.*"backstop": *"\([^"]*\)".*/\1/p'
 }
+
+# The sum of the series of a metric family in a /metrics text: metric_sum FAMILY TEXT.
+metric_sum() { echo "$2" | awk -v f="$1" 'index($0, f) == 1 && substr($0, length(f) + 1, 1) ~ /[{ ]/ { s += $NF } END { print s + 0 }'; }
+
+# A kernel counter as tierd mirrored it in a /metrics text: mirrored COUNTER TEXT.
+mirrored() { echo "$2" | awk -v c="counter=\"$1\"" '/^tierd_kernel_vmstat\{/ && index($0, c) { print $NF; f = 1 } END { if (!f) print 0 }'; }
+
+# From one /metrics snapshot, two numbers: tierd's moved pages (demoted, promoted, repaired)
+# and the kernel's migrations less its own demotions, as of the same loop: moves_and_kernel TEXT.
+moves_and_kernel() {
+	t=$(($(metric_sum tierd_demoted_pages_total "$1") + $(metric_sum tierd_promoted_pages_total "$1") + $(metric_sum tierd_repaired_pages_total "$1")))
+	k=$(($(mirrored pgmigrate_success "$1") - $(mirrored pgdemote_kswapd "$1") - $(mirrored pgdemote_direct "$1") - $(mirrored pgdemote_khugepaged "$1")))
+	echo "$t $k"
+}
