@@ -168,3 +168,18 @@ moves_and_kernel() {
 	k=$(($(mirrored pgmigrate_success "$1") - $(mirrored pgdemote_kswapd "$1") - $(mirrored pgdemote_direct "$1") - $(mirrored pgdemote_khugepaged "$1")))
 	echo "$t $k"
 }
+
+# The hot-part check of the daemon scenarios: at least 90% of the workload's hot part on
+# node 0 at the end: hot_on_node0_check ON_NODE0 TOTAL. Under the hog variant it is a figure
+# and a note, not a failure: a workload starved by the hogs touches its hot part so slowly
+# (a 64 MiB part about once in 8 s) that DAMON's 100 ms windows see it as cold, so pages
+# the kernel's backstop demoted from it come back only slowly. The no-swap promise, the
+# user's path and the checksums stay checks under the hog.
+hot_on_node0_check() {
+	if [ "$TIERD_VM_VARIANT" = hog ]; then
+		[ $(($1 * 10)) -ge $(($2 * 9)) ] ||
+			echo "TIERD-VM: NOTE hot pages on node 0 under the hog: $1 of $2 (below 90%; a figure here, not a check)"
+		return 0
+	fi
+	expect_ge "$(($1 * 10))" "$(($2 * 9))" "hot pages on node 0 (at least 90%)"
+}
