@@ -183,3 +183,23 @@ hot_on_node0_check() {
 	fi
 	expect_ge "$(($1 * 10))" "$(($2 * 9))" "hot pages on node 0 (at least 90%)"
 }
+
+# The kernel's own count of pages migrated by move_pages(2) and friends (reason
+# syscall_or_cpuset), from the migrate:mm_migrate_pages tracepoint: an exact reference for
+# tierd's counters, which pgmigrate_success is not (it also counts compaction and
+# demotion). trace_migrations_on before; trace_migrations_off after sets SYSCALL_MIGRATED,
+# and fails the scenario when the trace buffer lost events.
+TRACING=/sys/kernel/debug/tracing
+trace_migrations_on() {
+	[ -d $TRACING/events/migrate/mm_migrate_pages ] || fail "no migrate:mm_migrate_pages tracepoint in $TRACING"
+	echo 16384 >$TRACING/buffer_size_kb
+	echo >$TRACING/trace
+	echo 1 >$TRACING/events/migrate/mm_migrate_pages/enable
+}
+trace_migrations_off() {
+	echo 0 >$TRACING/events/migrate/mm_migrate_pages/enable
+	counts=$(sed -n 's/^# entries-in-buffer\/entries-written: \([0-9]*\)\/\([0-9]*\).*/\1 \2/p' $TRACING/trace | head -n1)
+	[ -n "$counts" ] || fail "no entries-in-buffer line in $TRACING/trace"
+	[ "${counts% *}" = "${counts#* }" ] || fail "the migration trace buffer lost events (in buffer/written: $counts)"
+	SYSCALL_MIGRATED=$(awk '/mm_migrate_pages:/ && / reason=syscall_or_cpuset/ { for (i = 1; i <= NF; i++) if ($i ~ /^nr_succeeded=/) { split($i, a, "="); s += a[2] } } END { print s + 0 }' $TRACING/trace)
+}
