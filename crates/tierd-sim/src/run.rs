@@ -1,5 +1,7 @@
 //! Turning a scenario into machines, replaying the trace under each policy, and the report.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -327,6 +329,12 @@ pub struct Report {
     /// Wall-clock seconds spent on the bounds (not in `--json`).
     #[serde(skip)]
     pub bounds_wall_s: f64,
+    /// Worker threads the policies and bounds ran on (not in `--json`).
+    #[serde(skip)]
+    pub threads: usize,
+    /// Wall-clock seconds of the whole run: draw, policies and bounds (not in `--json`).
+    #[serde(skip)]
+    pub wall_s: f64,
 }
 
 /// Knobs of a run that are not part of the scenario.
@@ -566,12 +574,39 @@ fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, 
     })
 }
 
+/// One independent part of a run, after the draw.
+#[derive(Clone, Copy)]
+enum Part {
+    /// The bounds (a pass over the trace).
+    Bounds,
+    /// The policy at this index of the scenario's list.
+    Policy(usize),
+}
+
+/// What a part produced.
+enum Outcome {
+    Bounds(Result<Bounds, SimError>, f64),
+    Policy(Result<PolicyResult, SimError>),
+}
+
+/// Worker threads a run uses: one per core, at most one per part.
+fn worker_threads(parts: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(parts).max(1)
+}
+
 /// Runs the whole scenario.
+///
+/// The trace is drawn once; then the policies and the bounds, independent of one another,
+/// run on one worker thread per core (each part on one thread, taken in a fixed order, the
+/// bounds first as the longest), and the report lists them in scenario order whatever
+/// finished first, so the output is the sequential one. `progress` is called on the
+/// calling thread.
 pub fn simulate(
     s: &Scenario,
     opts: &RunOptions,
     progress: &mut dyn FnMut(PolicyName, u64),
 ) -> Result<Report, SimError> {
+    let started = Instant::now();
     let mut s = s.clone();
     if let Some(a) = opts.accesses {
         s.accesses = a;
@@ -582,12 +617,70 @@ pub fn simulate(
     let stream = opts.stream || s.uses_trace_files();
     let trace = if stream { workload::streamed(&s)? } else { workload::draw(&s)? };
     let draw_wall_s = t0.elapsed().as_secs_f64();
-    let mut policies = Vec::new();
-    for &p in &s.policies {
-        policies.push(run_policy(&s, &setup, &trace, p, opts, &mut |d| progress(p, d))?);
+    let mut parts = Vec::new();
+    if !opts.no_bounds {
+        parts.push(Part::Bounds);
     }
-    let t1 = Instant::now();
-    let bounds = if opts.no_bounds { None } else { Some(compute_bounds(&s, &setup, &trace)?) };
+    parts.extend((0..s.policies.len()).map(Part::Policy));
+    let threads = worker_threads(parts.len());
+    let taken = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(PolicyName, u64)>();
+    let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = tx.clone();
+                let (s, setup, trace, parts, taken) = (&s, &setup, &trace, &parts, &taken);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = taken.fetch_add(1, Ordering::Relaxed);
+                        let Some(&part) = parts.get(k) else {
+                            return done;
+                        };
+                        let outcome = match part {
+                            Part::Bounds => {
+                                let t = Instant::now();
+                                let b = compute_bounds(s, setup, trace);
+                                Outcome::Bounds(b, t.elapsed().as_secs_f64())
+                            }
+                            Part::Policy(i) => {
+                                let p = s.policies[i];
+                                // A closed channel only means nobody shows progress any more.
+                                let mut report = |d| {
+                                    let _ = tx.send((p, d));
+                                };
+                                Outcome::Policy(run_policy(s, setup, trace, p, opts, &mut report))
+                            }
+                        };
+                        done.push((k, outcome));
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for (p, d) in rx {
+            progress(p, d);
+        }
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    // Scenario order, and the first error in that order: the sequential run's.
+    outcomes.sort_by_key(|(k, _)| *k);
+    let mut bounds = None;
+    let mut bounds_wall_s = 0.0;
+    let mut policies = Vec::new();
+    for (_, outcome) in outcomes {
+        match outcome {
+            Outcome::Bounds(b, wall) => {
+                bounds_wall_s = wall;
+                bounds = Some(b);
+            }
+            Outcome::Policy(r) => policies.push(r?),
+        }
+    }
+    let bounds = bounds.transpose()?;
     Ok(Report {
         version: 1,
         scenario: s.name.clone(),
@@ -601,7 +694,9 @@ pub fn simulate(
         policies,
         bounds,
         draw_wall_s,
-        bounds_wall_s: t1.elapsed().as_secs_f64(),
+        bounds_wall_s,
+        threads,
+        wall_s: started.elapsed().as_secs_f64(),
     })
 }
 

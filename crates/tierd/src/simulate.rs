@@ -287,6 +287,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "trace drawn in {:.2} s, bounds in {:.2} s",
         report.draw_wall_s, report.bounds_wall_s
     );
+    #[allow(clippy::cast_precision_loss)]
+    let whole =
+        (report.accesses * report.policies.len() as u64) as f64 / report.wall_s.max(1e-9) / 1e6;
+    let _ = writeln!(
+        out,
+        "whole run {:.2} s on {} threads: {whole:.1} M accesses/s per policy",
+        report.wall_s, report.threads
+    );
     emit(&out)
 }
 
