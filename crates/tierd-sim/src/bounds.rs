@@ -23,8 +23,13 @@ pub struct StaticBound {
 
 /// Accesses per page.
 pub fn page_counts(trace: &[u32], pages: usize) -> Vec<u32> {
+    page_counts_of(&[trace], pages)
+}
+
+/// Accesses per page of a trace held in `chunks`, in order.
+pub fn page_counts_of(chunks: &[&[u32]], pages: usize) -> Vec<u32> {
     let mut counts = vec![0u32; pages];
-    for &p in trace {
+    for &p in chunks.iter().copied().flatten() {
         counts[p as usize] = counts[p as usize].saturating_add(1);
     }
     counts
@@ -148,29 +153,41 @@ impl PositionSet {
 /// counted: they are evicted first, and which of them goes changes no hit. The same
 /// decisions as a max-heap of next uses, without its stale entries and their cache misses.
 pub fn belady_bypass(trace: &[u32], pages: usize, capacity: u64) -> f64 {
+    belady_bypass_of(&[trace], pages, capacity)
+}
+
+/// [`belady_bypass`] of a trace held in `chunks`, in order.
+pub fn belady_bypass_of(chunks: &[&[u32]], pages: usize, capacity: u64) -> f64 {
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
     #[allow(clippy::cast_precision_loss)]
-    let ratio = belady_hits(trace, pages, capacity) as f64 / trace.len().max(1) as f64;
+    let ratio = belady_hits(chunks, pages, capacity) as f64 / len.max(1) as f64;
     ratio
 }
 
 /// Belady-with-bypass hits (see [`belady_bypass`]).
-fn belady_hits(trace: &[u32], pages: usize, capacity: u64) -> u64 {
+fn belady_hits(chunks: &[&[u32]], pages: usize, capacity: u64) -> u64 {
     const NEVER: u32 = u32::MAX;
-    assert!(trace.len() < NEVER as usize, "trace too long for the Belady bound");
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
+    assert!(len < NEVER as usize, "trace too long for the Belady bound");
     // next[i]: the position of the next access to the page accessed at i.
-    let mut next = vec![NEVER; trace.len()];
+    let mut next = vec![NEVER; len];
     let mut last = vec![NEVER; pages];
-    for (i, (&p, nx)) in trace.iter().zip(next.iter_mut()).enumerate().rev() {
-        let l = &mut last[p as usize];
-        *nx = *l;
-        #[allow(clippy::cast_possible_truncation)] // checked above
-        {
-            *l = i as u32;
+    let mut end = len;
+    for chunk in chunks.iter().rev() {
+        let start = end - chunk.len();
+        for (j, (&p, nx)) in chunk.iter().zip(&mut next[start..end]).enumerate().rev() {
+            let l = &mut last[p as usize];
+            *nx = *l;
+            #[allow(clippy::cast_possible_truncation)] // checked above
+            {
+                *l = (start + j) as u32;
+            }
         }
+        end = start;
     }
     drop(last);
     let cap = usize::try_from(capacity).unwrap_or(usize::MAX);
-    let mut cached = PositionSet::new(trace.len());
+    let mut cached = PositionSet::new(len);
     let mut never = 0usize;
     let mut size = 0usize;
     let mut hits = 0u64;
@@ -266,7 +283,11 @@ mod tests {
             draws in proptest::collection::vec(any::<u32>(), 0..6000),
         ) {
             let trace: Vec<u32> = draws.iter().map(|d| d % u32::try_from(pages).unwrap()).collect();
-            prop_assert_eq!(belady_hits(&trace, pages, cap as u64), belady_by_heap(&trace, pages, cap));
+            let want = belady_by_heap(&trace, pages, cap);
+            prop_assert_eq!(belady_hits(&[&trace], pages, cap as u64), want);
+            // Cut anywhere, the chunks are the same trace.
+            let (a, b) = trace.split_at(trace.len() / 3);
+            prop_assert_eq!(belady_hits(&[a, &[], b], pages, cap as u64), want);
         }
     }
 
