@@ -567,7 +567,7 @@ pub fn replay(
 
 /// The bounds over the trace's `chunks` in order, or over the workload drawn again when
 /// the trace is streamed (`None`: the static bound only).
-fn compute_bounds(
+pub fn compute_bounds(
     s: &Scenario,
     setup: &Setup,
     chunks: Option<&[&[u32]]>,
@@ -580,15 +580,14 @@ fn compute_bounds(
         .map(|(nc, f)| (nc.total, nc.latency_ns, *f))
         .collect();
     let pages = workload::ranges(s)?.last().map_or(0, |r| r.1) as usize;
-    let counts = match chunks {
-        Some(chunks) => bounds::page_counts_of(chunks, pages),
-        None => {
-            let mut counts = vec![0u32; pages];
-            workload::generate(s, |p| {
-                counts[p as usize] = counts[p as usize].saturating_add(1);
-            })?;
-            counts
-        }
+    let counts = if let Some(chunks) = chunks {
+        bounds::page_counts_of(chunks, pages)
+    } else {
+        let mut counts = vec![0u32; pages];
+        workload::generate(s, |p| {
+            counts[p as usize] = counts[p as usize].saturating_add(1);
+        })?;
+        counts
     };
     let st = bounds::static_from_counts(
         counts,
@@ -623,7 +622,7 @@ type Progress<'a> = Box<dyn FnMut(&Machine, u64) + Send + 'a>;
 /// bounds, which need the whole trace.
 enum Task<'a> {
     Bounds(Option<(Result<Bounds, SimError>, f64)>),
-    Policy(Option<Replayer<'a, Progress<'a>>>, usize, Option<Result<PolicyResult, SimError>>),
+    Policy(Option<Box<Replayer<'a, Progress<'a>>>>, usize, Option<Result<PolicyResult, SimError>>),
 }
 
 /// What a worker found a task ready for.
@@ -886,7 +885,7 @@ fn run_pipelined(
             }
         });
         tasks.push(Mutex::new(Task::Policy(
-            Some(Replayer::new(s, setup, p, opts, observe)),
+            Some(Box::new(Replayer::new(s, setup, p, opts, observe))),
             0,
             None,
         )));
