@@ -4,9 +4,12 @@
 //! # Layout
 //! Speed comes from memory layout. The only per-access state is one byte per page
 //! (`state`: node slot, young bit, hint bit, active, `PG_referenced` when resident or
-//! swapped when not, queued). The LRU links (`prev`, `next`: two `u32` per page) are touched
-//! only when a page is allocated, reclaimed, aged or migrated, never on a plain access. That
-//! is 9 bytes per simulated page.
+//! swapped when not, queued). The LRU lists (a queue of page numbers per list, and each
+//! page's index in its queue: two `u32` per page) are touched only when a page is allocated,
+//! reclaimed, aged or migrated, never on a plain access. That is 9 bytes per simulated page.
+//! Reclaim reads a list's queue in order from the tail; a linked list made it chase one
+//! link per page, each a cache miss the next had to wait for (perf: a quarter of a
+//! linux-swap run, its draw included).
 //!
 //! # Heat for the policy
 //! The *hint* bit is the simulator's access tracker for [`Backend::hottest`], like a NUMA
@@ -38,6 +41,8 @@
 //! - kswapd, once woken, runs beside the workload until the node is back above `high`,
 //!   scanning a fixed number of pages per workload access; its time is not charged to the
 //!   workload. Direct reclaim scans up to a whole trip around the lists at once.
+
+use std::collections::VecDeque;
 
 use tierd_core::backend::{Backend, MoveError, MoveStatus, NodeMemory, PageHeat};
 use tierd_core::{NodeId, NodeMask};
@@ -161,11 +166,38 @@ pub struct Counters {
     pub background_ns: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// One LRU list, as a queue of pages: the tail (oldest) at the front, the head at the back.
+///
+/// A page moved off the list from its middle is not searched for: its entry stays, stale,
+/// and is dropped when it reaches the front (or when stale entries outnumber live ones, by
+/// a compaction that keeps the order). An entry is live when its page's state names this
+/// list and the page's `pos` is the entry's absolute index (`base` counts the entries ever
+/// dropped from the front), so the order of the live entries is exactly that of a linked
+/// list, while reclaim, which works from the tail, reads the queue in order instead of
+/// chasing a link per page (a cache miss the next link had to wait for).
+#[derive(Clone, Debug, Default)]
 struct List {
-    head: u32,
-    tail: u32,
+    queue: VecDeque<Page>,
+    /// Absolute index of the queue's front entry.
+    base: u64,
+    /// Live entries.
     len: u64,
+}
+
+impl List {
+    fn new() -> List {
+        List::default()
+    }
+
+    /// Whether `page`, found at absolute index `at` of list `list` of `slot`, is live there.
+    #[inline]
+    fn live(state: &[u8], pos: &[u32], page: Page, at: u64, slot: usize, list: usize) -> bool {
+        let i = page as usize;
+        let s = state[i];
+        #[allow(clippy::cast_possible_truncation)] // indices compare modulo 2^32, see `pos`
+        let at = at as u32;
+        (s & SLOT) as usize == slot && usize::from(s & ACTIVE != 0) == list && pos[i] == at
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -182,8 +214,9 @@ struct Node {
 #[derive(Clone, Debug)]
 pub struct Machine {
     state: Vec<u8>,
-    prev: Vec<u32>,
-    next: Vec<u32>,
+    /// Per resident page, the absolute index of its entry in its list's queue, modulo 2^32
+    /// (a queue never holds 2^32 entries, so live indices never collide).
+    pos: Vec<u32>,
     nodes: Vec<Node>,
     destinations: Vec<Vec<u8>>,
     promotable_mask: u8,
@@ -227,7 +260,7 @@ impl Machine {
             .iter()
             .map(|n| Node {
                 free: n.total,
-                lists: [List { head: NONE, tail: NONE, len: 0 }; 2],
+                lists: [List::new(), List::new()],
                 hot: Vec::new(),
                 copy_ns: cfg.page_size * 1000 / min_bw(n.bandwidth_mbps),
                 cfg: n.clone(),
@@ -241,8 +274,7 @@ impl Machine {
         }
         Machine {
             state: vec![NOT_RESIDENT; pages],
-            prev: vec![NONE; pages],
-            next: vec![NONE; pages],
+            pos: vec![NONE; pages],
             nodes,
             destinations: cfg.destinations,
             promotable_mask,
@@ -261,7 +293,9 @@ impl Machine {
         }
     }
 
-    /// Bytes of simulator state per page (the hot byte and the LRU links).
+    /// Bytes of simulator state per page: the hot byte, the page's index in its list and
+    /// its list entry (plus, between two compactions, up to one more entry per page and
+    /// 4096 per list for pages moved off a list's middle).
     pub const BYTES_PER_PAGE: usize = 1 + 2 * std::mem::size_of::<u32>();
 
     /// Number of pages.
@@ -482,7 +516,8 @@ impl Machine {
 
     /// `inactive_is_low` for anonymous pages.
     fn inactive_is_low(&self, slot: usize) -> bool {
-        let [inactive, active] = self.nodes[slot].lists.map(|l| l.len);
+        let [inactive, active] =
+            [INACTIVE_LIST, ACTIVE_LIST].map(|l| self.nodes[slot].lists[l].len);
         let gb = ((inactive + active) * self.page_size) >> 30;
         let ratio = if gb == 0 { 1 } else { int_sqrt(10 * gb) };
         inactive * ratio < active
@@ -492,10 +527,9 @@ impl Machine {
     /// head, clearing their young bits.
     fn age_active(&mut self, slot: usize, nr: u64) {
         for _ in 0..nr {
-            let p = self.nodes[slot].lists[ACTIVE_LIST].tail;
-            if p == NONE {
+            let Some(p) = self.tail(slot, ACTIVE_LIST) else {
                 return;
-            }
+            };
             self.unlink(p, slot, ACTIVE_LIST);
             self.state[p as usize] &= !(YOUNG | ACTIVE);
             self.push_head(p, slot, INACTIVE_LIST);
@@ -508,12 +542,11 @@ impl Machine {
         if self.inactive_is_low(slot) {
             self.age_active(slot, BATCH);
         }
-        let mut p = self.nodes[slot].lists[INACTIVE_LIST].tail;
-        if p == NONE {
-            self.age_active(slot, BATCH);
-            p = self.nodes[slot].lists[INACTIVE_LIST].tail;
+        if let Some(p) = self.tail(slot, INACTIVE_LIST) {
+            return Some(p);
         }
-        (p != NONE).then_some(p)
+        self.age_active(slot, BATCH);
+        self.tail(slot, INACTIVE_LIST)
     }
 
     /// `folio_check_references` on the inactive tail page `p`: returns true when the page was
@@ -629,36 +662,72 @@ impl Machine {
         false
     }
 
+    /// The tail page of a list, dropping the stale entries before it.
+    fn tail(&mut self, slot: usize, list: usize) -> Option<Page> {
+        let l = &mut self.nodes[slot].lists[list];
+        while let Some(&q) = l.queue.front() {
+            if List::live(&self.state, &self.pos, q, l.base, slot, list) {
+                return Some(q);
+            }
+            l.queue.pop_front();
+            l.base += 1;
+        }
+        None
+    }
+
+    /// Takes `p` off a list it is on: from the queue's front or back, else by leaving its
+    /// entry stale (its `pos` then names an index before the queue, so it cannot be live
+    /// until the page is pushed again).
     fn unlink(&mut self, p: Page, slot: usize, list: usize) {
         let i = p as usize;
-        let (pr, nx) = (self.prev[i], self.next[i]);
         let l = &mut self.nodes[slot].lists[list];
-        if pr == NONE {
-            l.head = nx;
-        } else {
-            self.next[pr as usize] = nx;
-        }
-        if nx == NONE {
-            l.tail = pr;
-        } else {
-            self.prev[nx as usize] = pr;
-        }
+        #[allow(clippy::cast_possible_truncation)] // indices compare modulo 2^32
+        let (front, back) = (l.base as u32, (l.base + l.queue.len() as u64).wrapping_sub(1) as u32);
         l.len -= 1;
-        self.prev[i] = NONE;
-        self.next[i] = NONE;
+        if self.pos[i] == front && l.queue.front() == Some(&p) {
+            l.queue.pop_front();
+            l.base += 1;
+        } else if self.pos[i] == back && l.queue.back() == Some(&p) {
+            l.queue.pop_back();
+        } else {
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                self.pos[i] = l.base.wrapping_sub(1) as u32;
+            }
+            if l.queue.len() as u64 > 2 * l.len + 4096 {
+                self.compact(slot, list);
+            }
+        }
+    }
+
+    /// Drops a list's stale entries, keeping the live ones in order at fresh indices.
+    fn compact(&mut self, slot: usize, list: usize) {
+        let l = &mut self.nodes[slot].lists[list];
+        let (state, pos) = (&self.state, &mut self.pos);
+        let base = l.base;
+        let mut at = 0u64;
+        let fresh = base + l.queue.len() as u64;
+        l.queue.retain(|&q| {
+            let keep = List::live(state, pos, q, base + at, slot, list);
+            at += 1;
+            keep
+        });
+        for (k, &q) in l.queue.iter().enumerate() {
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                pos[q as usize] = (fresh + k as u64) as u32;
+            }
+        }
+        l.base = fresh;
     }
 
     fn push_head(&mut self, p: Page, slot: usize, list: usize) {
-        let i = p as usize;
         let l = &mut self.nodes[slot].lists[list];
-        self.prev[i] = NONE;
-        self.next[i] = l.head;
-        if l.head == NONE {
-            l.tail = p;
-        } else {
-            self.prev[l.head as usize] = p;
+        #[allow(clippy::cast_possible_truncation)] // indices compare modulo 2^32
+        {
+            self.pos[p as usize] = (l.base + l.queue.len() as u64) as u32;
         }
-        l.head = p;
+        l.queue.push_back(p);
         l.len += 1;
     }
 
@@ -675,27 +744,19 @@ impl Machine {
             let mut on_node = 0;
             for (list, l) in n.lists.iter().enumerate() {
                 let mut count = 0;
-                let mut p = l.head;
-                let mut prev = NONE;
-                while p != NONE {
+                for (k, &p) in l.queue.iter().enumerate() {
+                    if !List::live(&self.state, &self.pos, p, l.base + k as u64, slot, list) {
+                        continue;
+                    }
                     let i = p as usize;
                     if seen[i] {
                         return Err(format!("page {p} is on two lists"));
                     }
                     seen[i] = true;
-                    if self.prev[i] != prev {
-                        return Err(format!("page {p}: broken prev link"));
-                    }
-                    let s = self.state[i];
-                    if (s & SLOT) as usize != slot || usize::from(s & ACTIVE != 0) != list {
-                        return Err(format!("page {p}: state {s:#x} on slot {slot} list {list}"));
-                    }
-                    prev = p;
-                    p = self.next[i];
                     count += 1;
                 }
-                if l.tail != prev || l.len != count {
-                    return Err(format!("slot {slot} list {list}: bad tail or length"));
+                if l.len != count {
+                    return Err(format!("slot {slot} list {list}: {count} live, length {}", l.len));
                 }
                 on_node += count;
             }

@@ -1,5 +1,7 @@
 //! Turning a scenario into machines, replaying the trace under each policy, and the report.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, mpsc};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -327,6 +329,12 @@ pub struct Report {
     /// Wall-clock seconds spent on the bounds (not in `--json`).
     #[serde(skip)]
     pub bounds_wall_s: f64,
+    /// Worker threads the policies and bounds ran on (not in `--json`).
+    #[serde(skip)]
+    pub threads: usize,
+    /// Wall-clock seconds of the whole run: draw, policies and bounds (not in `--json`).
+    #[serde(skip)]
+    pub wall_s: f64,
 }
 
 /// Knobs of a run that are not part of the scenario.
@@ -375,7 +383,7 @@ pub fn run_policy(
 }
 
 /// One policy's replay in progress.
-struct Replayer<'a> {
+struct Replayer<'a, O> {
     m: Machine,
     tierd: Option<Tierd<u32>>,
     policy: PolicyName,
@@ -386,14 +394,65 @@ struct Replayer<'a> {
     last_fast: u64,
     last_at: u64,
     done: u64,
+    /// Wall-clock seconds spent replaying so far.
+    busy_s: f64,
     fast: &'a [bool],
     opts: &'a RunOptions,
-    observe: &'a mut dyn FnMut(&Machine, u64),
+    observe: O,
 }
 
-impl Replayer<'_> {
+impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
+    /// A fresh machine for `policy`, with the policy itself when it is tierd.
+    fn new(
+        s: &Scenario,
+        setup: &'a Setup,
+        policy: PolicyName,
+        opts: &'a RunOptions,
+        observe: O,
+    ) -> Self {
+        let mut cfg = setup.machine.clone();
+        cfg.reclaim = match policy {
+            PolicyName::LinuxDemote => Reclaim::Demote,
+            PolicyName::Tierd if s.costs.kernel_demotion_under_tierd => Reclaim::Demote,
+            PolicyName::LinuxSwap | PolicyName::Tierd => Reclaim::Swap,
+        };
+        let tierd = (policy == PolicyName::Tierd)
+            .then(|| Tierd::<u32>::new(s.policy.clone(), &setup.topology, &setup.graph));
+        if let Some(t) = &tierd
+            && t.config().promote
+        {
+            for (slot, p) in cfg.promotable.iter_mut().enumerate() {
+                *p = t.promotion_target(id(slot)).is_some();
+            }
+        }
+        Replayer {
+            m: Machine::new(cfg),
+            tierd,
+            policy,
+            interval_ns: s.policy.interval_ms.max(1) * 1_000_000,
+            next_tick: s.policy.interval_ms.max(1) * 1_000_000,
+            samples: Vec::new(),
+            next_sample: opts.sample_every,
+            last_fast: 0,
+            last_at: 0,
+            done: 0,
+            busy_s: 0.0,
+            fast: &setup.fast,
+            opts,
+            observe,
+        }
+    }
+
     fn fast_served(&self) -> u64 {
         (0..self.m.node_count()).filter(|i| self.fast[*i]).map(|i| self.m.counters.served[i]).sum()
+    }
+
+    /// Replays `accesses` in chunks, timing the work.
+    fn replay(&mut self, accesses: &[u32]) -> Result<(), SimError> {
+        let t = Instant::now();
+        let fed = accesses.chunks(CHUNK).try_for_each(|chunk| self.feed(chunk));
+        self.busy_s += t.elapsed().as_secs_f64();
+        fed
     }
 
     /// Replays one chunk, then runs what happens between chunks: policy ticks, checks,
@@ -433,6 +492,40 @@ impl Replayer<'_> {
         (self.observe)(&self.m, self.done);
         Ok(())
     }
+
+    /// The results, and the machine in its final state.
+    fn finish(self, s: &Scenario) -> (PolicyResult, Machine) {
+        let fast = self.fast_served();
+        let Replayer { m, samples, done, policy, busy_s, .. } = self;
+        let c = &m.counters;
+        let n = m.node_count();
+        let moved: u64 = c.moves.iter().flatten().sum();
+        #[allow(clippy::cast_precision_loss)]
+        let total = done.max(1) as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let result = PolicyResult {
+            policy: policy.as_str(),
+            amat_ns: m.now_ns() as f64 / total,
+            fast_hit_ratio: fast as f64 / total,
+            accesses_per_node: c.served[..n].to_vec(),
+            first_touches: c.first_touch,
+            swap_ins: c.swap_in,
+            swap_outs: c.swap_out,
+            demotions: c.kernel_demoted + c.policy_demoted,
+            kernel_demotions: c.kernel_demoted,
+            promotions: c.promoted,
+            migrated_mib: (moved * s.page_size) as f64 / f64::from(1 << 20),
+            moves: c.moves[..n].iter().map(|row| row[..n].to_vec()).collect(),
+            kswapd_runs: c.kswapd_runs,
+            direct_reclaims: c.direct_reclaims,
+            oom: c.oom,
+            simulated_s: m.now_ns() as f64 / 1e9,
+            background_s: c.background_ns as f64 / 1e9,
+            samples,
+            wall_s: busy_s,
+        };
+        (result, m)
+    }
 }
 
 /// [`run_policy`], calling `observe` with the machine after every chunk of accesses and
@@ -446,36 +539,7 @@ pub fn replay(
     observe: &mut dyn FnMut(&Machine, u64),
 ) -> Result<(PolicyResult, Machine), SimError> {
     let started = Instant::now();
-    let mut cfg = setup.machine.clone();
-    cfg.reclaim = match policy {
-        PolicyName::LinuxDemote => Reclaim::Demote,
-        PolicyName::Tierd if s.costs.kernel_demotion_under_tierd => Reclaim::Demote,
-        PolicyName::LinuxSwap | PolicyName::Tierd => Reclaim::Swap,
-    };
-    let tierd = (policy == PolicyName::Tierd)
-        .then(|| Tierd::<u32>::new(s.policy.clone(), &setup.topology, &setup.graph));
-    if let Some(t) = &tierd
-        && t.config().promote
-    {
-        for (slot, p) in cfg.promotable.iter_mut().enumerate() {
-            *p = t.promotion_target(id(slot)).is_some();
-        }
-    }
-    let mut r = Replayer {
-        m: Machine::new(cfg),
-        tierd,
-        policy,
-        interval_ns: s.policy.interval_ms.max(1) * 1_000_000,
-        next_tick: s.policy.interval_ms.max(1) * 1_000_000,
-        samples: Vec::new(),
-        next_sample: opts.sample_every,
-        last_fast: 0,
-        last_at: 0,
-        done: 0,
-        fast: &setup.fast,
-        opts,
-        observe,
-    };
+    let mut r = Replayer::new(s, setup, policy, opts, observe);
     if trace.streamed {
         // Stream the workload again instead of holding it: trace files of any length.
         let mut block = Vec::with_capacity(CHUNK);
@@ -494,45 +558,20 @@ pub fn replay(
         }
         r.feed(&block)?;
     } else {
-        for chunk in trace.accesses.chunks(CHUNK) {
-            r.feed(chunk)?;
-        }
+        r.replay(&trace.accesses)?;
     }
-    let Replayer { m, samples, done, .. } = r;
-    let fast_served = |m: &Machine| -> u64 {
-        (0..m.node_count()).filter(|i| setup.fast[*i]).map(|i| m.counters.served[i]).sum()
-    };
-    let c = &m.counters;
-    let n = m.node_count();
-    let moved: u64 = c.moves.iter().flatten().sum();
-    #[allow(clippy::cast_precision_loss)]
-    let total = done.max(1) as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let result = PolicyResult {
-        policy: policy.as_str(),
-        amat_ns: m.now_ns() as f64 / total,
-        fast_hit_ratio: fast_served(&m) as f64 / total,
-        accesses_per_node: c.served[..n].to_vec(),
-        first_touches: c.first_touch,
-        swap_ins: c.swap_in,
-        swap_outs: c.swap_out,
-        demotions: c.kernel_demoted + c.policy_demoted,
-        kernel_demotions: c.kernel_demoted,
-        promotions: c.promoted,
-        migrated_mib: (moved * s.page_size) as f64 / f64::from(1 << 20),
-        moves: c.moves[..n].iter().map(|row| row[..n].to_vec()).collect(),
-        kswapd_runs: c.kswapd_runs,
-        direct_reclaims: c.direct_reclaims,
-        oom: c.oom,
-        simulated_s: m.now_ns() as f64 / 1e9,
-        background_s: c.background_ns as f64 / 1e9,
-        samples,
-        wall_s: started.elapsed().as_secs_f64(),
-    };
+    let (mut result, m) = r.finish(s);
+    result.wall_s = started.elapsed().as_secs_f64();
     Ok((result, m))
 }
 
-fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, SimError> {
+/// The bounds over the trace's `chunks` in order, or over the workload drawn again when
+/// the trace is streamed (`None`: the static bound only).
+pub fn compute_bounds(
+    s: &Scenario,
+    setup: &Setup,
+    chunks: Option<&[&[u32]]>,
+) -> Result<Bounds, SimError> {
     let nodes: Vec<(u64, u64, bool)> = setup
         .machine
         .nodes
@@ -540,15 +579,15 @@ fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, 
         .zip(&setup.fast)
         .map(|(nc, f)| (nc.total, nc.latency_ns, *f))
         .collect();
-    let pages = trace.pages() as usize;
-    let counts = if trace.streamed {
+    let pages = workload::ranges(s)?.last().map_or(0, |r| r.1) as usize;
+    let counts = if let Some(chunks) = chunks {
+        bounds::page_counts_of(chunks, pages)
+    } else {
         let mut counts = vec![0u32; pages];
         workload::generate(s, |p| {
             counts[p as usize] = counts[p as usize].saturating_add(1);
         })?;
         counts
-    } else {
-        bounds::page_counts(&trace.accesses, pages)
     };
     let st = bounds::static_from_counts(
         counts,
@@ -561,39 +600,366 @@ fn compute_bounds(s: &Scenario, setup: &Setup, trace: &Trace) -> Result<Bounds, 
     Ok(Bounds {
         static_fast_hit_ratio: st.fast_hit_ratio,
         static_amat_ns: st.amat_ns,
-        belady_fast_hit_ratio: (!trace.streamed)
-            .then(|| bounds::belady_bypass(&trace.accesses, pages, fast_cap)),
+        belady_fast_hit_ratio: chunks.map(|c| bounds::belady_bypass_of(c, pages, fast_cap)),
     })
 }
 
+/// Accesses per chunk of a trace that is replayed while it is drawn.
+const DRAW_CHUNK: usize = 1 << 20;
+
+/// How far the draw has got.
+#[derive(Default)]
+struct Drawn {
+    /// Chunks drawn (the first ones of `Pipeline::chunks`).
+    chunks: usize,
+    /// The whole trace is drawn (or the draw failed).
+    done: bool,
+}
+
+type Progress<'a> = Box<dyn FnMut(&Machine, u64) + Send + 'a>;
+
+/// One part of a pipelined run: a policy fed chunk by chunk as they are drawn, or the
+/// bounds, which need the whole trace.
+enum Task<'a> {
+    Bounds(Option<(Result<Bounds, SimError>, f64)>),
+    Policy(Option<Box<Replayer<'a, Progress<'a>>>>, usize, Option<Result<PolicyResult, SimError>>),
+}
+
+/// What a worker found a task ready for.
+enum Step {
+    /// It did some work.
+    Worked,
+    /// It needs chunks not drawn yet.
+    Waiting,
+    /// It has its result.
+    Finished,
+}
+
+/// A run whose trace is replayed while it is drawn: the calling thread draws and
+/// publishes chunks, the other workers feed every chunk to every policy in turn as it
+/// appears; once the trace is complete the drawing thread joins them and the bounds run.
+struct Pipeline<'a> {
+    s: &'a Scenario,
+    chunks: Vec<OnceLock<Vec<u32>>>,
+    drawn: Mutex<Drawn>,
+    more: Condvar,
+}
+
+impl<'a> Pipeline<'a> {
+    fn drawn(&self) -> std::sync::MutexGuard<'_, Drawn> {
+        self.drawn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish(&self, k: usize, chunk: Vec<u32>) {
+        let _ = self.chunks[k].set(chunk);
+        self.drawn().chunks = k + 1;
+        self.more.notify_all();
+    }
+
+    /// Draws the trace into the chunks, calling `between` after each.
+    fn draw(&self, between: &mut dyn FnMut()) -> Result<(), SimError> {
+        let mut chunk = Vec::with_capacity(DRAW_CHUNK);
+        let mut k = 0;
+        let drawn = workload::generate(self.s, |p| {
+            chunk.push(p);
+            if chunk.len() == DRAW_CHUNK {
+                self.publish(k, std::mem::replace(&mut chunk, Vec::with_capacity(DRAW_CHUNK)));
+                k += 1;
+                between();
+            }
+        });
+        if !chunk.is_empty() {
+            self.publish(k, chunk);
+        }
+        self.drawn().done = true;
+        self.more.notify_all();
+        drawn.map(drop).map_err(SimError::from)
+    }
+
+    fn chunk(&self, k: usize) -> &[u32] {
+        self.chunks[k].get().expect("only drawn chunks are read")
+    }
+
+    /// Works on `task` if it can: one chunk of a policy, or the whole bounds.
+    fn step(&self, task: &mut Task<'a>, setup: &Setup, drawn: &Drawn) -> Step {
+        match task {
+            Task::Bounds(Some(_)) | Task::Policy(None, ..) => Step::Finished,
+            Task::Bounds(done) => {
+                if !drawn.done {
+                    return Step::Waiting;
+                }
+                let t = Instant::now();
+                let chunks: Vec<&[u32]> = (0..drawn.chunks).map(|k| self.chunk(k)).collect();
+                let b = compute_bounds(self.s, setup, Some(&chunks));
+                *done = Some((b, t.elapsed().as_secs_f64()));
+                Step::Worked
+            }
+            Task::Policy(replayer, next, outcome) => {
+                if *next < drawn.chunks {
+                    let r = replayer.as_mut().expect("matched above");
+                    if let Err(e) = r.replay(self.chunk(*next)) {
+                        *outcome = Some(Err(e));
+                        *replayer = None;
+                    }
+                    *next += 1;
+                    Step::Worked
+                } else if drawn.done {
+                    let (result, _) = replayer.take().expect("matched above").finish(self.s);
+                    *outcome = Some(Ok(result));
+                    Step::Worked
+                } else {
+                    Step::Waiting
+                }
+            }
+        }
+    }
+
+    /// Works on the tasks, the first ready one first, until none is left that this thread
+    /// could take; `between` is called after every step.
+    fn work(&self, tasks: &[Mutex<Task<'a>>], setup: &Setup, between: &mut dyn FnMut()) {
+        loop {
+            let (chunks, done) = {
+                let d = self.drawn();
+                (d.chunks, d.done)
+            };
+            let drawn = Drawn { chunks, done };
+            let mut worked = false;
+            let mut left = false;
+            for task in tasks {
+                // A task another worker holds is being worked on (all are, once drawn).
+                let Ok(mut task) = task.try_lock() else {
+                    left = true;
+                    continue;
+                };
+                match self.step(&mut task, setup, &drawn) {
+                    Step::Worked => {
+                        worked = true;
+                        break;
+                    }
+                    Step::Waiting => left = true,
+                    Step::Finished => {}
+                }
+            }
+            between();
+            if worked {
+                continue;
+            }
+            if !left || done {
+                return;
+            }
+            let d = self.drawn();
+            if d.chunks == chunks && !d.done {
+                let _ = self.more.wait_timeout(d, std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One independent part of a run whose trace is streamed.
+#[derive(Clone, Copy)]
+enum Part {
+    /// The bounds (a pass over the workload).
+    Bounds,
+    /// The policy at this index of the scenario's list.
+    Policy(usize),
+}
+
+/// What a part produced.
+enum Outcome {
+    Bounds(Result<Bounds, SimError>, f64),
+    Policy(Result<PolicyResult, SimError>),
+}
+
+/// Worker threads a run uses: one per core, at most one per part.
+fn worker_threads(parts: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(parts).max(1)
+}
+
+/// The parts of a run, in the order they are handed out (the bounds first: the longest).
+fn parts(s: &Scenario, opts: &RunOptions) -> Vec<Part> {
+    let mut parts = Vec::new();
+    if !opts.no_bounds {
+        parts.push(Part::Bounds);
+    }
+    parts.extend((0..s.policies.len()).map(Part::Policy));
+    parts
+}
+
+/// What a run produced, in scenario order.
+struct Parts {
+    policies: Vec<Result<PolicyResult, SimError>>,
+    bounds: Option<(Result<Bounds, SimError>, f64)>,
+    threads: usize,
+}
+
+/// A streamed run: every part draws (or reads) the workload itself, one part per worker.
+fn run_streamed(
+    s: &Scenario,
+    setup: &Setup,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(PolicyName, u64),
+) -> Result<Parts, SimError> {
+    let trace = workload::streamed(s)?;
+    let parts = parts(s, opts);
+    let threads = worker_threads(parts.len());
+    let taken = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(PolicyName, u64)>();
+    let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = tx.clone();
+                let (trace, parts, taken) = (&trace, &parts, &taken);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = taken.fetch_add(1, Ordering::Relaxed);
+                        let Some(&part) = parts.get(k) else {
+                            return done;
+                        };
+                        let outcome = match part {
+                            Part::Bounds => {
+                                let t = Instant::now();
+                                let b = compute_bounds(s, setup, None);
+                                Outcome::Bounds(b, t.elapsed().as_secs_f64())
+                            }
+                            Part::Policy(i) => {
+                                let p = s.policies[i];
+                                // A closed channel only means nobody shows progress any more.
+                                let mut report = |d| {
+                                    let _ = tx.send((p, d));
+                                };
+                                Outcome::Policy(run_policy(s, setup, trace, p, opts, &mut report))
+                            }
+                        };
+                        done.push((k, outcome));
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for (p, d) in rx {
+            progress(p, d);
+        }
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    outcomes.sort_by_key(|(k, _)| *k);
+    let mut out = Parts { policies: Vec::new(), bounds: None, threads };
+    for (_, outcome) in outcomes {
+        match outcome {
+            Outcome::Bounds(b, wall) => out.bounds = Some((b, wall)),
+            Outcome::Policy(r) => out.policies.push(r),
+        }
+    }
+    Ok(out)
+}
+
+/// A run on a trace held in memory, replayed while it is drawn (see [`Pipeline`]).
+fn run_pipelined(
+    s: &Scenario,
+    setup: &Setup,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(PolicyName, u64),
+) -> Result<(Parts, f64), SimError> {
+    let n_chunks = usize::try_from(s.accesses.div_ceil(DRAW_CHUNK as u64))
+        .expect("a trace held in memory has fewer chunks than a usize counts");
+    let pipeline = Pipeline {
+        s,
+        chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
+        drawn: Mutex::new(Drawn::default()),
+        more: Condvar::new(),
+    };
+    let (tx, rx) = mpsc::channel::<(PolicyName, u64)>();
+    let mut tasks = Vec::new();
+    if !opts.no_bounds {
+        tasks.push(Mutex::new(Task::Bounds(None)));
+    }
+    for &p in &s.policies {
+        let tx = tx.clone();
+        let observe: Progress<'_> = Box::new(move |_: &Machine, done: u64| {
+            if done % (1 << 20) < CHUNK as u64 {
+                // A closed channel only means nobody shows progress any more.
+                let _ = tx.send((p, done));
+            }
+        });
+        tasks.push(Mutex::new(Task::Policy(
+            Some(Box::new(Replayer::new(s, setup, p, opts, observe))),
+            0,
+            None,
+        )));
+    }
+    drop(tx);
+    let threads = worker_threads(tasks.len() + 1);
+    let mut show = || {
+        for (p, d) in rx.try_iter() {
+            progress(p, d);
+        }
+    };
+    let mut draw_wall_s = 0.0;
+    let drawn = std::thread::scope(|scope| {
+        let (pipeline, tasks) = (&pipeline, &tasks);
+        for _ in 1..threads {
+            scope.spawn(move || pipeline.work(tasks, setup, &mut || {}));
+        }
+        let t = Instant::now();
+        let drawn = pipeline.draw(&mut show);
+        draw_wall_s = t.elapsed().as_secs_f64();
+        pipeline.work(tasks, setup, &mut show);
+        drawn
+    });
+    show();
+    drawn?;
+    let mut out = Parts { policies: Vec::new(), bounds: None, threads };
+    for task in tasks {
+        match task.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Task::Bounds(b) => out.bounds = b,
+            Task::Policy(_, _, r) => out.policies.push(r.expect("every policy finishes")),
+        }
+    }
+    Ok((out, draw_wall_s))
+}
+
 /// Runs the whole scenario.
+///
+/// A trace held in memory is drawn once, in chunks, and the policies replay each chunk as
+/// soon as it is drawn, on the other cores; the bounds, which need the whole trace, run
+/// when it is complete. A streamed trace is drawn again by every policy, one policy (or the
+/// bounds) per core. Either way each part runs in order on its own state and the report
+/// lists them in scenario order whatever finished first, so the output is the sequential
+/// one (the first error in that order is returned). `progress` is called on the calling
+/// thread.
 pub fn simulate(
     s: &Scenario,
     opts: &RunOptions,
     progress: &mut dyn FnMut(PolicyName, u64),
 ) -> Result<Report, SimError> {
+    let started = Instant::now();
     let mut s = s.clone();
     if let Some(a) = opts.accesses {
         s.accesses = a;
     }
     s.open_traces(None).map_err(|e| SimError::Scenario(e.to_string()))?;
     let setup = Setup::new(&s)?;
-    let t0 = Instant::now();
     let stream = opts.stream || s.uses_trace_files();
-    let trace = if stream { workload::streamed(&s)? } else { workload::draw(&s)? };
-    let draw_wall_s = t0.elapsed().as_secs_f64();
-    let mut policies = Vec::new();
-    for &p in &s.policies {
-        policies.push(run_policy(&s, &setup, &trace, p, opts, &mut |d| progress(p, d))?);
-    }
-    let t1 = Instant::now();
-    let bounds = if opts.no_bounds { None } else { Some(compute_bounds(&s, &setup, &trace)?) };
+    let (parts, draw_wall_s) = if stream {
+        (run_streamed(&s, &setup, opts, progress)?, 0.0)
+    } else {
+        run_pipelined(&s, &setup, opts, progress)?
+    };
+    let policies = parts.policies.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (bounds, bounds_wall_s) = match parts.bounds {
+        Some((b, wall)) => (Some(b?), wall),
+        None => (None, 0.0),
+    };
+    let pages = workload::ranges(&s)?.last().map_or(0, |r| r.1);
     Ok(Report {
         version: 1,
         scenario: s.name.clone(),
         seed: s.seed,
         accesses: s.accesses,
-        pages: u64::from(trace.pages()),
+        pages: u64::from(pages),
         page_size: s.page_size,
         paths: describe(&setup.graph),
         node_pages: setup.machine.nodes.iter().map(|n| n.total).collect(),
@@ -601,7 +967,9 @@ pub fn simulate(
         policies,
         bounds,
         draw_wall_s,
-        bounds_wall_s: t1.elapsed().as_secs_f64(),
+        bounds_wall_s,
+        threads: parts.threads,
+        wall_s: started.elapsed().as_secs_f64(),
     })
 }
 

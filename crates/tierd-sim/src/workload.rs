@@ -60,6 +60,8 @@ struct Scatter {
     n: u64,
     mul: u64,
     add: u64,
+    /// `floor((2^64 - 1) / n)`, for the remainder by multiplication (Barrett reduction).
+    inv: u64,
 }
 
 impl Scatter {
@@ -69,14 +71,23 @@ impl Scatter {
         while gcd(mul, n) != 1 {
             mul += 1;
         }
-        Scatter { n, mul, add: n / 3 }
+        Scatter { n, mul, add: n / 3, inv: u64::MAX / n }
     }
 
     /// `i < n < 2^32` and `mul, add < n`, so the arithmetic fits in 64 bits (a 128-bit
-    /// remainder would cost as much as the Zipf draw itself).
+    /// remainder would cost as much as the Zipf draw itself). The remainder is taken by
+    /// Barrett reduction: the quotient estimate `x * inv / 2^64` is at most two below
+    /// `x / n`, so at most two subtractions make it exact, without a 64-bit division.
     #[inline]
     fn map(&self, i: u64) -> u64 {
-        (i * self.mul + self.add) % self.n
+        let x = i * self.mul + self.add;
+        #[allow(clippy::cast_possible_truncation)] // the high half of a 64 x 64 product
+        let q = ((u128::from(x) * u128::from(self.inv)) >> 64) as u64;
+        let mut r = x - q * self.n;
+        while r >= self.n {
+            r -= self.n;
+        }
+        r
     }
 }
 
@@ -300,6 +311,20 @@ pub fn streamed(s: &Scenario) -> Result<Trace, TraceError> {
 mod tests {
     use super::*;
 
+    /// Barrett reduction against `%` where the products are largest: footprints up to the
+    /// largest page index, powers of two (where `inv` is one below `2^64 / n`), the last
+    /// indices.
+    #[test]
+    fn the_scatter_remainder_is_exact() {
+        for n in [3u64, 1 << 20, 786_432, (1 << 32) - 1, (1 << 31) + 1, 4_000_000_007] {
+            let s = Scatter::new(n);
+            let step = (n / 4099).max(1);
+            for i in (0..n).step_by(step as usize).chain(n.saturating_sub(64)..n) {
+                assert_eq!(s.map(i), (i * s.mul + s.add) % n, "n={n} i={i}");
+            }
+        }
+    }
+
     #[test]
     fn scatter_is_a_permutation() {
         for n in [1u64, 2, 10, 97, 1000, 4096] {
@@ -307,6 +332,7 @@ mod tests {
             let mut seen = vec![false; n as usize];
             for i in 0..n {
                 let j = s.map(i) as usize;
+                assert_eq!(j as u64, (i * s.mul + s.add) % n, "the remainder by multiplication");
                 assert!(!seen[j]);
                 seen[j] = true;
             }

@@ -44,11 +44,10 @@ pub struct Zipf {
     h_x1: f64,
     h_n: f64,
     threshold: f64,
-    /// `H(k + 0.5)` for ranks `k = 1..=HEAD`: the head of the distribution is inverted by
-    /// table lookup instead of two transcendental calls.
-    head: Vec<f64>,
-    /// `H(k + 0.5) - h(k)` for the same ranks: the acceptance bound.
-    head_accept: Vec<f64>,
+    /// For ranks `k = 1..=HEAD`, `H(k + 0.5)` and the acceptance bound `H(k + 0.5) - h(k)`
+    /// side by side (one cache line serves both): the head of the distribution is inverted
+    /// by table lookup instead of two transcendental calls.
+    head: Vec<[f64; 2]>,
     /// For each of `GUIDE` equal slices of `[h_x1, head_end)`, the smallest rank a `u` in it
     /// can map to (Chen and Asau's guide table), so a lookup is one or two steps.
     guide: Vec<u32>,
@@ -84,7 +83,6 @@ impl Zipf {
             h_n: 0.0,
             threshold: 0.0,
             head: Vec::new(),
-            head_accept: Vec::new(),
             guide: Vec::new(),
             guide_scale: 0.0,
             head_end: f64::NEG_INFINITY,
@@ -97,9 +95,9 @@ impl Zipf {
         if head_len > 0 {
             #[allow(clippy::cast_precision_loss)]
             let ranks = (1..=head_len).map(|k| k as f64);
-            z.head = ranks.clone().map(|k| z.h_integral(k + 0.5)).collect();
-            z.head_accept = ranks.map(|k| z.h_integral(k + 0.5) - z.h(k)).collect();
-            z.head_end = z.head[head_len - 1];
+            z.head =
+                ranks.map(|k| [z.h_integral(k + 0.5), z.h_integral(k + 0.5) - z.h(k)]).collect();
+            z.head_end = z.head[head_len - 1][0];
             #[allow(clippy::cast_precision_loss)]
             let scale = GUIDE as f64 / (z.head_end - z.h_x1);
             z.guide_scale = scale;
@@ -108,7 +106,7 @@ impl Zipf {
                 .map(|g| {
                     #[allow(clippy::cast_precision_loss)]
                     let lo = z.h_x1 + g as f64 / scale;
-                    while k < head_len && z.head[k] <= lo {
+                    while k < head_len && z.head[k][0] <= lo {
                         k += 1;
                     }
                     u32::try_from(k).expect("HEAD fits in u32")
@@ -146,10 +144,10 @@ impl Zipf {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let g = (((u - self.h_x1) * self.guide_scale) as usize).min(GUIDE - 1);
                 let mut i = self.guide[g] as usize;
-                while self.head[i] <= u {
+                while self.head[i][0] <= u {
                     i += 1;
                 }
-                if u >= self.head_accept[i] {
+                if u >= self.head[i][1] {
                     return i as u64 + 1;
                 }
                 continue;

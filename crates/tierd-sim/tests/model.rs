@@ -5,7 +5,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 use proptest::prelude::*;
-use tierd_sim::run::{Setup, replay};
+use tierd_sim::run::{Setup, replay, run_policy};
 use tierd_sim::{PolicyName, RunOptions, Scenario, simulate, workload};
 
 const ALL: [PolicyName; 3] = [PolicyName::LinuxSwap, PolicyName::LinuxDemote, PolicyName::Tierd];
@@ -181,6 +181,40 @@ fn same_seed_same_json() {
     let a = serde_json::to_string(&simulate(&s, &RunOptions::default(), &mut |_, _| {}).unwrap());
     let b = serde_json::to_string(&simulate(&s, &RunOptions::default(), &mut |_, _| {}).unwrap());
     assert_eq!(a.unwrap(), b.unwrap());
+}
+
+/// A run replays the trace while it is drawn, in chunks, on several threads: its report is
+/// the one each policy gives replaying the whole drawn trace alone, and its bounds those of
+/// the whole trace (2.5 M accesses: several chunks of the draw).
+#[test]
+fn the_pipelined_run_reports_what_one_policy_at_a_time_does() {
+    let two = format!("{}{}", zipf(6, Some("0"), true), zipf(6, None, false));
+    let s = scenario([4, 4, 8], "0 -> 1 -> 2", 2_500_000, &two);
+    let report = simulate(&s, &RunOptions::default(), &mut |_, _| {}).unwrap();
+    let setup = Setup::new(&s).unwrap();
+    let trace = workload::draw(&s).unwrap();
+    assert_eq!(report.policies.len(), 3);
+    for (got, &p) in report.policies.iter().zip(&s.policies) {
+        let mut want =
+            run_policy(&s, &setup, &trace, p, &RunOptions::default(), &mut |_| {}).unwrap();
+        let mut got = got.clone();
+        (got.wall_s, want.wall_s) = (0.0, 0.0);
+        assert_eq!(got, want);
+    }
+    let b = report.bounds.unwrap();
+    let pages = trace.pages() as usize;
+    let nodes: Vec<(u64, u64, bool)> = setup
+        .machine
+        .nodes
+        .iter()
+        .zip(&setup.fast)
+        .map(|(n, f)| (n.total, n.latency_ns, *f))
+        .collect();
+    let belady = tierd_sim::bounds::belady_bypass(&trace.accesses, pages, nodes[0].0);
+    assert_eq!(b.belady_fast_hit_ratio, Some(belady));
+    let (first, fault) = (s.costs.first_touch_ns, s.swap.fault_us * 1000);
+    let st = tierd_sim::bounds::static_top_k(&trace.accesses, pages, &nodes, first, fault);
+    assert_eq!((b.static_fast_hit_ratio, b.static_amat_ns), (st.fast_hit_ratio, st.amat_ns));
 }
 
 #[test]

@@ -18,7 +18,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9877";
@@ -77,6 +78,8 @@ pub struct VmstatLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The series names the families export (see [`Metrics::series`]).
+    series: Vec<String>,
     /// Pages demoted per edge.
     pub demoted_pages: Family<Edge, Counter>,
     /// Bytes demoted per edge.
@@ -130,13 +133,39 @@ impl Default for Metrics {
     }
 }
 
+/// The prefix of every family.
+const PREFIX: &str = "tierd";
+
+/// The registry being filled, with the series names each family will export: an empty
+/// family (no label set yet) encodes to nothing, so the names cannot be read back from an
+/// encoding of a new registry.
+struct Registering {
+    registry: Registry,
+    series: Vec<String>,
+}
+
+impl Registering {
+    fn register<M: Metric + TypedMetric>(&mut self, name: &str, help: &str, metric: M) {
+        // The sample names OpenMetrics gives each type (prometheus-client's text encoder).
+        let suffixes: &[&str] = match M::TYPE {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        self.series.extend(suffixes.iter().map(|s| format!("{PREFIX}_{name}{s}")));
+        self.registry.register(name, help, metric);
+    }
+}
+
 impl Metrics {
     /// All families, registered under the `tierd_` prefix.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tierd");
+        let mut registry =
+            Registering { registry: Registry::with_prefix(PREFIX), series: Vec::new() };
         let buckets = || prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 16);
         let m = Metrics {
             registry: Registry::default(),
+            series: Vec::new(),
             demoted_pages: Family::default(),
             demoted_bytes: Family::default(),
             promoted_pages: Family::default(),
@@ -222,7 +251,14 @@ impl Metrics {
             "The kernel's own migration and swap counters from /proc/vmstat",
             m.kernel.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics { registry: registry.registry, series: registry.series, ..m }
+    }
+
+    /// Every series name a scrape can hold (`tierd_demoted_pages_total`,
+    /// `tierd_loop_seconds_bucket`, ...), whether or not its family has a sample yet: what
+    /// a dashboard or an alert may query.
+    pub fn series(&self) -> &[String] {
+        &self.series
     }
 
     /// Records moved pages on an edge.
@@ -405,5 +441,32 @@ mod tests {
             "only the migration and swap counters are mirrored"
         );
         assert!(get(ep.addr(), "/").starts_with("HTTP/1.1 404"));
+    }
+
+    /// `series` names what the encoder writes: with a sample in every family, each sample
+    /// line's name is one of them, and each of them is written.
+    #[test]
+    fn series_are_the_encoded_sample_names() {
+        let m = Metrics::new();
+        m.record_move(true, 0, 1, 1, 4096);
+        m.record_move(false, 1, 0, 1, 4096);
+        m.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
+        m.node_free_bytes.get_or_create(&NodeLabel { node: 0 }).set(1);
+        m.node_total_bytes.get_or_create(&NodeLabel { node: 0 }).set(2);
+        m.tracker_scan_seconds.observe(0.01);
+        m.tracker_coverage_ppm.set(5);
+        m.loop_seconds.observe(0.02);
+        m.cpu_us_per_gib_minute.set(6);
+        m.housekeeping_backlog_pages.set(7);
+        m.record_vmstat(&[("pswpin".to_string(), 8u64)].into());
+        let text = m.encode();
+        let written: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap())
+            .collect();
+        let series: std::collections::BTreeSet<&str> =
+            m.series().iter().map(String::as_str).collect();
+        assert_eq!(written, series, "{text}");
     }
 }
