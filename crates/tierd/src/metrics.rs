@@ -448,8 +448,10 @@ mod tests {
     #[test]
     fn series_are_the_encoded_sample_names() {
         let m = Metrics::new();
-        m.record_move(true, 0, 1, 1, 4096);
-        m.record_move(false, 1, 0, 1, 4096);
+        m.record_move(MoveKind::Demotion, 0, 1, 1, 4096);
+        m.record_move(MoveKind::Promotion, 1, 0, 1, 4096);
+        m.record_move(MoveKind::Repair, 1, 2, 1, 4096);
+        m.set_backstop(&BackstopLabel { mechanism: "kernel-demotion".into(), repair: "no".into() });
         m.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
         m.node_free_bytes.get_or_create(&NodeLabel { node: 0 }).set(1);
         m.node_total_bytes.get_or_create(&NodeLabel { node: 0 }).set(2);
