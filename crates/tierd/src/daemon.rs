@@ -767,7 +767,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     };
     scenario.open_traces(scenario_file.and_then(Path::parent)).map_err(|e| anyhow!("{e}"))?;
     let setup = tierd_sim::run::Setup::new(&scenario).map_err(|e| anyhow!("{e}"))?;
-    let trace = tierd_sim::workload::draw_within(&scenario, crate::simulate::memory_budget())
+    let trace = tierd_sim::workload::draw_within(&scenario, crate::limits::memory_budget())
         .map_err(|e| anyhow!("{e}"))?;
     if trace.accesses.is_empty() {
         return Err(anyhow!("the scenario draws no accesses"));

@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod input;
+pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod mount;
 pub mod paths;

@@ -101,6 +101,9 @@ impl StateFile {
         match fs::symlink_metadata(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StateError::Unusable(InputError::from_io(&self.path, e))),
+            Ok(meta) if meta.is_dir() => {
+                Err(StateError::Unusable(InputError::Directory { path: self.path.clone() }))
+            }
             Ok(meta) => match input::kind_of(&meta) {
                 None => Ok(()),
                 Some(kind) => Err(self.not_regular(kind)),
