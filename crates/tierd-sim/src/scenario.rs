@@ -522,7 +522,12 @@ impl Scenario {
         if let Some(k) = self.watermarks.min_free_kbytes {
             in_range("watermarks.min_free_kbytes", k, 0, MAX_MIB << 10)?;
         }
-        in_range("watermarks.watermark_scale_factor", self.watermarks.watermark_scale_factor, 1, 3000)?;
+        in_range(
+            "watermarks.watermark_scale_factor",
+            self.watermarks.watermark_scale_factor,
+            1,
+            3000,
+        )?;
         in_range("swap.size_mib", self.swap.size_mib, 0, MAX_MIB)?;
         in_range("swap.fault_us", self.swap.fault_us, 0, MAX_COST_NS / 1000)?;
         in_range("costs.first_touch_ns", self.costs.first_touch_ns, 0, MAX_COST_NS)?;
@@ -559,11 +564,7 @@ pub const MAX_INTERVAL_MS: u64 = 3_600_000;
 pub const MAX_ZIPF_EXPONENT: f64 = 20.0;
 
 fn in_range(what: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
-    if (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{what} = {v}: allowed {lo} to {hi}"))
-    }
+    if (lo..=hi).contains(&v) { Ok(()) } else { Err(format!("{what} = {v}: allowed {lo} to {hi}")) }
 }
 
 fn in_range_f64(what: &str, v: f64, lo: f64, lo_open: bool, hi: f64) -> Result<(), String> {
@@ -682,8 +683,8 @@ mod tests {
             let err = with(zipf, &hot.replace(from, to)).unwrap_err();
             assert!(err.contains(want), "{err}");
         }
-        let err = with(&format!("{zipf}\nprefault = true"), "kind = \"phases\"\nphase = []")
-            .unwrap_err();
+        let err =
+            with(&format!("{zipf}\nprefault = true"), "kind = \"phases\"\nphase = []").unwrap_err();
         assert!(err.contains("at least one"), "{err}");
     }
 

@@ -197,7 +197,8 @@ impl Config {
     /// processes' pages a root daemon moves.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         use crate::input::{self, Links};
-        let (file, meta) = input::open_regular(path, Links::Follow).map_err(ConfigError::Unusable)?;
+        let (file, meta) =
+            input::open_regular(path, Links::Follow).map_err(ConfigError::Unusable)?;
         input::check_private(path, &meta).map_err(ConfigError::Unusable)?;
         let bytes = input::read_limited(file, path, input::MAX_TEXT_BYTES, "a config file")
             .map_err(ConfigError::Unusable)?;
@@ -256,11 +257,7 @@ impl Config {
     /// The fields whose values differ between `old` and `new`, in [`Config::FIELDS`] order.
     pub fn changed_fields(old: &Config, new: &Config) -> Vec<&'static str> {
         let (a, b) = (old.field_values(), new.field_values());
-        Config::FIELDS
-            .iter()
-            .copied()
-            .filter(|f| a.get(*f) != b.get(*f))
-            .collect()
+        Config::FIELDS.iter().copied().filter(|f| a.get(*f) != b.get(*f)).collect()
     }
 
     /// What a reload from `old` to `new` cannot apply: the changed fields that need a

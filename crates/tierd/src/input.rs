@@ -99,11 +99,9 @@ impl InputError {
                 InputError::Denied { path, uid: nix::unistd::geteuid().as_raw() }
             }
             io::ErrorKind::IsADirectory => InputError::Directory { path },
-            _ if e.raw_os_error() == Some(libc::ELOOP) => InputError::NotRegular {
-                path,
-                kind: "a symbolic link",
-                why: String::new(),
-            },
+            _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                InputError::NotRegular { path, kind: "a symbolic link", why: String::new() }
+            }
             _ => InputError::Io { path, source: e },
         }
     }
@@ -180,7 +178,11 @@ pub fn read_limited(
         .read_to_end(&mut bytes)
         .map_err(|e| InputError::from_io(path, e))?;
     if bytes.len() as u64 > limit {
-        return Err(InputError::TooLarge { path: path.to_path_buf(), limit_kib: limit >> 10, what });
+        return Err(InputError::TooLarge {
+            path: path.to_path_buf(),
+            limit_kib: limit >> 10,
+            what,
+        });
     }
     Ok(bytes)
 }
@@ -203,7 +205,11 @@ pub fn read_text(
 ) -> Result<String, InputError> {
     let (file, meta) = open_regular(path, links)?;
     if meta.len() > limit {
-        return Err(InputError::TooLarge { path: path.to_path_buf(), limit_kib: limit >> 10, what });
+        return Err(InputError::TooLarge {
+            path: path.to_path_buf(),
+            limit_kib: limit >> 10,
+            what,
+        });
     }
     utf8(read_limited(file, path, limit, what)?, path)
 }

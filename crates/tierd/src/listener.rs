@@ -16,8 +16,8 @@
 //! this module exists to solve, and the control socket is not HTTP.
 
 use std::io::{self, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -285,12 +285,13 @@ impl Listener {
                 count.fetch_add(1, Ordering::AcqRel);
                 let (serve, done, warn) =
                     (Arc::clone(&serve), Arc::clone(&count), Arc::clone(&warnings));
-                let spawned = std::thread::Builder::new().name(client_name.clone()).spawn(move || {
-                    if let Err(e) = serve(&mut client) {
-                        warn.warn(&e.to_string());
-                    }
-                    done.fetch_sub(1, Ordering::AcqRel);
-                });
+                let spawned =
+                    std::thread::Builder::new().name(client_name.clone()).spawn(move || {
+                        if let Err(e) = serve(&mut client) {
+                            warn.warn(&e.to_string());
+                        }
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
                 if let Err(e) = spawned {
                     count.fetch_sub(1, Ordering::AcqRel);
                     warnings.warn(&format!("cannot start a client thread: {e}"));

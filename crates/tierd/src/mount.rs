@@ -448,7 +448,7 @@ pub const SIGNALS: [i32; 4] = [
 /// Why a mountpoint is refused. A dead FUSE mount (its server was killed: every access
 /// fails with `ENOTCONN`) is named as such, with the command that clears it.
 pub fn check_mountpoint(path: &std::path::Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let why = |e: std::io::Error| {
         if e.raw_os_error() == Some(libc::ENOTCONN) {
             format!(
                 "mountpoint {p} is a dead FUSE mount (its server exited without unmounting, \
@@ -458,19 +458,20 @@ pub fn check_mountpoint(path: &std::path::Path) -> Result<(), String> {
         } else {
             format!("mountpoint {}: {e}", path.display())
         }
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(why)?;
     if !meta.is_dir() {
         return Err(format!("mountpoint {} is not a directory", path.display()));
     }
-    let mut entries =
-        std::fs::read_dir(path).map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
-    if entries.next().is_some() {
-        return Err(format!(
+    let mut entries = std::fs::read_dir(path).map_err(why)?;
+    match entries.next() {
+        None => Ok(()),
+        Some(Err(e)) => Err(why(e)),
+        Some(Ok(_)) => Err(format!(
             "mountpoint {} is not empty: refusing to hide its contents (use an empty directory)",
             path.display()
-        ));
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]

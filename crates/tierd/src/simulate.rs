@@ -202,11 +202,13 @@ impl Output {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => std::path::Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".tierd-")
-            .tempfile_in(dir)
-            .with_context(|| {
-                format!("cannot write {what} {}: cannot create a file in {}", path.display(), dir.display())
+        let tmp =
+            tempfile::Builder::new().prefix(".tierd-").tempfile_in(dir).with_context(|| {
+                format!(
+                    "cannot write {what} {}: cannot create a file in {}",
+                    path.display(),
+                    dir.display()
+                )
             })?;
         Ok(Output::Replace { path: path.to_path_buf(), tmp })
     }
@@ -224,7 +226,9 @@ impl Output {
         if let Output::Replace { path, tmp } = self {
             // tempfile creates 0600; an output is an ordinary file for its owner to share.
             tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
+            tmp.persist(&path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     }
@@ -240,8 +244,8 @@ fn same_file(a: &std::fs::Metadata, b: &std::path::Path) -> bool {
 /// never opened before that, is refused when it is the input, and replaces the old file only
 /// once the whole input converted.
 fn import(input: &std::path::Path, output: &std::path::Path, page_size: u32) -> anyhow::Result<()> {
-    let file = std::fs::File::open(input)
-        .map_err(|e| tierd::input::InputError::from_io(input, e))?;
+    let file =
+        std::fs::File::open(input).map_err(|e| tierd::input::InputError::from_io(input, e))?;
     let meta = file.metadata().with_context(|| input.display().to_string())?;
     // A pipe is a fine source (`<(zcat trace.gz)`); a device or a directory is not.
     if !meta.is_file() && !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
@@ -353,8 +357,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         eprint!("\r{:<60}\r", "");
     }
     if let Some(mut out) = plot {
-        std::io::Write::write_all(out.writer(), tierd_sim::plot::svg(&report, &report.node_pages).as_bytes())
-            .context("writing the --plot SVG")?;
+        std::io::Write::write_all(
+            out.writer(),
+            tierd_sim::plot::svg(&report, &report.node_pages).as_bytes(),
+        )
+        .context("writing the --plot SVG")?;
         out.commit()?;
     }
     if args.json {
