@@ -369,7 +369,9 @@ fn free_port() -> u16 {
 
 fn config_text(state: &Path, socket: &Path, port: u16) -> String {
     format!(
-        "[paths]\nstate = {state:?}\n[daemon]\ninterval_ms = 50\nsocket = {socket:?}\nmetrics_addr = \"127.0.0.1:{port}\"\n"
+        "[paths]\nstate = \"{}\"\n[daemon]\ninterval_ms = 50\nsocket = \"{}\"\nmetrics_addr = \"127.0.0.1:{port}\"\n",
+        state.display(),
+        socket.display()
     )
 }
 
