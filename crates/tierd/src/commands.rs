@@ -111,9 +111,12 @@ fn read_view(env: &Env) -> Result<PathsView> {
         Access::Direct(paths, _) => Ok(paths.view()),
         Access::Remote(socket) => match control::call(&socket, &Request::Show) {
             Ok(Response::Ok { view, .. }) => Ok(view),
+            // A busy owner: the file is whole and at most one change behind.
+            Ok(Response::Error { errno: libc::EAGAIN, .. }) | Err(_) => {
+                Ok(Paths::open(&env.topology()?, env.state_file())?.view())
+            }
             Ok(Response::Error { message, .. }) => Err(anyhow!(message)),
             Ok(Response::Status { .. }) => Err(anyhow!("unexpected status answer")),
-            Err(_) => Ok(Paths::open(&env.topology()?, env.state_file())?.view()),
         },
     }
 }

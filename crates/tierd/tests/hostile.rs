@@ -316,6 +316,53 @@ fn path_check_says_directory_or_non_utf8_and_names_the_file_once() {
 }
 
 #[test]
+fn an_unreadable_graph_file_says_permission_denied() {
+    if !need("root (to drop to another user with setpriv)", is_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.toml");
+    fs::write(&g, "[node.0]\ntarget = 1\n").unwrap();
+    fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .arg("--sysfs-root")
+        .arg(fixture())
+        .args(["--state", "/nonexistent/paths.toml", "path", "check"])
+        .arg(&g)
+        .output()
+        .expect("setpriv (util-linux)");
+    fails_with(&o, "permission denied (tierd runs as uid 65534)");
+}
+
+#[test]
+fn a_short_binary_trace_counts_the_accesses_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("short.trace");
+    // Header: 4 pages, 1000 accesses announced; only 100 records follow.
+    let mut bytes = b"TIERDTRC".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&4096u32.to_le_bytes());
+    bytes.extend_from_slice(&4u64.to_le_bytes());
+    bytes.extend_from_slice(&1000u64.to_le_bytes());
+    for i in 0..100u32 {
+        bytes.extend_from_slice(&(i % 4).to_le_bytes());
+    }
+    fs::write(&trace, bytes).unwrap();
+    let f = scenario(
+        dir.path(),
+        &SMALL.replace(
+            "kind = \"zipf\"\nfootprint_mib = 32",
+            "kind = \"trace\"\npath = \"short.trace\"",
+        ),
+    );
+    let o = Command::new(bin()).arg("simulate").arg(&f).output().unwrap();
+    fails_with(&o, "the trace ends after 100 of 1000 accesses");
+}
+
+#[test]
 fn a_state_path_that_cannot_exist_does_not_ask_are_you_root() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
