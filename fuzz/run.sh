@@ -8,6 +8,22 @@ secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 targets=$(cargo fuzz list)
+# Seeds: the repository's own examples, so the structured targets start from valid input.
+seed() {
+    local t=$1
+    shift
+    mkdir -p "corpus/$t"
+    cp "$@" "corpus/$t/"
+}
+seed scenario ../scenarios/*.toml
+seed config ../tierd.example.toml
+mkdir -p corpus/graph_toml
+printf '[node.0]\ntarget = 1\nfallback = "2"\n[node.1]\ntarget = 2\n' >corpus/graph_toml/seed
+mkdir -p corpus/state_file && cp corpus/graph_toml/seed corpus/state_file/seed
+mkdir -p corpus/control_protocol
+printf '{"op":"store","node":0,"value":[49,10]}' >corpus/control_protocol/store
+printf '{"op":"apply","graph":"[node.0]\\ntarget = 1\\n","dry_run":false}' >corpus/control_protocol/apply
+mkdir -p corpus/trace_text && printf '0x1000 R\n0x1fff W\n\n7\n# c\n' >corpus/trace_text/seed
 cargo fuzz build
 for t in $targets; do
     mkdir -p "corpus/$t"
