@@ -174,7 +174,7 @@ fn dev_zero_is_refused_not_read_until_memory_runs_out() {
     ] {
         let (o, took) = run_bounded(tierd(&state).args(&args), limit);
         fails_with(&o, want);
-        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
     }
     let (o, _) = run_bounded(
         Command::new(bin()).args(["--sysfs-root"]).arg(fixture()).args([
@@ -478,7 +478,7 @@ fn a_control_client_sending_a_byte_a_second_does_not_stall_path_set() {
     std::thread::sleep(Duration::from_millis(300));
     let (o, took) = cli(&d, &["path", "set", "0", "-1"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(took < Duration::from_secs(3), "path set took {took:?}");
+    assert!(took < Duration::from_secs(5), "path set took {took:?}");
 }
 
 #[test]
@@ -494,7 +494,7 @@ fn a_metrics_client_sending_a_byte_a_second_does_not_block_metrics() {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     assert!(body.starts_with("HTTP/1.1 200 OK"), "no answer in {:?}: {body}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -529,7 +529,7 @@ fn a_path_set_reported_as_failed_is_never_applied_later() {
     let now = String::from_utf8_lossy(&show.stdout).into_owned();
     if failed {
         assert_eq!(now, "1\n", "path set reported failure ({}) but took effect", stderr(&o));
-        assert!(took < Duration::from_secs(3), "a busy server should say so at once: {took:?}");
+        assert!(took < Duration::from_secs(5), "a busy server should say so at once: {took:?}");
         assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
     } else {
         assert_eq!(now, "-1\n");
