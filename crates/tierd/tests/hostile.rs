@@ -536,6 +536,20 @@ fn a_path_set_reported_as_failed_is_never_applied_later() {
     }
 }
 
+#[test]
+fn idle_control_clients_log_one_warning_not_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    let idle: Vec<UnixStream> = (0..4).map(|_| UnixStream::connect(&d.socket).unwrap()).collect();
+    // Before, each idle client was served in turn and warned about after its 5 s timeout.
+    std::thread::sleep(Duration::from_secs(22));
+    drop(idle);
+    let log = fs::read_to_string(&d.log).unwrap();
+    let warnings =
+        log.lines().filter(|l| l.contains("WARN") && l.contains("control socket")).count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
 // ---- Signals ---------------------------------------------------------------------------------
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
