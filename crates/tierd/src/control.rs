@@ -298,8 +298,9 @@ pub fn call(socket: &Path, req: &Request) -> io::Result<Response> {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "no answer from {} within {} s; the server gives up on a request after \
-                         {} s, so nothing was changed",
+                        "no answer from {} within {} s (the server starts no change later than \
+                         {} s after a request arrives; if its disk stalled a change may still \
+                         be saving: check with `tierd path show`)",
                         socket.display(),
                         CLIENT_TIMEOUT.as_secs(),
                         SERVER_DEADLINE.as_secs()
