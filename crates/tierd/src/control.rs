@@ -9,7 +9,9 @@
 //! nobody. A change is applied only while its client is still waiting: the server refuses
 //! to start one after its deadline, the CLI waits [`CLIENT_TIMEOUT`] (twice as long) for
 //! the answer, and a connection beyond the client limit is answered `EAGAIN` at once. So a
-//! `tierd path set` that reports a failure never takes effect later.
+//! `tierd path set` that reports a failure does not take effect later; the one window left
+//! is a change already saving when the CLI's 10 s run out (a disk stalled for 5 s), and the
+//! CLI's timeout message says so.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
