@@ -422,10 +422,12 @@ pub fn check_memory(
     }
     let mib = |b: u64| b >> 20;
     let streamed = memory_needed(s, true, false);
-    let advice = if streamed.total() <= budget {
-        "use --stream (the trace is drawn again for each policy instead of held) and \
-         --no-bounds, or fewer accesses"
+    let advice = if memory_needed(s, true, bounds).total() <= budget {
+        "use --stream (the trace is drawn again for each policy instead of held), or fewer \
+         accesses"
             .to_string()
+    } else if streamed.total() <= budget {
+        "use --stream and --no-bounds, or fewer accesses".to_string()
     } else {
         format!(
             "even streamed, the machine's state needs {} MiB: simulate smaller footprints \
