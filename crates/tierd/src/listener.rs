@@ -231,13 +231,15 @@ impl Warnings {
     }
 }
 
-/// A running listener; stops accepting when dropped (clients being served finish within
-/// their deadline).
+/// A running listener. Dropping it stops accepting and waits for the clients being served
+/// (each ends by its deadline): an owner that releases the state lock after dropping its
+/// listener knows no client thread can still change the table behind the next owner.
 #[derive(Debug)]
 pub struct Listener {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     active: Arc<AtomicUsize>,
+    limits: Limits,
 }
 
 impl Listener {
@@ -298,7 +300,7 @@ impl Listener {
                 }
             }
         })?;
-        Ok(Listener { stop, thread: Some(thread), active })
+        Ok(Listener { stop, thread: Some(thread), active, limits })
     }
 
     /// Clients being served now.
@@ -312,6 +314,11 @@ impl Drop for Listener {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // Past the deadline (and the write grace) a client thread only unwinds.
+        let until = Instant::now() + self.limits.deadline + Duration::from_secs(1);
+        while self.active() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
