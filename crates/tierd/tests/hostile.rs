@@ -587,6 +587,16 @@ fn sighup_does_not_kill_run_sim_and_a_reload_says_what_needs_a_restart() {
     assert!(!d.socket.exists(), "the socket was left behind");
 }
 
+#[test]
+fn sigquit_stops_run_sim_cleanly_and_removes_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = daemon(dir.path());
+    signal(&d.child, nix::sys::signal::Signal::SIGQUIT);
+    let status = wait_exit(&mut d.child, Duration::from_secs(10)).expect("SIGQUIT stops it");
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists(), "the socket was left behind");
+}
+
 fn fuse_ok() -> bool {
     need("root and /dev/fuse", is_root() && Path::new("/dev/fuse").exists())
 }
