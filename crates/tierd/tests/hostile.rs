@@ -168,6 +168,10 @@ fn dev_zero_is_refused_not_read_until_memory_runs_out() {
         (vec!["path", "apply", "/dev/zero"], "/dev/zero is a character device"),
         (vec!["simulate", "/dev/zero"], "/dev/zero is a character device"),
         (
+            vec!["run", "--sim", "default", "--config", "/dev/zero"],
+            "config /dev/zero is a character",
+        ),
+        (
             vec!["simulate", "--import-trace", "/dev/zero", "--output", "/dev/null"],
             "character device",
         ),
