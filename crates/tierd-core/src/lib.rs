@@ -15,6 +15,7 @@ pub mod kstrtol;
 pub mod node;
 pub mod path;
 pub mod policy;
+pub mod quote;
 pub mod topology;
 
 pub use graph::{GraphError, PathGraph};

@@ -67,9 +67,10 @@ const MASK_WORDS: usize = MAX_NUMNODES / 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The buffer is not a number by `kstrtol`'s rules.
-    #[error("{text:?} is {err}")]
+    #[error("{} is {err}", crate::quote::quote(.text))]
     Parse {
-        /// The buffer up to its first NUL (what the kernel parses), lossily decoded.
+        /// The buffer up to its first NUL (what the kernel parses), lossily decoded; the
+        /// message quotes a bounded prefix of it.
         text: String,
         /// The parse error.
         err: ParseError,

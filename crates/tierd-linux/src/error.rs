@@ -35,9 +35,10 @@ pub enum Error {
     },
     /// The file says something tierd does not understand.
     #[error(
-        "{}: cannot parse {text:?}: {reason}; if this tree comes from a real kernel, report \
+        "{}: cannot parse {}: {reason}; if this tree comes from a real kernel, report \
          it to tierd with the file's contents and `uname -r`",
-        path.display()
+        path.display(),
+        tierd_core::quote::quote(text)
     )]
     Malformed {
         /// The file.

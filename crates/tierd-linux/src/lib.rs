@@ -31,7 +31,7 @@ pub mod vmstat;
 pub mod zoneinfo;
 
 pub use error::Error;
-pub use meminfo::{NodeMeminfo, read_node_meminfo};
+pub use meminfo::{NodeMeminfo, mem_available_bytes, read_node_meminfo};
 pub use root::SysRoot;
 pub use topology::read_topology;
 pub use vmstat::{read_node_vmstat, read_vmstat};

@@ -52,6 +52,15 @@ pub fn read_node_meminfo(root: &SysRoot, node: NodeId) -> Result<Option<NodeMemi
     }
 }
 
+/// `MemAvailable` of `/proc/meminfo`, bytes: what the whole machine can give a new
+/// allocation without swapping. `None` when it cannot be read (not Linux, an old kernel).
+pub fn mem_available_bytes(root: &SysRoot) -> Option<u64> {
+    let text = read::optional(&root.proc.join("meminfo")).ok()??;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Parses the text of `nodeN/meminfo` for node `node`. Every line must be
 /// `Node <node> <Field>: <value>[ kB]`; a line for another node, a unit other than `kB`, a
 /// value that is not a decimal number, or a `kB` figure whose byte count overflows is an

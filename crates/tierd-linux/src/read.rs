@@ -14,6 +14,24 @@ pub(crate) fn is_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
 }
 
+/// The most tierd reads of one sysfs or procfs file: a sysfs attribute is at most a page,
+/// and `/proc/zoneinfo` of a large machine a few hundred KiB. A `--sysfs-root` tree whose
+/// file is `/dev/zero` (or a huge file) is refused at this size, not read into memory.
+pub(crate) const MAX_FILE_BYTES: u64 = 4 << 20;
+
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {} MiB, far beyond any kernel's file", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The file's text, or `None` when it does not exist or vanished while being read.
 /// A small one-value file (a sysfs attribute such as DAMON's `nr_accesses`) as an unsigned
 /// decimal, `None` when it does not exist. The hot path of the DAMON tracker reads four of
@@ -50,7 +68,7 @@ pub(crate) fn small_u64(path: &Path) -> Result<Option<u64>, Error> {
 }
 
 pub(crate) fn optional(path: &Path) -> Result<Option<String>, Error> {
-    match std::fs::read(path) {
+    match read_bounded(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
             Err(e) => Err(malformed(
@@ -159,6 +177,12 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("is sysfs mounted?"), "{msg}");
+    }
+
+    #[test]
+    fn an_endless_file_is_cut_at_the_limit() {
+        let err = optional(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("larger than 4 MiB"), "{err}");
     }
 
     #[test]

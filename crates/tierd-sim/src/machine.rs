@@ -37,7 +37,11 @@
 //! - Allocation (`get_page_from_freelist`, zone_reclaim_mode 0): the first node of the
 //!   process's zonelist (its allowed nodes in distance order from its CPU node) that stays
 //!   above `low`; else the slow path wakes kswapd on every allowed node and retries against
-//!   `min`; else direct reclaim on each allowed node, charged to the workload; else OOM.
+//!   `min`; else direct reclaim on each allowed node, charged to the workload; else the
+//!   OOM killer: the faulting process is killed (as with `vm.oom_kill_allocating_task`),
+//!   its pages and swap slots are freed, and its later accesses are counted apart and cost
+//!   nothing. So a swap device too small for the overflow ends the process, as on Linux,
+//!   instead of reclaiming the same full lists at every fault.
 //! - kswapd, once woken, runs beside the workload until the node is back above `high`,
 //!   scanning a fixed number of pages per workload access; its time is not charged to the
 //!   workload. Direct reclaim scans up to a whole trip around the lists at once.
@@ -140,8 +144,14 @@ pub struct MachineConfig {
 pub struct Counters {
     /// Accesses served by a resident page, per node slot (faults are counted apart).
     pub served: [u64; MAX_SIM_NODES],
-    /// Accesses that found no memory at all (OOM).
+    /// Accesses that found no memory at all (each one OOM-killed its process).
     pub oom: u64,
+    /// Processes the OOM killer ended.
+    pub oom_kills: u64,
+    /// Accesses replayed when the first process was OOM-killed.
+    pub first_oom_kill_at: Option<u64>,
+    /// Accesses of processes that had been OOM-killed (not simulated: they never ran).
+    pub killed_accesses: u64,
     /// First touches.
     pub first_touch: u64,
     /// Swap-in faults.
@@ -221,6 +231,8 @@ pub struct Machine {
     destinations: Vec<Vec<u8>>,
     promotable_mask: u8,
     processes: Vec<ProcessConfig>,
+    /// Per process, whether the OOM killer ended it.
+    killed: Vec<bool>,
     page_size: u64,
     swap_pages: u64,
     swap_used: u64,
@@ -278,6 +290,7 @@ impl Machine {
             nodes,
             destinations: cfg.destinations,
             promotable_mask,
+            killed: vec![false; cfg.processes.len()],
             processes: cfg.processes,
             page_size: cfg.page_size,
             swap_pages: cfg.swap_pages,
@@ -334,11 +347,26 @@ impl Machine {
         (s != NOT_RESIDENT).then_some(s as usize)
     }
 
-    /// Simulated time so far: memory latency of every access plus stalls, ns.
+    /// Simulated time so far: memory latency of every access plus stalls, ns. Scenario
+    /// checks keep it far below `u64::MAX`; it saturates rather than wraps regardless.
     pub fn now_ns(&self) -> u64 {
         let c = &self.counters;
-        let lat: u64 = self.nodes.iter().zip(c.served).map(|(n, s)| n.cfg.latency_ns * s).sum();
-        lat + c.stall_ns
+        let lat = self
+            .nodes
+            .iter()
+            .zip(c.served)
+            .fold(0u64, |t, (n, s)| t.saturating_add(n.cfg.latency_ns.saturating_mul(s)));
+        lat.saturating_add(c.stall_ns)
+    }
+
+    /// Whether the OOM killer has ended every process: nothing is left to simulate.
+    pub fn all_killed(&self) -> bool {
+        !self.killed.is_empty() && self.killed.iter().all(|k| *k)
+    }
+
+    /// Names of the processes the OOM killer ended, by index.
+    pub fn killed_processes(&self) -> Vec<usize> {
+        self.killed.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect()
     }
 
     /// Replays `trace`. The hot loop: one byte read and written per access, faults aside.
@@ -397,24 +425,54 @@ impl Machine {
         let i = p as usize;
         let swapped = self.state[i] & SWAPPED != 0;
         let proc = self.process_of(p);
+        if self.killed[proc] {
+            self.counters.killed_accesses += 1;
+            return;
+        }
         let Some(slot) = self.allocate(proc) else {
             self.counters.oom += 1;
+            self.oom_kill(proc);
             return;
         };
+        let c = &mut self.counters;
         if swapped {
-            self.counters.swap_in += 1;
-            self.counters.stall_ns += self.swap_fault_ns;
+            c.swap_in += 1;
+            c.stall_ns = c.stall_ns.saturating_add(self.swap_fault_ns);
             self.swap_used -= 1;
         } else {
-            self.counters.first_touch += 1;
-            self.counters.stall_ns += self.first_touch_ns;
+            c.first_touch += 1;
+            c.stall_ns = c.stall_ns.saturating_add(self.first_touch_ns);
         }
         // The faulting access itself is a fault, not a hit on the node: it pays the fault
         // and the node's latency.
-        self.counters.stall_ns += self.nodes[slot as usize].cfg.latency_ns;
+        c.stall_ns = c.stall_ns.saturating_add(self.nodes[slot as usize].cfg.latency_ns);
         // A page still in a hot queue keeps its mark, so that it is never queued twice.
         self.state[i] = slot | YOUNG | HINT | (self.state[i] & QUEUED);
         self.push_head(p, slot as usize, INACTIVE_LIST);
+    }
+
+    /// The OOM killer (`out_of_memory` with `oom_kill_allocating_task`): ends process
+    /// `proc` and frees its pages and its swap slots, as the exit of a killed task does.
+    #[cold]
+    fn oom_kill(&mut self, proc: usize) {
+        let ProcessConfig { first, end, .. } = self.processes[proc];
+        for p in first..end {
+            let i = p as usize;
+            let s = self.state[i];
+            let slot = s & SLOT;
+            if slot != NOT_RESIDENT {
+                self.unlink(p, slot as usize, usize::from(s & ACTIVE != 0));
+                self.nodes[slot as usize].free += 1;
+            } else if s & SWAPPED != 0 {
+                self.swap_used -= 1;
+            }
+            // A page still in a hot queue keeps its mark until the queue is drained.
+            self.state[i] = NOT_RESIDENT | (s & QUEUED);
+        }
+        self.killed[proc] = true;
+        self.counters.oom_kills += 1;
+        let at = self.accesses();
+        self.counters.first_oom_kill_at.get_or_insert(at);
     }
 
     /// Takes one free page for process `proc`, reclaiming as Linux would. Returns the slot
@@ -456,7 +514,7 @@ impl Machine {
             self.shrink_node(s as usize, goal, trip);
             let spent = self.counters.background_ns - before;
             self.counters.background_ns = before;
-            self.counters.stall_ns += spent;
+            self.counters.stall_ns = self.counters.stall_ns.saturating_add(spent);
             let n = &mut self.nodes[s as usize];
             if n.free > n.cfg.wmarks[0] {
                 n.free -= 1;
@@ -605,7 +663,8 @@ impl Machine {
                 if n.free > n.cfg.wmarks[0] {
                     self.migrate(p, slot, d);
                     self.counters.kernel_demoted += 1;
-                    self.counters.background_ns += self.copy_ns(slot, d);
+                    self.counters.background_ns =
+                        self.counters.background_ns.saturating_add(self.copy_ns(slot, d));
                     self.wake_kswapd(d);
                     return true;
                 }
@@ -897,7 +956,8 @@ impl Backend for Machine {
             } else {
                 self.counters.policy_demoted += 1;
             }
-            self.counters.background_ns += self.copy_ns(from, dest);
+            self.counters.background_ns =
+                self.counters.background_ns.saturating_add(self.copy_ns(from, dest));
             status.push(Ok(to));
         }
         self.wake_kswapd(dest);

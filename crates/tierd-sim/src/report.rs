@@ -40,6 +40,17 @@ pub fn table(r: &Report) -> String {
         );
         let _ = writeln!(out, "{row}");
     }
+    for p in r.policies.iter().filter(|p| !p.oom_killed.is_empty()) {
+        let _ = writeln!(
+            out,
+            "{:<14} OOM-killed {} after {} accesses: no free memory and the swap device full \
+             ({} later accesses of killed processes not simulated)",
+            p.policy,
+            p.oom_killed.join(", "),
+            p.first_oom_kill_at.unwrap_or(0),
+            p.killed_accesses
+        );
+    }
     if let Some(b) = &r.bounds {
         let _ = writeln!(
             out,

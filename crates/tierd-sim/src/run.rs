@@ -30,6 +30,9 @@ pub enum SimError {
     /// The trace could not be drawn.
     #[error(transparent)]
     Trace(#[from] workload::TraceError),
+    /// The run does not fit in memory; the message says what to change.
+    #[error("{0}")]
+    TooBig(String),
     /// An invariant broke (a bug; reported by checked runs).
     #[error("invariant broken under {policy} after {accesses} accesses: {what}")]
     Invariant {
@@ -240,6 +243,11 @@ pub struct Sample {
     pub fast_hit_ratio: f64,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 /// One policy's results. Field names are stable (they are the `--json` schema).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PolicyResult {
@@ -272,8 +280,17 @@ pub struct PolicyResult {
     pub kswapd_runs: u64,
     /// Direct reclaim runs.
     pub direct_reclaims: u64,
-    /// Accesses that found no memory anywhere.
+    /// Accesses that found no memory anywhere (each OOM-killed its process).
     pub oom: u64,
+    /// Processes the OOM killer ended (no free memory and the swap device full).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub oom_killed: Vec<String>,
+    /// Accesses replayed when the first process was OOM-killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_oom_kill_at: Option<u64>,
+    /// Accesses of killed processes, never simulated.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub killed_accesses: u64,
     /// Simulated time of the workload, seconds.
     pub simulated_s: f64,
     /// Simulated background time (kswapd, migrations), seconds.
@@ -351,6 +368,91 @@ pub struct RunOptions {
     /// Do not hold the trace in memory: draw (or read) it again for every policy. Always on
     /// when a process replays a trace file. The Belady bound is skipped.
     pub stream: bool,
+    /// Memory the run may use, bytes (`tierd simulate` passes what the host has available):
+    /// a run that needs more is refused before anything is allocated ([`memory_needed`]).
+    pub memory_budget: Option<u64>,
+}
+
+/// What a run holds in memory, bytes, by part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// The drawn trace, 4 bytes an access (0 when streamed).
+    pub trace: u64,
+    /// The machine's state, [`Machine::BYTES_PER_PAGE`] a page (two copies: the replay and
+    /// its setup).
+    pub machine: u64,
+    /// The bounds: a counter per page, and for the Belady bound 8 bytes an access.
+    pub bounds: u64,
+}
+
+impl MemoryNeed {
+    /// All parts.
+    pub fn total(&self) -> u64 {
+        self.trace.saturating_add(self.machine).saturating_add(self.bounds)
+    }
+}
+
+/// What running `s` needs in memory, before anything is allocated.
+pub fn memory_needed(s: &Scenario, stream: bool, bounds: bool) -> MemoryNeed {
+    let pages = s
+        .process
+        .iter()
+        .fold(0u64, |t, p| t.saturating_add(workload::footprint_pages(&p.workload, s.page_size)));
+    let per_page = Machine::BYTES_PER_PAGE as u64;
+    MemoryNeed {
+        trace: if stream { 0 } else { s.accesses.saturating_mul(4) },
+        machine: pages.saturating_mul(per_page).saturating_mul(2),
+        bounds: if bounds {
+            pages.saturating_mul(4).saturating_add(if stream {
+                0
+            } else {
+                s.accesses.saturating_mul(8)
+            })
+        } else {
+            0
+        },
+    }
+}
+
+/// Refuses a run that cannot fit in `budget` bytes, saying what to change.
+pub fn check_memory(
+    s: &Scenario,
+    stream: bool,
+    bounds: bool,
+    budget: Option<u64>,
+) -> Result<(), SimError> {
+    let Some(budget) = budget else {
+        return Ok(());
+    };
+    let need = memory_needed(s, stream, bounds);
+    if need.total() <= budget {
+        return Ok(());
+    }
+    let mib = |b: u64| b >> 20;
+    let streamed = memory_needed(s, true, false);
+    let advice = if memory_needed(s, true, bounds).total() <= budget {
+        "use --stream (the trace is drawn again for each policy instead of held), or fewer \
+         accesses"
+            .to_string()
+    } else if streamed.total() <= budget {
+        "use --stream and --no-bounds, or fewer accesses".to_string()
+    } else {
+        format!(
+            "even streamed, the machine's state needs {} MiB: simulate smaller footprints \
+             (or a larger page_size)",
+            mib(streamed.total())
+        )
+    };
+    Err(SimError::TooBig(format!(
+        "this run needs about {} MiB of memory ({} MiB of trace for {} accesses, {} MiB of \
+         machine state, {} MiB for the bounds) but {} MiB are available; {advice}",
+        mib(need.total()),
+        mib(need.trace),
+        s.accesses,
+        mib(need.machine),
+        mib(need.bounds),
+        mib(budget)
+    )))
 }
 
 fn describe(graph: &PathGraph) -> String {
@@ -459,6 +561,12 @@ impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
     /// samples.
     fn feed(&mut self, chunk: &[u32]) -> Result<(), SimError> {
         let m = &mut self.m;
+        if m.all_killed() {
+            // Nothing runs any more: the rest of the trace belongs to dead processes.
+            m.counters.killed_accesses += chunk.len() as u64;
+            self.done += chunk.len() as u64;
+            return Ok(());
+        }
         m.run(chunk);
         self.done += chunk.len() as u64;
         if let Some(t) = self.tierd.as_mut() {
@@ -519,6 +627,15 @@ impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
             kswapd_runs: c.kswapd_runs,
             direct_reclaims: c.direct_reclaims,
             oom: c.oom,
+            oom_killed: m
+                .killed_processes()
+                .into_iter()
+                .map(|i| {
+                    s.process.get(i).map_or_else(|| format!("process {i}"), |p| p.name.clone())
+                })
+                .collect(),
+            first_oom_kill_at: c.first_oom_kill_at,
+            killed_accesses: c.killed_accesses,
             simulated_s: m.now_ns() as f64 / 1e9,
             background_s: c.background_ns as f64 / 1e9,
             samples,
@@ -943,6 +1060,7 @@ pub fn simulate(
     s.open_traces(None).map_err(|e| SimError::Scenario(e.to_string()))?;
     let setup = Setup::new(&s)?;
     let stream = opts.stream || s.uses_trace_files();
+    check_memory(&s, stream, !opts.no_bounds, opts.memory_budget)?;
     let (parts, draw_wall_s) = if stream {
         (run_streamed(&s, &setup, opts, progress)?, 0.0)
     } else {
@@ -976,6 +1094,46 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 64 MiB swept on a 16 MiB node with 4 MiB of swap: once the swap is full nothing can
+    /// be reclaimed. This used to rescan the full lists at every fault, without end.
+    #[test]
+    fn a_full_swap_device_oom_kills_the_process_instead_of_hanging() {
+        let s = Scenario::from_toml(
+            "accesses = 2000000\npolicies = [\"linux-swap\", \"tierd\"]\n\
+             [[node]]\nid = 0\ncapacity_mib = 16\ncpu = true\nlatency_ns = 80\n\
+             [swap]\nsize_mib = 4\n\
+             [[process]]\nname = \"big\"\n[process.workload]\nkind = \"scan\"\nfootprint_mib = 64\n",
+        )
+        .unwrap();
+        let opts = RunOptions { check: true, no_bounds: true, ..RunOptions::default() };
+        let started = Instant::now();
+        let r = simulate(&s, &opts, &mut |_, _| {}).unwrap();
+        assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+        for p in &r.policies {
+            assert_eq!(p.oom_killed, ["big"], "{}", p.policy);
+            let at = p.first_oom_kill_at.expect("killed");
+            // 16 MiB of RAM and 4 MiB of swap hold about 5120 pages: killed soon after.
+            assert!((4000..6000).contains(&at), "{}: killed at {at}", p.policy);
+            assert_eq!(p.oom, 1);
+            assert_eq!(
+                p.first_touches + p.swap_ins + p.oom + p.killed_accesses + p.accesses_per_node[0],
+                2_000_000
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_that_cannot_fit_is_refused_before_allocating() {
+        let mut s = Scenario::default_scenario();
+        s.accesses = 1 << 40;
+        let opts = RunOptions { memory_budget: Some(1 << 30), ..RunOptions::default() };
+        let err = simulate(&s, &opts, &mut |_, _| {}).unwrap_err().to_string();
+        assert!(err.contains("use --stream") && err.contains("1024 MiB are available"), "{err}");
+        // Without a budget, reserving the trace fails instead of aborting in the allocator.
+        let err = workload::draw(&s).unwrap_err().to_string();
+        assert!(err.contains("use --stream"), "{err}");
+    }
 
     /// The default machine (1 + 2 + 4 GiB of 4 KiB pages), worked by hand from
     /// `calculate_min_free_kbytes` and `__setup_per_zone_wmarks`: lowmem 7340032 kB,

@@ -456,6 +456,7 @@ impl Scenario {
             {
                 return Err(format!("node {i}: distance needs {} entries", self.node.len()));
             }
+            self.check_node(i, n)?;
         }
         if !self.node.iter().any(|n| n.cpu) {
             return Err("no node has `cpu = true`: processes need a CPU node".into());
@@ -463,10 +464,15 @@ impl Scenario {
         if self.process.is_empty() {
             return Err("a scenario needs at least one [[process]]".into());
         }
-        if !self.page_size.is_power_of_two() || self.page_size < 512 {
-            return Err(format!("page_size {} is not a power of two >= 512", self.page_size));
+        if !self.page_size.is_power_of_two() || !(512..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(format!(
+                "page_size = {}: a power of two from 512 to {MAX_PAGE_SIZE} (1 GiB)",
+                self.page_size
+            ));
         }
         self.policy.check().map_err(|e| format!("[policy]: {e}"))?;
+        in_range("policy.interval_ms", self.policy.interval_ms, 1, MAX_INTERVAL_MS)?;
+        self.check_costs()?;
         if self.policies.is_empty() {
             return Err("`policies` is empty".into());
         }
@@ -484,8 +490,132 @@ impl Scenario {
             if p.share == 0 {
                 return Err(format!("process {}: share must be at least 1", p.name));
             }
+            check_workload(&p.workload, false)
+                .map_err(|e| format!("process {}: workload.{e}", p.name))?;
         }
         Ok(())
+    }
+
+    fn check_node(&self, i: usize, n: &NodeSpec) -> Result<(), String> {
+        let at = |f: &str| format!("node {i}: {f}");
+        in_range(&at("capacity_mib"), n.capacity_mib, 1, MAX_MIB)?;
+        in_range(&at("latency_ns"), n.latency_ns, 1, MAX_COST_NS)?;
+        in_range(&at("bandwidth_mbps"), n.bandwidth_mbps, 1, MAX_BANDWIDTH_MBPS)?;
+        for (j, d) in n.distance.iter().flatten().enumerate() {
+            in_range(&at(&format!("distance[{j}]")), u64::from(*d), 10, 255)?;
+        }
+        if let Some([min, low, high]) = n.watermarks_pages {
+            let pages = (n.capacity_mib << 20) / self.page_size.max(1);
+            if !(min <= low && low <= high && high <= pages) {
+                return Err(format!(
+                    "node {i}: watermarks_pages = [{min}, {low}, {high}]: needs min <= low <= \
+                     high <= the node's {pages} pages"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Costs and sizes whose products make the simulated clock: each bounded so that no
+    /// sum or product of them can overflow (which would silently give a wrong AMAT).
+    fn check_costs(&self) -> Result<(), String> {
+        if let Some(k) = self.watermarks.min_free_kbytes {
+            in_range("watermarks.min_free_kbytes", k, 0, MAX_MIB << 10)?;
+        }
+        in_range(
+            "watermarks.watermark_scale_factor",
+            self.watermarks.watermark_scale_factor,
+            1,
+            3000,
+        )?;
+        in_range("swap.size_mib", self.swap.size_mib, 0, MAX_MIB)?;
+        in_range("swap.fault_us", self.swap.fault_us, 0, MAX_COST_NS / 1000)?;
+        in_range("costs.first_touch_ns", self.costs.first_touch_ns, 0, MAX_COST_NS)?;
+        in_range("costs.migrate_overhead_ns", self.costs.migrate_overhead_ns, 0, MAX_COST_NS)?;
+        // The clock counts every access at up to its dearest cost.
+        let dearest = self.node.iter().map(|n| n.latency_ns).max().unwrap_or(0)
+            + (self.swap.fault_us * 1000).max(self.costs.first_touch_ns)
+            + self.costs.migrate_overhead_ns;
+        if self.accesses.checked_mul(dearest.max(1)).is_none() {
+            return Err(format!(
+                "accesses = {}: at up to {dearest} ns each, the simulated time would pass 2^64 \
+                 ns (584 years); at most {}",
+                self.accesses,
+                u64::MAX / dearest.max(1)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest size in MiB a scenario may give (16 TiB): every MiB count is turned into
+/// bytes and pages, which must not overflow.
+pub const MAX_MIB: u64 = 1 << 24;
+/// The largest per-event cost, ns (1 s).
+pub const MAX_COST_NS: u64 = 1_000_000_000;
+/// The largest bandwidth, MB/s.
+pub const MAX_BANDWIDTH_MBPS: u64 = 1_000_000_000;
+/// The largest page size, bytes.
+pub const MAX_PAGE_SIZE: u64 = 1 << 30;
+/// The largest policy interval, ms (an hour).
+pub const MAX_INTERVAL_MS: u64 = 3_600_000;
+/// The largest Zipf exponent: beyond it every draw is rank 1 anyway, and the sampler's
+/// integrals lose their precision.
+pub const MAX_ZIPF_EXPONENT: f64 = 20.0;
+
+fn in_range(what: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) { Ok(()) } else { Err(format!("{what} = {v}: allowed {lo} to {hi}")) }
+}
+
+fn in_range_f64(what: &str, v: f64, lo: f64, lo_open: bool, hi: f64) -> Result<(), String> {
+    let low_ok = if lo_open { v > lo } else { v >= lo };
+    if v.is_finite() && low_ok && v <= hi {
+        Ok(())
+    } else {
+        let bracket = if lo_open { "above" } else { "from" };
+        Err(format!("{what} = {v}: allowed {bracket} {lo} to {hi}"))
+    }
+}
+
+/// Checks one workload's fields (`nested`: inside a `phases` list).
+fn check_workload(w: &WorkloadSpec, nested: bool) -> Result<(), String> {
+    let footprint = |v: u64| in_range("footprint_mib", v, 1, MAX_MIB);
+    match w {
+        WorkloadSpec::Zipf(z) => {
+            footprint(z.footprint_mib)?;
+            in_range_f64("exponent", z.exponent, 0.0, true, MAX_ZIPF_EXPONENT)
+        }
+        WorkloadSpec::HotsetShift(h) => {
+            footprint(h.footprint_mib)?;
+            in_range("hot_mib", h.hot_mib, 1, h.footprint_mib)?;
+            in_range_f64("hot_fraction", h.hot_fraction, 0.0, false, 1.0)?;
+            in_range("shift_every", h.shift_every, 1, u64::MAX)
+        }
+        WorkloadSpec::Scan(x) => footprint(x.footprint_mib),
+        WorkloadSpec::Gups(g) => footprint(g.footprint_mib),
+        WorkloadSpec::Trace(t) => {
+            if t.path.as_os_str().is_empty() {
+                return Err("path: empty".into());
+            }
+            Ok(())
+        }
+        WorkloadSpec::Phases(p) => {
+            if nested {
+                return Err("phase: a phase may not itself be `phases`".into());
+            }
+            if p.phase.is_empty() {
+                return Err("phase: at least one [[process.workload.phase]]".into());
+            }
+            let mut total = 0u64;
+            for (i, ph) in p.phase.iter().enumerate() {
+                in_range(&format!("phase[{i}].accesses"), ph.accesses, 1, u64::MAX)?;
+                total = total
+                    .checked_add(ph.accesses)
+                    .ok_or_else(|| "phase: the accesses add up to more than 2^64".to_string())?;
+                check_workload(&ph.workload, true).map_err(|e| format!("phase[{i}].{e}"))?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -506,6 +636,56 @@ mod tests {
             }
         }
         assert!(n >= 3, "examples found: {n}");
+    }
+
+    fn with(from: &str, to: &str) -> Result<Scenario, String> {
+        assert!(DEFAULT_SCENARIO.contains(from), "{from}");
+        Scenario::from_toml(&DEFAULT_SCENARIO.replacen(from, to, 1)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_field_out_of_range_says_the_range() {
+        for (from, to, want) in [
+            ("exponent = 0.99", "exponent = 0", "exponent = 0: allowed above 0 to 20"),
+            ("exponent = 0.99", "exponent = -1", "exponent = -1: allowed above 0"),
+            ("exponent = 0.99", "exponent = nan", "exponent = NaN: allowed above 0"),
+            ("exponent = 0.99", "exponent = inf", "exponent = inf"),
+            ("footprint_mib = 3072", "footprint_mib = 0", "footprint_mib = 0: allowed 1 to"),
+            ("capacity_mib = 1024", "capacity_mib = 0", "node 0: capacity_mib = 0: allowed 1"),
+            (
+                "latency_ns = 80",
+                "latency_ns = 18446744073709551615",
+                "node 0: latency_ns = 18446744073709551615: allowed 1 to 1000000000",
+            ),
+            ("fault_us = 20", "fault_us = 18446744073709551615", "swap.fault_us"),
+            ("first_touch_ns = 1000", "first_touch_ns = 18446744073709551615", "first_touch_ns"),
+            ("size_mib = 8192", "size_mib = 18446744073709551615", "swap.size_mib"),
+            ("page_size = 4096", "page_size = 4611686018427387904", "page_size = "),
+            ("distance = [10, 20, 30]", "distance = [10, 2, 30]", "distance[1] = 2"),
+            ("interval_ms = 10", "interval_ms = 18446744073709551615", "interval_ms"),
+            ("accesses = 40_000_000", "accesses = 18446744073709551615", "584 years"),
+        ] {
+            let err = with(from, to).unwrap_err();
+            assert!(err.contains(want), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn hotset_and_phases_fields_are_checked() {
+        let hot = "kind = \"hotset-shift\"\nfootprint_mib = 64\nhot_mib = 8\nshift_every = 10";
+        let zipf = "kind = \"zipf\"\nfootprint_mib = 3072\nexponent = 0.99";
+        assert!(with(zipf, hot).is_ok());
+        for (from, to, want) in [
+            ("hot_mib = 8", "hot_mib = 80", "hot_mib = 80: allowed 1 to 64"),
+            ("shift_every = 10", "shift_every = 0", "shift_every = 0"),
+            ("hot_mib = 8", "hot_mib = 8\nhot_fraction = 1.5", "hot_fraction = 1.5"),
+        ] {
+            let err = with(zipf, &hot.replace(from, to)).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let err =
+            with(&format!("{zipf}\nprefault = true"), "kind = \"phases\"\nphase = []").unwrap_err();
+        assert!(err.contains("at least one"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 /// The magic at the start of a binary trace.
 pub const MAGIC: &[u8; 8] = b"TIERDTRC";
 const HEADER_LEN: usize = 32;
+/// The longest text-trace line: an address, a column or two, a timestamp.
+pub const MAX_LINE: usize = 4096;
 
 /// A binary trace's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +73,23 @@ pub enum TraceFileError {
         want: u64,
     },
     /// A text line that is not an access.
-    #[error("line {line}: `{text}` is not a page number or a 0x byte address")]
+    #[error(
+        "line {line}: {} is not a page number or a 0x byte address",
+        tierd_core::quote::quote(.text)
+    )]
     Text {
         /// 1-based line number.
         line: u64,
-        /// The line.
+        /// The line (the message quotes a bounded prefix).
         text: String,
+    },
+    /// A text line longer than any access line could be (`/dev/zero`, a binary file).
+    #[error("line {line} is longer than {max} bytes: not a text trace")]
+    LongLine {
+        /// 1-based line number.
+        line: u64,
+        /// The limit.
+        max: usize,
     },
     /// More distinct pages than a `u32` names.
     #[error("the trace touches more than 2^32 - 1 distinct pages")]
@@ -152,13 +165,19 @@ impl<R: Read> TraceReader<R> {
             return Ok(());
         }
         self.bytes.resize(n * 4, 0);
-        self.inner.read_exact(&mut self.bytes).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                TraceFileError::Short { got: self.read, want: self.header.accesses }
-            } else {
-                e.into()
+        let mut filled = 0;
+        while filled < self.bytes.len() {
+            match self.inner.read(&mut self.bytes[filled..]) {
+                Ok(0) => {
+                    // Count the whole records this block did hold, not only earlier blocks.
+                    let got = self.read + (filled / 4) as u64;
+                    return Err(TraceFileError::Short { got, want: self.header.accesses });
+                }
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
             }
-        })?;
+        }
         for (i, c) in self.bytes.chunks_exact(4).enumerate() {
             let page = u32::from_le_bytes(c.try_into().expect("4 bytes"));
             if u64::from(page) >= self.header.pages {
@@ -192,14 +211,32 @@ pub fn import_text<R: BufRead, W: Write + Seek>(
     write_header(&mut output, &header)?;
     let mut ids: HashMap<u64, u32> = HashMap::new();
     let mut block: Vec<u8> = Vec::with_capacity(1 << 16);
-    for (n, line) in input.lines().enumerate() {
-        let line = line?;
+    let mut input = input;
+    let mut raw = Vec::new();
+    let mut n = 0usize;
+    loop {
+        raw.clear();
+        // Each line is read with a bound: an endless line (`/dev/zero`) is an error, not
+        // a buffer that grows until memory runs out.
+        let got = (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut raw)?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        if raw.len() > MAX_LINE && raw.last() != Some(&b'\n') {
+            return Err(TraceFileError::LongLine { line: n as u64, max: MAX_LINE });
+        }
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            let text = String::from_utf8_lossy(&raw).trim_end().to_string();
+            return Err(TraceFileError::Text { line: n as u64, text });
+        };
+        let line = line.trim_end_matches(['\n', '\r']).to_string();
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
         let field = text.split_whitespace().next().unwrap_or_default();
-        let bad = || TraceFileError::Text { line: n as u64 + 1, text: line.clone() };
+        let bad = || TraceFileError::Text { line: n as u64, text: line.clone() };
         let key = if let Some(hex) = field.strip_prefix("0x").or_else(|| field.strip_prefix("0X")) {
             u64::from_str_radix(hex, 16).map_err(|_| bad())? / u64::from(page_size.max(1))
         } else {
@@ -247,7 +284,7 @@ mod tests {
     #[test]
     fn bad_files_say_what_is_wrong() {
         let err = import_text("12\nzz\n".as_bytes(), Cursor::new(Vec::new()), 4096).unwrap_err();
-        assert_eq!(err.to_string(), "line 2: `zz` is not a page number or a 0x byte address");
+        assert_eq!(err.to_string(), "line 2: \"zz\" is not a page number or a 0x byte address");
         assert!(matches!(TraceReader::new(&b"nope"[..]), Err(TraceFileError::Magic)));
         let mut file = Vec::new();
         write_trace(&mut file, 4096, 2, &[0, 1, 5]).unwrap();
@@ -256,6 +293,18 @@ mod tests {
         assert!(matches!(err, TraceFileError::PageRange { index: 2, page: 5, pages: 2 }), "{err}");
         file.truncate(file.len() - 4);
         let mut r = TraceReader::new(&file[..]).unwrap();
-        assert!(matches!(r.read_block(&mut Vec::new(), 10), Err(TraceFileError::Short { .. })));
+        let err = r.read_block(&mut Vec::new(), 10).unwrap_err();
+        assert_eq!(err.to_string(), "the trace ends after 2 of 3 accesses", "counts what is there");
+    }
+
+    #[test]
+    fn endless_or_huge_text_lines_are_refused_and_quoted_short() {
+        let zeros = std::io::BufReader::new(std::io::repeat(0));
+        let err = import_text(zeros, Cursor::new(Vec::new()), 4096).unwrap_err();
+        assert_eq!(err.to_string(), "line 1 is longer than 4096 bytes: not a text trace");
+        let long = format!("1\n{}\n", "z".repeat(3000));
+        let err = import_text(long.as_bytes(), Cursor::new(Vec::new()), 4096).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("line 2: \"zzz") && msg.len() < 200, "{msg}");
     }
 }

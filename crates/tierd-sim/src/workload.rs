@@ -232,6 +232,17 @@ pub enum TraceError {
     /// More pages than a `u32` page index can name.
     #[error("the processes' footprints add up to {0} pages, more than 2^32 - 1")]
     TooManyPages(u64),
+    /// The drawn trace does not fit in memory.
+    #[error(
+        "{accesses} accesses need {mib} MiB held in memory, more than this machine can give; \
+         use --stream (each policy draws the trace again) or fewer accesses"
+    )]
+    TooBig {
+        /// Accesses asked for.
+        accesses: u64,
+        /// The trace's size, MiB.
+        mib: u64,
+    },
     /// A trace file could not be read.
     #[error("trace {path}: {err}")]
     File {
@@ -293,9 +304,23 @@ pub fn generate(s: &Scenario, mut sink: impl FnMut(u32)) -> Result<Vec<(u32, u32
     Ok(ranges)
 }
 
-/// Draws the scenario's trace.
+/// Draws the scenario's trace. The buffer is reserved first: an access count the machine
+/// cannot hold is an error pointing at streaming, not an abort in the allocator.
 pub fn draw(s: &Scenario) -> Result<Trace, TraceError> {
-    let mut accesses = Vec::with_capacity(usize::try_from(s.accesses).unwrap_or(0));
+    draw_within(s, None)
+}
+
+/// [`draw`], refusing a trace larger than `budget` bytes (4 bytes an access).
+pub fn draw_within(s: &Scenario, budget: Option<u64>) -> Result<Trace, TraceError> {
+    let bytes = s.accesses.saturating_mul(4);
+    let too_big = || TraceError::TooBig { accesses: s.accesses, mib: bytes >> 20 };
+    if budget.is_some_and(|b| bytes > b) {
+        return Err(too_big());
+    }
+    let mut accesses = Vec::new();
+    accesses
+        .try_reserve_exact(usize::try_from(s.accesses).map_err(|_| too_big())?)
+        .map_err(|_| too_big())?;
     let ranges = generate(s, |p| accesses.push(p))?;
     Ok(Trace { accesses, ranges, streamed: false })
 }

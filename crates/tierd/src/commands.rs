@@ -70,9 +70,15 @@ fn access(env: &Env, for_change: bool) -> Result<Access> {
             None => Access::Direct(Box::new(Paths::open(&env.topology()?, state)?), None),
         });
     }
-    let lock = state
-        .lock_within(LOCK_WAIT)
-        .context("cannot take ownership of the state to change it (are you root?)")?;
+    let lock = state.lock_within(LOCK_WAIT).map_err(|e| {
+        let denied = matches!(&e, crate::state::StateError::Lock { cause, .. }
+            if cause.kind() == std::io::ErrorKind::PermissionDenied);
+        if denied {
+            anyhow!(e).context("cannot take ownership of the state to change it (are you root?)")
+        } else {
+            anyhow!(e)
+        }
+    })?;
     if let Some(lock) = lock {
         // Only a direct change needs this machine's topology; an owner knows its own.
         return Ok(Access::Direct(Box::new(Paths::open(&env.topology()?, state)?), Some(lock)));
@@ -105,9 +111,12 @@ fn read_view(env: &Env) -> Result<PathsView> {
         Access::Direct(paths, _) => Ok(paths.view()),
         Access::Remote(socket) => match control::call(&socket, &Request::Show) {
             Ok(Response::Ok { view, .. }) => Ok(view),
+            // A busy owner: the file is whole and at most one change behind.
+            Ok(Response::Error { errno: libc::EAGAIN, .. }) | Err(_) => {
+                Ok(Paths::open(&env.topology()?, env.state_file())?.view())
+            }
             Ok(Response::Error { message, .. }) => Err(anyhow!(message)),
             Ok(Response::Status { .. }) => Err(anyhow!("unexpected status answer")),
-            Err(_) => Ok(Paths::open(&env.topology()?, env.state_file())?.view()),
         },
     }
 }
@@ -159,16 +168,32 @@ pub fn path_set(env: &Env, node: NodeId, value: &[u8]) -> Result<String> {
     Ok(format!("node{node}/migration_path = {}\n", stored.unwrap_or(-1)))
 }
 
-fn read_graph(file: &Path) -> Result<(String, PathGraph)> {
+/// Why a graph file is unusable: it could not be read (the message names the file), or
+/// its text is not a graph (the message does not; the caller says which file).
+enum GraphFileError {
+    Input(crate::input::InputError),
+    Parse(String),
+}
+
+fn load_graph(file: &Path) -> Result<(String, PathGraph), GraphFileError> {
+    use crate::input::{self, Links, MAX_TEXT_BYTES};
     let text = if file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
-            .context("cannot read the path graph from stdin")?
+        input::read_stdin(MAX_TEXT_BYTES, "a path graph")
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
-    };
-    let graph = PathGraph::from_toml(&text)
-        .map_err(|e| anyhow!("{}: {}", file.display(), e.to_string().trim_end()))?;
+        input::read_text(file, Links::Follow, MAX_TEXT_BYTES, "a path graph")
+    }
+    .map_err(GraphFileError::Input)?;
+    let graph = PathGraph::from_toml(&text).map_err(|e| {
+        GraphFileError::Parse(tierd_core::quote::bound_lines(e.to_string().trim_end()))
+    })?;
     Ok((text, graph))
+}
+
+fn read_graph(file: &Path) -> Result<(String, PathGraph)> {
+    load_graph(file).map_err(|e| match e {
+        GraphFileError::Input(e) => anyhow!(e),
+        GraphFileError::Parse(e) => anyhow!("{}: {e}", file.display()),
+    })
 }
 
 /// `tierd path apply FILE [--dry-run]`.
@@ -199,14 +224,16 @@ pub fn path_apply(env: &Env, file: &Path, dry_run: bool) -> Result<String> {
 /// Returns the text and whether the graph is valid.
 pub fn path_check(env: &Env, file: &Path, json: bool) -> Result<(String, bool)> {
     let topo = env.topology()?;
-    let (ok, errors, parse_error) = match read_graph(file) {
+    // Each text line names the file once: an unreadable file's error already does.
+    let (errors, named): (Vec<String>, bool) = match load_graph(file) {
         Ok((_, graph)) => match graph.validate(topo.online, crate::paths::capacity_of(&topo)) {
-            Ok(()) => (true, Vec::new(), None),
-            Err(errs) => (false, errs.iter().map(ToString::to_string).collect::<Vec<_>>(), None),
+            Ok(()) => (Vec::new(), false),
+            Err(errs) => (errs.iter().map(ToString::to_string).collect(), false),
         },
-        Err(e) => (false, Vec::new(), Some(e.to_string())),
+        Err(GraphFileError::Input(e)) => (vec![e.to_string()], true),
+        Err(GraphFileError::Parse(e)) => (vec![e], false),
     };
-    let errors: Vec<String> = parse_error.into_iter().chain(errors).collect();
+    let ok = errors.is_empty();
     let out = if json {
         serde_json::to_string_pretty(
             &serde_json::json!({ "file": file, "ok": ok, "errors": errors }),
@@ -215,7 +242,11 @@ pub fn path_check(env: &Env, file: &Path, json: bool) -> Result<(String, bool)> 
         format!("{}: ok\n", file.display())
     } else {
         errors.iter().fold(String::new(), |mut s, e| {
-            let _ = writeln!(s, "{}: {e}", file.display());
+            if named {
+                let _ = writeln!(s, "{e}");
+            } else {
+                let _ = writeln!(s, "{}: {e}", file.display());
+            }
             s
         })
     };
@@ -285,20 +316,22 @@ pub fn mount(env: &Env, mountpoint: &Path) -> Result<()> {
         // Let every user read, as sysfs does; writes stay root-only (mode 0644 and checks).
         config.acl = fuser::SessionACL::All;
     }
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
+    // SIGHUP (a closed terminal, `systemctl reload`) must not kill the server and leave a
+    // dead mount behind: there is nothing to reload, so it is logged and ignored. Every
+    // signal that ends the process in its default action and that can be caught unmounts.
+    let mut signals = signal_hook::iterator::Signals::new(crate::mount::SIGNALS)?;
     let session = fuser::spawn_mount(
         crate::mount::PathFs::new(Arc::clone(&paths), topo),
         mountpoint,
         &config,
     )
-    .with_context(|| {
-        format!(
-            "cannot mount a FUSE filesystem on {} (is /dev/fuse there, and are you root?)",
-            mountpoint.display()
-        )
+    .map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => " (mounting FUSE needs root or fusermount3)",
+            std::io::ErrorKind::NotFound => " (is /dev/fuse there? modprobe fuse)",
+            _ => "",
+        };
+        anyhow!("cannot mount a FUSE filesystem on {}: {e}{hint}", mountpoint.display())
     })?;
     tracing::info!(
         mountpoint = %mountpoint.display(),
@@ -306,9 +339,13 @@ pub fn mount(env: &Env, mountpoint: &Path) -> Result<()> {
         socket = %socket.display(),
         "serving migration paths; Ctrl-C or SIGTERM unmounts"
     );
-    let reason = loop {
-        if let Some(sig) = signals.pending().next() {
-            break format!("signal {sig}");
+    let reason = 'serve: loop {
+        for sig in signals.pending() {
+            if sig == signal_hook::consts::SIGHUP {
+                tracing::info!("SIGHUP: tierd mount has nothing to reload; still serving");
+                continue;
+            }
+            break 'serve format!("signal {sig}");
         }
         if session.guard.is_finished() {
             break "unmounted from outside".to_string();

@@ -208,14 +208,9 @@ impl Default for DaemonConfig {
 /// A config problem, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Unreadable.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// Missing, not a regular file, too large, not UTF-8, or writable by others.
+    #[error("config {0}")]
+    Unusable(crate::input::InputError),
     /// Not valid (syntax, unknown field, wrong type: the message has the line).
     #[error("config {path}: {message}")]
     Invalid {
@@ -228,11 +223,96 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads and validates `path`.
+    /// The file must be a regular file of at most [`crate::input::MAX_TEXT_BYTES`], owned
+    /// by root (or the running user) and not writable by group or others: it decides which
+    /// processes' pages a root daemon moves.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::parse(&text)
-            .map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+        use crate::input::{self, Links};
+        let (file, meta) =
+            input::open_regular(path, Links::Follow).map_err(ConfigError::Unusable)?;
+        input::check_private(path, &meta).map_err(ConfigError::Unusable)?;
+        let bytes = input::read_limited(file, path, input::MAX_TEXT_BYTES, "a config file")
+            .map_err(ConfigError::Unusable)?;
+        let text = input::utf8(bytes, path).map_err(ConfigError::Unusable)?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: tierd_core::quote::bound_lines(&message),
+        })
+    }
+
+    /// Every field, as `section.field` (a map such as `headroom.node` is one field).
+    pub const FIELDS: &'static [&'static str] = &[
+        "paths.source",
+        "paths.state",
+        "headroom.default_pct",
+        "headroom.node",
+        "scope.cgroup",
+        "scope.pids",
+        "scope.comm",
+        "tracker.kind",
+        "tracker.sample_us",
+        "tracker.aggregate_ms",
+        "mover.max_mib_per_s",
+        "mover.pages_per_call",
+        "mover.max_call_ms",
+        "mover.move_shared",
+        "promotion.enabled",
+        "promotion.min_heat",
+        "promotion.max_mib_per_s",
+        "promotion.min_residence_ms",
+        "daemon.interval_ms",
+        "daemon.metrics_addr",
+        "daemon.socket",
+        "daemon.mount",
+        "daemon.take_over",
+    ];
+
+    /// Fields the host loop (`tierd run`) sets up once at start and cannot change while it
+    /// runs: the state file and its lock, the tracker, the mover's limits, the listeners, the
+    /// FUSE mount and the kernel take-over.
+    pub const RESTART_FIELDS: &'static [&'static str] = &[
+        "paths.state",
+        "tracker.kind",
+        "tracker.sample_us",
+        "tracker.aggregate_ms",
+        "mover.max_mib_per_s",
+        "mover.pages_per_call",
+        "mover.max_call_ms",
+        "mover.move_shared",
+        "daemon.metrics_addr",
+        "daemon.socket",
+        "daemon.mount",
+        "daemon.take_over",
+    ];
+
+    /// The fields whose values differ between `old` and `new`, in [`Config::FIELDS`] order.
+    pub fn changed_fields(old: &Config, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (old.field_values(), new.field_values());
+        Config::FIELDS.iter().copied().filter(|f| a.get(*f) != b.get(*f)).collect()
+    }
+
+    /// What a reload from `old` to `new` cannot apply: the changed fields that need a
+    /// restart ([`Config::RESTART_FIELDS`]). A reload applies the others and says these.
+    pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+        Config::changed_fields(old, new)
+            .into_iter()
+            .filter(|f| Config::RESTART_FIELDS.contains(f))
+            .collect()
+    }
+
+    /// `section.field` -> value, from the serialised form (absent options are absent).
+    fn field_values(&self) -> BTreeMap<String, toml::Value> {
+        let mut out = BTreeMap::new();
+        if let Ok(toml::Value::Table(sections)) = toml::Value::try_from(self) {
+            for (section, fields) in sections {
+                if let toml::Value::Table(fields) = fields {
+                    for (field, v) in fields {
+                        out.insert(format!("{section}.{field}"), v);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Parses and validates the text.
@@ -343,6 +423,45 @@ mod tests {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn every_field_is_listed_for_reloads() {
+        let mut full = Config::default();
+        full.scope.comm = Some("x".into());
+        full.daemon.mount = Some("/mnt".into());
+        let named: Vec<String> = full.field_values().into_keys().collect();
+        for f in &named {
+            assert!(Config::FIELDS.contains(&f.as_str()), "{f} is missing from Config::FIELDS");
+        }
+        for f in Config::RESTART_FIELDS {
+            assert!(Config::FIELDS.contains(f), "{f} is not a field");
+        }
+    }
+
+    #[test]
+    fn a_reload_says_which_changes_need_a_restart() {
+        let old = Config::default();
+        let new = Config::parse(
+            "[daemon]\nsocket = \"/run/x.sock\"\nmetrics_addr = \"\"\ninterval_ms = 50\nmount = \"/m\"\n\
+             [headroom]\ndefault_pct = 7\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Config::changed_fields(&old, &new),
+            [
+                "headroom.default_pct",
+                "daemon.interval_ms",
+                "daemon.metrics_addr",
+                "daemon.socket",
+                "daemon.mount"
+            ]
+        );
+        assert_eq!(
+            Config::restart_needed(&old, &new),
+            ["daemon.metrics_addr", "daemon.socket", "daemon.mount"]
+        );
+        assert!(Config::restart_needed(&old, &old.clone()).is_empty());
     }
 
     #[test]

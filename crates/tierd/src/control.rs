@@ -3,15 +3,35 @@
 //! A Unix stream socket, mode 0600, one JSON request line and one JSON response line per
 //! connection. Reads are open to any peer that can connect; changes are refused unless the
 //! peer's uid (from `SO_PEERCRED`, which the peer can't forge) is 0.
+//!
+//! Clients are served concurrently ([`crate::listener`]), each within [`SERVER_DEADLINE`]
+//! and with requests of at most [`MAX_REQUEST_BYTES`], so an idle or slow client delays
+//! nobody. A change is applied only while its client is still waiting: the server refuses
+//! to start one after its deadline, the CLI waits [`CLIENT_TIMEOUT`] (twice as long) for
+//! the answer, and a connection beyond the client limit is answered `EAGAIN` at once. So a
+//! `tierd path set` that reports a failure does not take effect later; the one window left
+//! is a change already saving when the CLI's 10 s run out (a disk stalled for 5 s), and the
+//! CLI's timeout message says so.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::listener::{Client, ClientError, Limits, Listener, Warnings};
+
+/// The longest request line: a graph file is at most [`crate::input::MAX_TEXT_BYTES`],
+/// and JSON escaping can double it.
+pub const MAX_REQUEST_BYTES: usize = 3 << 20;
+/// How long the server gives one client for its request and the answer.
+pub const SERVER_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the CLI waits for an answer: longer than the server's deadline, so that a
+/// change the server starts is answered before the CLI gives up.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 32;
 
 use serde::{Deserialize, Serialize};
 use tierd_core::{NodeId, PathGraph};
@@ -70,12 +90,11 @@ pub enum Response {
 /// Produces the daemon's status for [`Request::Status`].
 pub type StatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// The control server: a thread accepting connections until dropped.
+/// The control server: accepts connections until dropped, then removes its socket.
 #[derive(Debug)]
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    listener: Option<Listener>,
 }
 
 impl Server {
@@ -91,8 +110,20 @@ impl Server {
         paths: Arc<Paths>,
         status: Option<StatusSource>,
     ) -> io::Result<Server> {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+                std::fs::remove_file(path)?;
+            }
+            Ok(meta) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} is {}, not a stale socket: refusing to replace it",
+                        path.display(),
+                        crate::input::kind_of(&meta).unwrap_or("a regular file")
+                    ),
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -101,25 +132,29 @@ impl Server {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("tierd-control".into()).spawn(move || {
-            while !flag.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = serve_one(&stream, &paths, status.as_ref()) {
-                            tracing::warn!("control socket: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => tracing::warn!("control socket accept: {e}"),
-                }
-            }
-        })?;
-        Ok(Server { path: path.to_path_buf(), stop, thread: Some(thread) })
+        let limits = Limits {
+            max_clients: MAX_CLIENTS,
+            deadline: SERVER_DEADLINE,
+            max_request: MAX_REQUEST_BYTES,
+        };
+        let listener = Listener::spawn(
+            "tierd-control",
+            listener,
+            limits,
+            Arc::new(Warnings::new("control socket")),
+            move |client: &mut Client<UnixStream>| serve_one(client, &paths, status.as_ref()),
+            |client: &mut Client<UnixStream>| {
+                let busy = Response::Error {
+                    errno: libc::EAGAIN,
+                    message: format!(
+                        "Resource temporarily unavailable: tierd is serving {MAX_CLIENTS} \
+                         clients already; nothing was changed, try again"
+                    ),
+                };
+                let _ = answer(client, &busy);
+            },
+        )?;
+        Ok(Server { path: path.to_path_buf(), listener: Some(listener) })
     }
 
     /// The socket path.
@@ -130,10 +165,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.listener.take());
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -144,13 +176,31 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid())
 }
 
-fn serve_one(stream: &UnixStream, paths: &Paths, status: Option<&StatusSource>) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let uid = peer_uid(stream)?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    let response = match serde_json::from_str::<Request>(&line) {
+fn answer(client: &mut Client<UnixStream>, response: &Response) -> io::Result<()> {
+    let mut out = serde_json::to_string(response).map_err(io::Error::other)?;
+    out.push('\n');
+    client.write_all(out.as_bytes())
+}
+
+fn serve_one(
+    client: &mut Client<UnixStream>,
+    paths: &Paths,
+    status: Option<&StatusSource>,
+) -> Result<(), ClientError> {
+    let uid = peer_uid(client.stream())?;
+    let line = match client.read_until(b"\n") {
+        Ok(line) => line,
+        Err(e @ ClientError::TooLarge(_)) => {
+            let response = Response::Error {
+                errno: libc::E2BIG,
+                message: format!("bad request: {e}; nothing was changed"),
+            };
+            let _ = answer(client, &response);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let response = match serde_json::from_slice::<Request>(&line) {
         Ok(Request::Status) => match status {
             Some(f) => Response::Status { report: f() },
             None => Response::Error {
@@ -159,20 +209,28 @@ fn serve_one(stream: &UnixStream, paths: &Paths, status: Option<&StatusSource>) 
                     .into(),
             },
         },
+        // The client may have given up by now and reported a failure: change nothing.
+        Ok(req) if client.expired() && changes(&req) => Response::Error {
+            errno: libc::ETIMEDOUT,
+            message: "the request arrived after its deadline; nothing was changed".into(),
+        },
         Ok(req) => handle(&req, uid, paths),
-        Err(e) => Response::Error { errno: libc::EINVAL, message: format!("bad request: {e}") },
+        Err(e) => Response::Error {
+            errno: libc::EINVAL,
+            message: tierd_core::quote::bound_lines(&format!("bad request: {e}")),
+        },
     };
-    let mut out = serde_json::to_string(&response).map_err(io::Error::other)?;
-    out.push('\n');
-    let mut w = stream;
-    w.write_all(out.as_bytes())
+    Ok(answer(client, &response)?)
+}
+
+/// Whether `req` changes the table.
+fn changes(req: &Request) -> bool {
+    !matches!(req, Request::Show | Request::Status | Request::Apply { dry_run: true, .. })
 }
 
 /// Executes one request for a peer with `uid`.
 pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
-    let changes =
-        !matches!(req, Request::Show | Request::Status | Request::Apply { dry_run: true, .. });
-    if changes && uid != 0 {
+    if changes(req) && uid != 0 {
         return Response::Error {
             errno: libc::EACCES,
             message: format!(
@@ -193,7 +251,7 @@ pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
             Err(e) => {
                 return Response::Error {
                     errno: libc::EINVAL,
-                    message: format!("Invalid argument: {e}"),
+                    message: tierd_core::quote::bound_lines(&format!("Invalid argument: {e}")),
                 };
             }
         },
@@ -204,7 +262,8 @@ pub fn handle(req: &Request, uid: u32, paths: &Paths) -> Response {
     }
 }
 
-/// Sends one request to the owner listening at `socket`.
+/// Sends one request to the owner listening at `socket` and waits up to
+/// [`CLIENT_TIMEOUT`] for the answer.
 pub fn call(socket: &Path, req: &Request) -> io::Result<Response> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         io::Error::new(
@@ -215,13 +274,46 @@ pub fn call(socket: &Path, req: &Request) -> io::Result<Response> {
             ),
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
     line.push('\n');
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("request of {} bytes is over the {MAX_REQUEST_BYTES}-byte limit", line.len()),
+        ));
+    }
+    let started = Instant::now();
+    let left = || CLIENT_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    stream.set_write_timeout(Some(left()))?;
     (&stream).write_all(line.as_bytes())?;
-    let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(|e| {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !answer.ends_with(b"\n") {
+        if answer.len() > MAX_REQUEST_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "answer too long"));
+        }
+        stream.set_read_timeout(Some(left()))?;
+        match (&stream).read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer from {} within {} s (the server starts no change later than \
+                         {} s after a request arrives; if its disk stalled a change may still \
+                         be saving: check with `tierd path show`)",
+                        socket.display(),
+                        CLIENT_TIMEOUT.as_secs(),
+                        SERVER_DEADLINE.as_secs()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    serde_json::from_slice(&answer).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("bad answer from {}: {e}", socket.display()),
@@ -258,6 +350,57 @@ mod tests {
             matches!(&answer, Response::Error { errno: 22, message } if message.contains("cycle: 0 -> 1 -> 0")),
             "{answer:?}"
         );
+    }
+
+    #[test]
+    fn an_idle_client_does_not_stall_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let server = Server::start(&dir.path().join("ctl.sock"), Arc::clone(&p)).unwrap();
+        let mut idle = UnixStream::connect(server.path()).unwrap();
+        idle.write_all(b"{\"op\":").unwrap();
+        let t0 = Instant::now();
+        let answer =
+            call(server.path(), &Request::Store { node: 0, value: b"1".to_vec() }).unwrap();
+        assert!(matches!(answer, Response::Ok { count: 1, .. }), "{answer:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn a_huge_request_line_is_refused_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let server = Server::start(&dir.path().join("ctl.sock"), Arc::clone(&p)).unwrap();
+        let mut s = UnixStream::connect(server.path()).unwrap();
+        // The answer comes while the request is still being written: read it alongside.
+        let mut r = s.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = r.read(&mut chunk) {
+                answer.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        let chunk = vec![b' '; 1 << 16];
+        let mut sent = 0usize;
+        while sent < 1 << 30 && s.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        assert!(sent <= MAX_REQUEST_BYTES + (1 << 20), "the server read {sent} bytes");
+        let answer = reader.join().unwrap();
+        assert!(answer.contains("request longer than"), "{answer}");
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_but_nothing_else_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "keep").unwrap();
+        let err = Server::start(&file, Arc::clone(&p)).unwrap_err();
+        assert!(err.to_string().contains("not a stale socket"), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     }
 
     #[test]

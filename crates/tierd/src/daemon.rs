@@ -213,8 +213,13 @@ fn seed_paths(c: &Config, topology: &Topology, paths: &Paths, at_start: bool) ->
             Ok(())
         }
         file => {
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("paths.source {file}"))?;
+            let text = crate::input::read_text(
+                Path::new(file),
+                crate::input::Links::Follow,
+                crate::input::MAX_TEXT_BYTES,
+                "a path graph",
+            )
+            .context("paths.source")?;
             let graph =
                 PathGraph::from_toml(&text).map_err(|e| anyhow!("paths.source {file}: {e}"))?;
             paths.apply(&graph, false).map_err(|e| anyhow!("paths.source {file}: {e}"))
@@ -996,18 +1001,24 @@ pub fn status_text(report: &serde_json::Value) -> String {
 pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     use tierd_sim::machine::{Machine, Reclaim};
     let started = Instant::now();
-    let config = if opts.config.exists() { Config::load(&opts.config)? } else { Config::default() };
+    let mut config =
+        if opts.config.exists() { Config::load(&opts.config)? } else { Config::default() };
     let mut scenario = match scenario_file {
         Some(f) => {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text = crate::input::read_text(
+                f,
+                crate::input::Links::Follow,
+                crate::input::MAX_TEXT_BYTES,
+                "a scenario",
+            )?;
             tierd_sim::Scenario::from_toml(&text).map_err(|e| anyhow!("{}: {e}", f.display()))?
         }
         None => tierd_sim::Scenario::default_scenario(),
     };
     scenario.open_traces(scenario_file.and_then(Path::parent)).map_err(|e| anyhow!("{e}"))?;
     let setup = tierd_sim::run::Setup::new(&scenario).map_err(|e| anyhow!("{e}"))?;
-    let trace = tierd_sim::workload::draw(&scenario).map_err(|e| anyhow!("{e}"))?;
+    let trace = tierd_sim::workload::draw_within(&scenario, crate::limits::memory_budget())
+        .map_err(|e| anyhow!("{e}"))?;
     if trace.accesses.is_empty() {
         return Err(anyhow!("the scenario draws no accesses"));
     }
@@ -1050,10 +1061,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     }));
     let Services { server, metrics, endpoint } =
         start_services(&config, &paths, &mut lock, &status, started)?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    let mut signals = signal_hook::iterator::Signals::new(crate::mount::SIGNALS)?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         socket = %config.daemon.socket.display(),
@@ -1070,10 +1078,17 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         let t0 = Instant::now();
         loops += 1;
         let until = m.now_ns() + interval_ns;
-        while m.now_ns() < until {
+        while m.now_ns() < until && !m.all_killed() {
             let end = (at + 1024).min(trace.accesses.len());
             m.run(&trace.accesses[at..end]);
             at = if end == trace.accesses.len() { 0 } else { end };
+        }
+        if m.all_killed() {
+            tracing::error!(
+                "every simulated process was OOM-killed (no free memory and the swap device \
+                 full); stopping: give the scenario more memory or a larger [swap] size_mib"
+            );
+            break 'outer;
         }
         let now_graph = paths.table().snapshot();
         if now_graph != graph {
@@ -1147,7 +1162,11 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         }
         let deadline = t0 + Duration::from_millis(config.daemon.interval_ms);
         loop {
-            if let Some(sig) = signals.pending().next() {
+            for sig in signals.pending() {
+                if sig == signal_hook::consts::SIGHUP {
+                    config = reload_for_sim(&opts.config, config);
+                    continue;
+                }
                 tracing::info!("signal {sig}: stopping");
                 break 'outer;
             }
@@ -1164,6 +1183,42 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     drop(lock);
     tracing::info!("stopped after {loops} loops");
     Ok(())
+}
+
+/// SIGHUP under `tierd run --sim`: re-reads the config, applies what the simulated loop
+/// uses (`daemon.interval_ms`) and says which changes need a restart and which mean nothing
+/// on the simulated machine. An unusable config keeps the old one.
+fn reload_for_sim(path: &Path, old: Config) -> Config {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config reload failed, keeping the old configuration: {e}");
+            return old;
+        }
+    };
+    let restart = Config::restart_needed(&old, &new);
+    let unused: Vec<&str> = Config::changed_fields(&old, &new)
+        .into_iter()
+        .filter(|f| !restart.contains(f) && *f != "daemon.interval_ms")
+        .collect();
+    tracing::info!("config reloaded from {}", path.display());
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config reload: {} changed but only take effect after a restart",
+            restart.join(", ")
+        );
+    }
+    if !unused.is_empty() {
+        tracing::warn!(
+            "config reload: {} changed but mean nothing under --sim (the scenario's [policy] \
+             drives the simulated machine)",
+            unused.join(", ")
+        );
+    }
+    // Keep what cannot change live, so the process goes on saying what it really uses.
+    let mut applied = old;
+    applied.daemon.interval_ms = new.daemon.interval_ms;
+    applied
 }
 
 #[cfg(test)]

@@ -68,8 +68,9 @@ MOUNTPOINT/nodeN/distance                       (read-only, online nodes)\n\n\
 `echo 2 > node0/migration_path` stores 2 or fails with `Invalid argument`; each write(2) is \
 one store. Writes by non-root users get `Permission denied`. Changes are saved to the state \
 file at once and show in `tierd path show`, which talks to this process over its control \
-socket while it runs. Runs in the foreground; SIGINT or SIGTERM unmounts cleanly. The \
-mountpoint must be an empty directory.")]
+socket while it runs. Runs in the foreground; SIGINT, SIGTERM or SIGQUIT unmounts cleanly \
+and SIGHUP is ignored (nothing to reload). The mountpoint must be an empty directory; a dead \
+mount left by a crash is reported with the command that clears it.")]
     Mount {
         /// An empty directory.
         mountpoint: PathBuf,
@@ -90,7 +91,8 @@ While it runs, the kernel's own demotion is switched on as the backstop ([daemon
 when tierd's loop falls behind (a busy or slow host), reclaim demotes instead of swapping; \
 pages it puts on a node no migration path reaches are moved on. tierd gives itself nice -10, \
 locks its own memory and lowers its OOM score ([daemon] nice, lock_memory, oom_score_adj).\n\n\
-SIGHUP reloads the config (an invalid one keeps the old); SIGTERM stops cleanly. `tierd \
+SIGHUP reloads the config (an invalid one keeps the old; changes that need a restart are \
+named); SIGTERM stops cleanly. `tierd \
 status` and `tierd path ...` talk to it over its control socket; metrics are served in \
 OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.toml.")]
     Run {

@@ -3,15 +3,19 @@
 //!
 //! tierd's own counters sit beside the kernel's (`pgdemote_*`, `pgpromote_*`, `pgmigrate_*`,
 //! `pswpin`, `pswpout`, copied from `/proc/vmstat` at each loop), so a dashboard shows what
-//! tierd moved next to what the kernel did. The HTTP server is deliberately tiny: one thread,
-//! `GET /metrics` only, loopback by default; it is not an HTTP framework.
+//! tierd moved next to what the kernel did. The HTTP server is deliberately tiny: `GET
+//! /metrics` only, loopback by default, one request per connection; it is not an HTTP
+//! framework. Any local user can connect, so clients are served concurrently, each within
+//! [`DEADLINE`] and with at most [`MAX_REQUEST_BYTES`] of request and headers
+//! ([`crate::listener`]): a client sending a byte a second delays no scrape.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use crate::listener::{Client, ClientError, Limits, Listener, Warnings};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +27,12 @@ use prometheus_client::registry::{Metric, Registry};
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9877";
+/// How long one HTTP client may take for its request and the answer.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// The longest request line and headers, bytes.
+pub const MAX_REQUEST_BYTES: usize = 8192;
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 32;
 
 /// A migration edge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -309,8 +319,7 @@ impl Metrics {
 #[derive(Debug)]
 pub struct Endpoint {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    listener: Listener,
 }
 
 impl Endpoint {
@@ -324,53 +333,62 @@ impl Endpoint {
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "metrics endpoint is reachable beyond this host and has no authentication");
         }
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("tierd-metrics".into()).spawn(move || {
-            while !flag.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = serve(&stream, &metrics) {
-                            tracing::debug!("metrics request: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => tracing::warn!("metrics accept: {e}"),
-                }
-            }
-        })?;
-        Ok(Endpoint { addr, stop, thread: Some(thread) })
+        let limits =
+            Limits { max_clients: MAX_CLIENTS, deadline: DEADLINE, max_request: MAX_REQUEST_BYTES };
+        let listener = Listener::spawn(
+            "tierd-metrics",
+            listener,
+            limits,
+            Arc::new(Warnings::new("metrics endpoint")),
+            move |client: &mut Client<TcpStream>| serve(client, &metrics),
+            |client: &mut Client<TcpStream>| {
+                let _ = respond(client, "503 Service Unavailable", "text/plain", "busy\n");
+            },
+        )?;
+        Ok(Endpoint { addr, listener })
     }
 
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Clients being served now.
+    pub fn active_clients(&self) -> usize {
+        self.listener.active()
+    }
 }
 
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+fn respond(
+    client: &mut Client<TcpStream>,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes())?;
+    client.write_all(body.as_bytes())
+}
+
+fn serve(client: &mut Client<TcpStream>, metrics: &Metrics) -> Result<(), ClientError> {
+    let request = client.read_until(b"\n")?;
+    // Drain the headers, within the same deadline and size limit; none are needed.
+    let mut header_bytes = request.len();
+    loop {
+        let line = client.read_until(b"\n")?;
+        header_bytes += line.len() + 1;
+        if header_bytes > MAX_REQUEST_BYTES {
+            let _ = respond(client, "431 Request Header Fields Too Large", "text/plain", "\n");
+            return Err(ClientError::TooLarge(MAX_REQUEST_BYTES));
+        }
+        if line.is_empty() || line == b"\r" {
+            break;
         }
     }
-}
-
-fn serve(stream: &TcpStream, metrics: &Metrics) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers; the endpoint needs none of them.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
+    let request = String::from_utf8_lossy(&request);
     let mut parts = request.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = match (method, path) {
@@ -382,18 +400,13 @@ fn serve(stream: &TcpStream, metrics: &Metrics) -> io::Result<()> {
         ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
     };
-    let mut w = stream;
-    write!(
-        w,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    Ok(respond(client, status, ctype, &body)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -470,5 +483,23 @@ mod tests {
         let series: std::collections::BTreeSet<&str> =
             m.series().iter().map(String::as_str).collect();
         assert_eq!(written, series, "{text}");
+    }
+
+    #[test]
+    fn a_client_sending_a_byte_a_second_delays_no_scrape() {
+        let ep = Endpoint::start("127.0.0.1:0", Arc::new(Metrics::new())).unwrap();
+        let mut slow = TcpStream::connect(ep.addr()).unwrap();
+        slow.write_all(b"G").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = std::time::Instant::now();
+        assert!(get(ep.addr(), "/metrics").starts_with("HTTP/1.1 200 OK"));
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        drop(slow);
+        let mut huge = TcpStream::connect(ep.addr()).unwrap();
+        let line = format!("GET /{} HTTP/1.1\r\n\r\n", "x".repeat(100_000));
+        let _ = huge.write_all(line.as_bytes());
+        let mut out = String::new();
+        let _ = huge.read_to_string(&mut out);
+        assert!(!out.contains("200 OK"), "{out}");
     }
 }

@@ -11,6 +11,12 @@
 //! `store()` call: its byte count on success, `EINVAL` on rejection, `EACCES` for a writer
 //! that is not root; the file offset is ignored, as sysfs ignores it. Files are opened in
 //! direct-I/O mode so every `read`/`write` reaches tierd and nothing is cached.
+//!
+//! A write longer than a page is rejected whole with `EINVAL`, as sysfs caps a store at
+//! `PAGE_SIZE`: the kernel hands FUSE a long write in several requests, and storing each
+//! would let the first part of an invalid write take effect. Operations the tree does not
+//! support fail with the errno the VFS gives for sysfs: `EPERM` for unlink, rmdir, rename,
+//! mkdir, mknod, symlink and link, `EACCES` for creating a file; never `ENOSYS`.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -171,6 +177,9 @@ impl PathFs {
 
 const TTL: Duration = Duration::from_secs(1);
 
+/// The longest store: sysfs passes at most `PAGE_SIZE` bytes to `store()`.
+pub const MAX_STORE: usize = 4096;
+
 impl Filesystem for PathFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(dir) = Inode::from_ino(parent.into()) else {
@@ -275,9 +284,14 @@ impl Filesystem for PathFs {
         if data.is_empty() {
             return reply.written(0);
         }
+        // A longer write arrives in pieces (and sysfs would refuse it): reject it whole.
+        if data.len() > MAX_STORE {
+            tracing::info!(node = %node, bytes = data.len(), "migration_path store rejected: longer than a page");
+            return reply.error(Errno::EINVAL);
+        }
         match self.paths.store(node, data) {
             Ok(n) => {
-                tracing::info!(node = %node, value = ?String::from_utf8_lossy(data), "migration_path stored");
+                tracing::info!(node = %node, value = %tierd_core::quote::quote_bytes(data), "migration_path stored");
                 reply.written(u32::try_from(n).unwrap_or(u32::MAX));
             }
             Err(e) => {
@@ -285,6 +299,88 @@ impl Filesystem for PathFs {
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: fuser::ReplyEmpty) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: fuser::ReplyEmpty) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: fuser::ReplyEmpty,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        // The VFS answers EACCES when a directory cannot create files (`lookup_open`).
+        reply.error(Errno::EACCES);
     }
 
     fn flush(
@@ -339,22 +435,43 @@ impl Filesystem for PathFs {
     }
 }
 
-/// Why a mountpoint is refused.
+/// The signals a long-running command catches: SIGHUP (reload or ignored, never fatal) and
+/// every other one whose default action ends the process and that a terminal or a service
+/// manager sends, which stop it cleanly (unmount, socket removed).
+pub const SIGNALS: [i32; 4] = [
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGQUIT,
+];
+
+/// Why a mountpoint is refused. A dead FUSE mount (its server was killed: every access
+/// fails with `ENOTCONN`) is named as such, with the command that clears it.
 pub fn check_mountpoint(path: &std::path::Path) -> Result<(), String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
+    let why = |e: std::io::Error| {
+        if e.raw_os_error() == Some(libc::ENOTCONN) {
+            format!(
+                "mountpoint {p} is a dead FUSE mount (its server exited without unmounting, \
+                 e.g. killed); clear it with `fusermount -u {p}` (or `umount -l {p}`) and retry",
+                p = path.display()
+            )
+        } else {
+            format!("mountpoint {}: {e}", path.display())
+        }
+    };
+    let meta = std::fs::metadata(path).map_err(why)?;
     if !meta.is_dir() {
         return Err(format!("mountpoint {} is not a directory", path.display()));
     }
-    let mut entries =
-        std::fs::read_dir(path).map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
-    if entries.next().is_some() {
-        return Err(format!(
+    let mut entries = std::fs::read_dir(path).map_err(why)?;
+    match entries.next() {
+        None => Ok(()),
+        Some(Err(e)) => Err(why(e)),
+        Some(Ok(_)) => Err(format!(
             "mountpoint {} is not empty: refusing to hide its contents (use an empty directory)",
             path.display()
-        ));
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -183,31 +183,116 @@ fn nodes_from_sysfs(dir: &std::path::Path) -> anyhow::Result<Vec<tierd_sim::scen
     Ok(nodes)
 }
 
-/// `--import-trace`: text to binary.
+/// A file written at the end of a run, checked before the run starts: a long simulation
+/// must not end in "cannot write" and lose its report. A new or regular file is written to a
+/// temporary file beside it and renamed over it once complete (so an interrupted write, or
+/// a failed import, leaves the old file whole); anything else (`/dev/null`, a pipe) is
+/// opened now and written in place.
+#[derive(Debug)]
+enum Output {
+    Replace { path: PathBuf, tmp: tempfile::NamedTempFile },
+    InPlace { file: std::fs::File },
+}
+
+impl Output {
+    fn prepare(path: &std::path::Path, what: &str) -> anyhow::Result<Output> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                anyhow::bail!("{what} {} is a directory; give a file name", path.display())
+            }
+            Ok(meta) if !meta.is_file() => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot write {what} {}", path.display()))?;
+                return Ok(Output::InPlace { file });
+            }
+            _ => {}
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let tmp =
+            tempfile::Builder::new().prefix(".tierd-").tempfile_in(dir).with_context(|| {
+                format!(
+                    "cannot write {what} {}: cannot create a file in {}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
+        Ok(Output::Replace { path: path.to_path_buf(), tmp })
+    }
+
+    fn writer(&mut self) -> &mut std::fs::File {
+        match self {
+            Output::Replace { tmp, .. } => tmp.as_file_mut(),
+            Output::InPlace { file } => file,
+        }
+    }
+
+    /// Puts the written file in place.
+    fn commit(self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Output::Replace { path, tmp } = self {
+            // tempfile creates 0600; an output is an ordinary file for its owner to share.
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            tmp.persist(&path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name the same file (same device and inode).
+fn same_file(a: &std::fs::Metadata, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(b).is_ok_and(|m| m.dev() == a.dev() && m.ino() == a.ino())
+}
+
+/// `--import-trace`: text to binary. The input is opened and checked first; the output is
+/// never opened before that, is refused when it is the input, and replaces the old file only
+/// once the whole input converted.
 fn import(input: &std::path::Path, output: &std::path::Path, page_size: u32) -> anyhow::Result<()> {
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?,
-    );
-    let writer = std::io::BufWriter::new(
-        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?,
-    );
-    let h = tierd_sim::tracefile::import_text(reader, writer, page_size)
-        .with_context(|| format!("importing {}", input.display()))?;
+    let file =
+        std::fs::File::open(input).map_err(|e| tierd::input::InputError::from_io(input, e))?;
+    let meta = file.metadata().with_context(|| input.display().to_string())?;
+    // A pipe is a fine source (`<(zcat trace.gz)`); a device or a directory is not.
+    if !meta.is_file() && !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+        let kind = tierd::input::kind_of(&meta).unwrap_or("not a regular file");
+        anyhow::bail!("{} is {kind}, not a text trace", input.display());
+    }
+    if same_file(&meta, output) {
+        anyhow::bail!(
+            "--output {} is the --import-trace input itself: writing it would destroy the \
+             trace; give another file",
+            output.display()
+        );
+    }
+    let mut out = Output::prepare(output, "--output")?;
+    let reader = std::io::BufReader::new(file);
+    let h = {
+        let writer = std::io::BufWriter::new(out.writer());
+        tierd_sim::tracefile::import_text(reader, writer, page_size)
+            .with_context(|| format!("importing {}", input.display()))?
+    };
+    out.commit()?;
     emit(&format!("{}: {} accesses to {} pages\n", output.display(), h.accesses, h.pages))
 }
 
 /// `--record`: the drawn trace to a binary file.
-fn record(scenario: &Scenario, accesses: u64, path: &std::path::Path) -> anyhow::Result<()> {
+fn record(scenario: &Scenario, accesses: u64, mut out: Output) -> anyhow::Result<()> {
     let mut s = scenario.clone();
     s.accesses = accesses;
-    let trace = tierd_sim::workload::draw(&s)?;
+    let trace = tierd_sim::workload::draw_within(&s, tierd::limits::memory_budget())?;
     let page_size = u32::try_from(s.page_size).context("page size")?;
-    let mut w = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut w = std::io::BufWriter::new(out.writer());
     tierd_sim::tracefile::write_trace(&mut w, page_size, u64::from(trace.pages()), &trace.accesses)
         .and_then(|()| std::io::Write::flush(&mut w))
-        .with_context(|| format!("writing {}", path.display()))
+        .context("writing the --record trace")?;
+    drop(w);
+    out.commit()
 }
 
 /// Runs `tierd simulate`.
@@ -221,8 +306,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let mut scenario = match &args.scenario {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading scenario {}", path.display()))?;
+            let text = tierd::input::read_text(
+                path,
+                tierd::input::Links::Follow,
+                tierd::input::MAX_TEXT_BYTES,
+                "a scenario",
+            )?;
             let mut s =
                 Scenario::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
             s.open_traces(path.parent()).with_context(|| format!("in {}", path.display()))?;
@@ -258,10 +347,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         accesses: args.accesses,
         sample_every: if args.plot.is_some() { (accesses / 400).max(1) } else { 0 },
         stream: args.stream,
+        memory_budget: tierd::limits::memory_budget(),
         ..RunOptions::default()
     };
+    // Outputs are checked before the run, which may take minutes.
+    let plot = args.plot.as_deref().map(|p| Output::prepare(p, "--plot")).transpose()?;
     if let Some(path) = &args.record {
-        record(&scenario, accesses, path)?;
+        record(&scenario, accesses, Output::prepare(path, "--record")?)?;
     }
     let show_progress = std::io::stderr().is_terminal();
     let mut progress = |policy: tierd_sim::PolicyName, done: u64| {
@@ -275,9 +367,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if show_progress {
         eprint!("\r{:<60}\r", "");
     }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, tierd_sim::plot::svg(&report, &report.node_pages))
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(mut out) = plot {
+        std::io::Write::write_all(
+            out.writer(),
+            tierd_sim::plot::svg(&report, &report.node_pages).as_bytes(),
+        )
+        .context("writing the --plot SVG")?;
+        out.commit()?;
     }
     if args.json {
         return emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));

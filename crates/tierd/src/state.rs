@@ -7,6 +7,14 @@
 //! either. A state file that can't be read or parsed is an error naming the file and the
 //! problem; tierd never silently starts over from an empty table.
 //!
+//! What the state path may be: a regular file, owned by root or the running user and not
+//! writable by group or others, or nothing yet. Anything else is refused before it is read
+//! or replaced: the atomic rename would otherwise turn `--state /dev/null` into a regular
+//! file, and a symbolic link into a file of its own while the link's target kept the old
+//! table. Links are refused rather than followed: a link in a state directory is either a
+//! mistake or a way to make root write somewhere else, and the fix (pass the real path) is
+//! easy. Reads are bounded at [`crate::input::MAX_TEXT_BYTES`].
+//!
 //! Ownership: a process that keeps the table in memory for a long time (`tierd mount`,
 //! `tierd run`) holds an exclusive lock on `<state>.lock` and writes its pid and control
 //! socket path into it. A short-lived CLI call takes the same lock for its
@@ -15,13 +23,15 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tierd_core::PathGraph;
+
+use crate::input::{self, InputError, Links};
 
 /// The default state file.
 pub const DEFAULT_STATE: &str = "/var/lib/tierd/paths.toml";
@@ -29,14 +39,10 @@ pub const DEFAULT_STATE: &str = "/var/lib/tierd/paths.toml";
 /// A state-file problem, always with the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The file exists but could not be read.
-    #[error("cannot read state file {path}: {cause}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        cause: io::Error,
-    },
+    /// The path is not a state file tierd may read or replace (a device, a directory, a
+    /// link, someone else's file, too large, unreadable); it is left alone.
+    #[error("state file {0}")]
+    Unusable(InputError),
     /// The file is not a valid path graph.
     #[error(
         "state file {path} is corrupt: {reason}\n  (fix or remove it; tierd does not reset it for you)"
@@ -89,30 +95,64 @@ impl StateFile {
         PathBuf::from(p)
     }
 
+    /// Refuses a state path that tierd must neither read nor replace: anything but a
+    /// regular file (or nothing yet). See the module documentation.
+    pub fn check(&self) -> Result<(), StateError> {
+        match fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::Unusable(InputError::from_io(&self.path, e))),
+            Ok(meta) if meta.is_dir() => {
+                Err(StateError::Unusable(InputError::Directory { path: self.path.clone() }))
+            }
+            Ok(meta) => match input::kind_of(&meta) {
+                None => Ok(()),
+                Some(kind) => Err(self.not_regular(kind)),
+            },
+        }
+    }
+
+    fn not_regular(&self, kind: &'static str) -> StateError {
+        let why = if kind == "a symbolic link" {
+            "; tierd replaces the state file by renaming a new one over it, which would \
+             replace the link and leave its target stale: give --state the real path"
+        } else {
+            "; tierd would replace it with a regular file: give --state a file path"
+        };
+        StateError::Unusable(InputError::NotRegular {
+            path: self.path.clone(),
+            kind,
+            why: why.to_string(),
+        })
+    }
+
     /// The saved graph, or `None` when there is no state file yet.
     pub fn load(&self) -> Result<Option<PathGraph>, StateError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(StateError::Corrupt {
-                    path: self.path.clone(),
-                    reason: "not UTF-8 text".into(),
-                });
-            }
-            Err(source) => {
-                return Err(StateError::Read { path: self.path.clone(), cause: source });
-            }
+        self.check()?;
+        let (file, meta) = match input::open_regular(&self.path, Links::Refuse) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(InputError::NotRegular { kind, .. }) => return Err(self.not_regular(kind)),
+            Err(e) => return Err(StateError::Unusable(e)),
+        };
+        input::check_private(&self.path, &meta).map_err(StateError::Unusable)?;
+        let bytes = input::read_limited(file, &self.path, input::MAX_TEXT_BYTES, "a state file")
+            .map_err(StateError::Unusable)?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Err(StateError::Corrupt {
+                path: self.path.clone(),
+                reason: "not UTF-8 text".into(),
+            });
         };
         PathGraph::from_toml(&text).map(Some).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
-            reason: e.to_string().trim_end().to_string(),
+            reason: tierd_core::quote::bound_lines(e.to_string().trim_end()),
         })
     }
 
     /// Writes `graph` atomically (temp file, fsync, rename, fsync of the directory),
     /// creating the directory when needed.
     pub fn save(&self, graph: &PathGraph) -> Result<(), StateError> {
+        self.check()?;
         let err = |cause| StateError::Write { path: self.path.clone(), cause };
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -132,6 +172,8 @@ impl StateFile {
         // Readable by everyone, like the sysfs files it stands for; tempfile creates 0600.
         tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
+        // Again just before the rename: what is at the path now is what gets replaced.
+        self.check()?;
         tmp.persist(&self.path).map_err(|e| err(e.error))?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
         Ok(())
@@ -139,6 +181,8 @@ impl StateFile {
 
     /// Tries to become the owner. `Ok(None)` when another process holds the lock.
     pub fn try_lock(&self) -> Result<Option<OwnerLock>, StateError> {
+        // The lock file sits beside the state: refuse a bad state path before creating it.
+        self.check()?;
         let path = self.lock_path();
         let lock_err = |cause| StateError::Lock { path: path.clone(), cause };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -149,8 +193,13 @@ impl StateFile {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(lock_err)?;
+        if !file.metadata().map_err(lock_err)?.is_file() {
+            return Err(lock_err(io::Error::other("not a regular file")));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
@@ -179,7 +228,7 @@ impl StateFile {
 
     /// The owner's pid as its lock file records it.
     pub fn owner_pid(&self) -> Option<u32> {
-        let text = fs::read_to_string(self.lock_path()).ok()?;
+        let text = self.lock_record()?;
         text.lines().find_map(|l| l.strip_prefix("pid=")?.parse().ok())
     }
 
@@ -188,10 +237,7 @@ impl StateFile {
     pub fn owner_socket(&self, wait: Duration) -> Option<PathBuf> {
         let deadline = Instant::now() + wait;
         loop {
-            let mut text = String::new();
-            if let Ok(mut f) = File::open(self.lock_path()) {
-                let _ = f.read_to_string(&mut text);
-            }
+            let text = self.lock_record().unwrap_or_default();
             if let Some(s) = text.lines().find_map(|l| l.strip_prefix("socket=")) {
                 return Some(PathBuf::from(s));
             }
@@ -200,6 +246,15 @@ impl StateFile {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl StateFile {
+    /// The owner record in the lock file (a few lines; at most 4 KiB are read).
+    fn lock_record(&self) -> Option<String> {
+        let (file, _) = input::open_regular(&self.lock_path(), Links::Refuse).ok()?;
+        let bytes = input::read_limited(file, &self.lock_path(), 4096, "a lock file").ok()?;
+        String::from_utf8(bytes).ok()
     }
 }
 
@@ -286,7 +341,7 @@ mod tests {
         let path = dir.path().join("paths.toml");
         fs::create_dir(&path).unwrap();
         let err = StateFile::new(&path).load().unwrap_err();
-        assert!(matches!(err, StateError::Read { .. }), "{err}");
+        assert!(matches!(err, StateError::Unusable(InputError::Directory { .. })), "{err}");
     }
 
     #[test]
@@ -307,5 +362,34 @@ mod tests {
         drop(owner);
         assert_eq!(state.owner_socket(Duration::ZERO), None);
         assert!(state.try_lock().unwrap().is_some(), "lock released on drop");
+    }
+
+    #[test]
+    fn non_regular_state_paths_are_neither_read_nor_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = PathGraph::from_toml("[node.0]\ntarget = 1\n").unwrap();
+        let err = StateFile::new("/dev/null").load().unwrap_err().to_string();
+        assert!(err.contains("/dev/null is a character device, not a regular file"), "{err}");
+        assert!(StateFile::new("/dev/null").try_lock().is_err(), "no /dev/null.lock either");
+        let target = dir.path().join("real.toml");
+        StateFile::new(&target).save(&g).unwrap();
+        let link = dir.path().join("paths.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let state = StateFile::new(&link);
+        let err = state.load().unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link") && err.contains("the real path"), "{err}");
+        assert!(state.save(&PathGraph::default()).is_err());
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(StateFile::new(&target).load().unwrap(), Some(g));
+    }
+
+    #[test]
+    fn a_state_file_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paths.toml");
+        fs::write(&path, "").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = StateFile::new(&path).load().unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
     }
 }
