@@ -265,6 +265,10 @@ impl Config {
         "daemon.socket",
         "daemon.mount",
         "daemon.take_over",
+        "daemon.backstop",
+        "daemon.nice",
+        "daemon.lock_memory",
+        "daemon.oom_score_adj",
     ];
 
     /// Fields the host loop (`tierd run`) sets up once at start and cannot change while it
@@ -283,6 +287,10 @@ impl Config {
         "daemon.socket",
         "daemon.mount",
         "daemon.take_over",
+        "daemon.backstop",
+        "daemon.nice",
+        "daemon.lock_memory",
+        "daemon.oom_score_adj",
     ];
 
     /// The fields whose values differ between `old` and `new`, in [`Config::FIELDS`] order.

@@ -740,13 +740,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 match Config::load(&opts.config) {
                     Ok(new) => {
                         tracing::info!("config reloaded from {}", opts.config.display());
-                        let (a, b) = (&config.daemon, &new.daemon);
-                        if (a.backstop, a.nice, a.lock_memory, a.oom_score_adj)
-                            != (b.backstop, b.nice, b.lock_memory, b.oom_score_adj)
-                        {
+                        let restart = Config::restart_needed(&config, &new);
+                        if !restart.is_empty() {
                             tracing::warn!(
-                                "config reload: [daemon] backstop, nice, lock_memory and \
-                                 oom_score_adj take effect at the next start"
+                                "config reload: {} changed but only take effect after a restart",
+                                restart.join(", ")
                             );
                         }
                         if let Err(e) = seed_paths(&new, &topology, &paths, false) {
