@@ -737,6 +737,7 @@ type Progress<'a> = Box<dyn FnMut(&Machine, u64) + Send + 'a>;
 
 /// One part of a pipelined run: a policy fed chunk by chunk as they are drawn, or the
 /// bounds, which need the whole trace.
+#[allow(clippy::large_enum_variant)] // one per policy and one for the bounds, made once a run
 enum Task<'a> {
     Bounds(Option<(Result<Bounds, SimError>, f64)>),
     Policy(Option<Box<Replayer<'a, Progress<'a>>>>, usize, Option<Result<PolicyResult, SimError>>),

@@ -639,7 +639,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         // only in the loop that saw it, and stranded nodes are looked at until the
         // backend's placement cache has been emptied once since (its scans may not see the
         // kernel's latest moves before that), and once per cache lifetime anyway.
-        backend.set_kernel_moving(kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
+        // With the backstop on, the kernel may start demoting in the middle of a long tick
+        // (a starved loop's tick took 17-25 s under the hog), long after the last counters:
+        // then every move checks placement first.
+        backend.set_kernel_moving(backstop.active || kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
         if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
             || loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
         {
