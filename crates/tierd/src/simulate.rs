@@ -297,6 +297,7 @@ fn record(scenario: &Scenario, accesses: u64, mut out: Output) -> anyhow::Result
 
 /// Runs `tierd simulate`.
 #[allow(clippy::needless_pass_by_value)] // the CLI hands its parsed arguments over
+#[allow(clippy::too_many_lines)] // one linear sequence: check outputs, run, report, write
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.print_default {
         return emit(DEFAULT_SCENARIO);
