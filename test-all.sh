@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tierd has, cheapest failure first: formatting, lints, docs, the unit,
-# property, contract, golden and FUSE tests, the loom model of the path table, and the
-# real-kernel scenarios in QEMU (tests/vm/run.sh installs QEMU and fetches the guest kernel
+# property, contract, golden and FUSE tests, the loom model of the path table, a short run
+# of every fuzz target (cargo-fuzz, installed when missing), and the real-kernel scenarios
+# in QEMU (tests/vm/run.sh installs QEMU and fetches the guest kernel
 # itself). Run it as root: the FUSE and VM tests need it, and under CI=true they fail rather
 # than skip when they can't run.
 set -euo pipefail
@@ -38,6 +39,12 @@ cargo test -j"$jobs" --workspace
 
 step "loom model of the path table"
 RUSTFLAGS="--cfg loom -D warnings" cargo test -j"$jobs" -p tierd-core --release --target-dir target/loom --lib loom
+
+step "fuzz targets, ${TIERD_FUZZ_SECONDS:-15} s each (longer: TIERD_FUZZ_SECONDS=600 ./test-all.sh)"
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install --locked -j"$jobs" cargo-fuzz
+fi
+CARGO_BUILD_JOBS="$jobs" fuzz/run.sh "${TIERD_FUZZ_SECONDS:-15}"
 
 step "real-kernel test bed: harness self-test (a failing scenario, a panic, a hang)"
 tests/vm/selftest.sh
