@@ -6,9 +6,10 @@
 # as daemon-pressure+hog with two CPU-bound guest processes). Checks: tierd reports the
 # kernel-demotion backstop, swap-outs at most 1% of the reference, at least 90% of the hot
 # part on node 0 at the end, cold pages on node 1, every checksum holds, and tierd's moved
-# pages (demoted, promoted and repaired) equal within 1% what the kernel migrated for
-# move_pages(2) (the migrate:mm_migrate_pages tracepoint, reason syscall_or_cpuset, over
-# tierd's whole run). pgmigrate_success less the kernel's pgdemote_* is printed beside it
+# pages (demoted, promoted and repaired) are at least, within 1%, what the kernel migrated
+# for move_pages(2) (the migrate:mm_migrate_pages tracepoint, reason syscall_or_cpuset,
+# over tierd's whole run), and at most that plus the kernel's concurrent demotions (the
+# one race tierd cannot see through: see the check). pgmigrate_success less the kernel's pgdemote_* is printed beside it
 # (both from one /metrics snapshot): it also counts compaction, which a busy guest's
 # reclaim triggers (compact_isolated 4 679 in one run where it was 2 370 above tierd's).
 # vm-timeout-s: 300
@@ -97,6 +98,11 @@ expect_ge "$(kv node1 "$end")" 10000 "cold pages on node 1"
 figure syscall_migrated "$syscall_migrated"
 diff=$((moves > migrated ? moves - migrated : migrated - moves))
 figure moves_vs_pgmigrate_diff "$diff"
-diff=$((all_moves > syscall_migrated ? all_moves - syscall_migrated : syscall_migrated - all_moves))
-figure moves_vs_syscall_diff "$diff"
-expect_le "$diff" "$((syscall_migrated / 100))" "pages tierd counted moved ($all_moves) vs the pages the kernel migrated for move_pages (the migrate:mm_migrate_pages tracepoint, reason syscall_or_cpuset: $syscall_migrated): within 1%"
+figure moves_vs_syscall_diff "$((all_moves - syscall_migrated))"
+# tierd never logs fewer moves than the kernel made for it (within 1%), nor more than that
+# plus the pages the kernel demoted meanwhile: a page the backstop demotes while tierd's
+# move_pages call is on its way to it reports "already on the target node", which tierd
+# cannot tell from a move of its own. Without concurrent kernel demotion (kdem 0) this is
+# the plain 1% comparison both ways.
+expect_ge "$((all_moves + syscall_migrated / 100))" "$syscall_migrated" "pages tierd counted moved ($all_moves) against the pages the kernel migrated for move_pages (the migrate:mm_migrate_pages tracepoint, reason syscall_or_cpuset: $syscall_migrated), at least, within 1%"
+expect_le "$all_moves" "$((syscall_migrated + syscall_migrated / 100 + kdem))" "pages tierd counted moved ($all_moves) against the pages the kernel migrated for move_pages ($syscall_migrated) plus its own concurrent demotions ($kdem), at most, within 1%"
