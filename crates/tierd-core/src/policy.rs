@@ -695,6 +695,12 @@ mod tests {
         (topo, graph)
     }
 
+    /// The chain's machine with the user's path `0 -> 2`: node 1 terminal, reached by no
+    /// path (stranded when the kernel's backstop demotes node 0 to it).
+    fn skip_node_1() -> (Topology, PathGraph) {
+        (chain().0, PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap())
+    }
+
     #[test]
     fn the_fake_keeps_the_backend_contract() {
         let mut b = Fake {
@@ -712,12 +718,7 @@ mod tests {
         // The user's path is 0 -> 2 (node 1 terminal); the kernel's backstop demoted 30 pages
         // of node 0 onto node 1. Repair drains node 1 onto node 2, hot pages included (a hot
         // page is promoted from the path, not from the stranded node).
-        let topo = Topology::synthetic(
-            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
-            &[true, false, false],
-            &[1 << 20; 3],
-        );
-        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let (topo, graph) = skip_node_1();
         let mut on = vec![id(0); 50];
         on.extend(vec![id(1); 30]);
         let mut hot = vec![false; 80];
@@ -741,12 +742,7 @@ mod tests {
 
     #[test]
     fn an_empty_stranded_node_sleeps_until_woken() {
-        let topo = Topology::synthetic(
-            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
-            &[true, false, false],
-            &[1 << 20; 3],
-        );
-        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let (topo, graph) = skip_node_1();
         let mut b = Fake {
             on: vec![id(0); 10],
             hot: vec![false; 10],
@@ -770,12 +766,7 @@ mod tests {
 
     #[test]
     fn repair_waits_for_time_and_leaves_a_backlog() {
-        let topo = Topology::synthetic(
-            &[10, 20, 30, 20, 10, 20, 30, 20, 10],
-            &[true, false, false],
-            &[1 << 20; 3],
-        );
-        let graph = PathGraph::from_toml("[node.0]\ntarget = 2\n").unwrap();
+        let (topo, graph) = skip_node_1();
         let on = vec![id(1); 40];
         let mut b =
             Fake { on, hot: vec![false; 40], total: 100, moves: Vec::new(), calls_left: Some(0) };
