@@ -193,33 +193,33 @@ fn is_busy(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EBUSY)
 }
 
-/// A one-value file's text, trimmed; `None` when it does not exist.
-fn value(path: &Path) -> Result<Option<String>, Error> {
+/// `read` of `path`, tried again while the kernel answers EBUSY (a DAMON file being
+/// updated), at most [`BUSY_TRIES`] times.
+fn retry_busy<T>(
+    path: &Path,
+    read: impl Fn(&Path) -> Result<T, crate::Error>,
+) -> Result<T, crate::Error> {
     let mut tries = 0;
     loop {
-        match read::optional(path) {
+        match read(path) {
             Err(crate::Error::Io { ref source, .. }) if is_busy(source) && tries < BUSY_TRIES => {
                 tries += 1;
                 std::thread::sleep(BUSY_WAIT);
             }
-            r => return Ok(r?.map(|t| read::value(&t).trim().to_string())),
+            r => return r,
         }
     }
+}
+
+/// A one-value file's text, trimmed; `None` when it does not exist.
+fn value(path: &Path) -> Result<Option<String>, Error> {
+    Ok(retry_busy(path, read::optional)?.map(|t| read::value(&t).trim().to_string()))
 }
 
 /// A one-value file's unsigned number; `None` when it does not exist. Read with
 /// [`read::small_u64`]: the region files are the tracker's hot path.
 fn number(path: &Path) -> Result<Option<u64>, Error> {
-    let mut tries = 0;
-    loop {
-        match read::small_u64(path) {
-            Err(crate::Error::Io { ref source, .. }) if is_busy(source) && tries < BUSY_TRIES => {
-                tries += 1;
-                std::thread::sleep(BUSY_WAIT);
-            }
-            r => return Ok(r?),
-        }
-    }
+    Ok(retry_busy(path, read::small_u64)?)
 }
 
 /// See the module documentation.
