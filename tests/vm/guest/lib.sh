@@ -61,16 +61,16 @@ spawn() {
 	echo $! >"/tmp/$name.pid"
 }
 
-# Stops what spawn NAME started (SIGTERM, then SIGKILL after SECS, default 10), prints its
-# log, and returns its exit status: reap NAME [SECS].
+# Stops what spawn NAME started (SIGTERM, or the signal named in REAP_SIG, then SIGKILL
+# after SECS, default 10), prints its log, and returns its exit status: reap NAME [SECS].
 reap() {
 	pid=$(cat "/tmp/$1.pid")
-	kill -TERM "$pid" 2>/dev/null
+	kill -"${REAP_SIG:-TERM}" "$pid" 2>/dev/null
 	i=0
 	while kill -0 "$pid" 2>/dev/null; do
 		i=$((i + 1))
 		if [ $i -gt $((${2:-10} * 10)) ]; then
-			echo "$1 (pid $pid) ignored SIGTERM for ${2:-10} s: SIGKILL"
+			echo "$1 (pid $pid) ignored SIG${REAP_SIG:-TERM} for ${2:-10} s: SIGKILL"
 			kill -KILL "$pid"
 		fi
 		usleep 100000
