@@ -92,7 +92,7 @@ when tierd's loop falls behind (a busy or slow host), reclaim demotes instead of
 pages it puts on a node no migration path reaches are moved on. tierd gives itself nice -10, \
 locks its own memory and lowers its OOM score ([daemon] nice, lock_memory, oom_score_adj).\n\n\
 SIGHUP reloads the config (an invalid one keeps the old; changes that need a restart are \
-named); SIGTERM stops cleanly. `tierd \
+named); SIGTERM, SIGINT or SIGQUIT stops cleanly (kernel settings put back, socket removed). `tierd \
 status` and `tierd path ...` talk to it over its control socket; metrics are served in \
 OpenMetrics format (default http://127.0.0.1:9877/metrics). See tierd.example.toml.")]
     Run {
