@@ -227,13 +227,9 @@ impl Config {
     /// by root (or the running user) and not writable by group or others: it decides which
     /// processes' pages a root daemon moves.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        use crate::input::{self, Links};
-        let (file, meta) =
-            input::open_regular(path, Links::Follow).map_err(ConfigError::Unusable)?;
-        input::check_private(path, &meta).map_err(ConfigError::Unusable)?;
-        let bytes = input::read_limited(file, path, input::MAX_TEXT_BYTES, "a config file")
-            .map_err(ConfigError::Unusable)?;
-        let text = input::utf8(bytes, path).map_err(ConfigError::Unusable)?;
+        let text =
+            crate::input::read_private_text(path, crate::input::MAX_TEXT_BYTES, "a config file")
+                .map_err(ConfigError::Unusable)?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: tierd_core::quote::bound_lines(&message),

@@ -18,7 +18,8 @@
 //! endpoint, an optional FUSE tree, the kernel's tiering promotion (warned about, or taken
 //! over),
 //! and signals: SIGHUP reloads the config (an invalid one keeps the old, logged once),
-//! SIGTERM/SIGINT stop cleanly (tracker torn down, FUSE unmounted, kernel settings put back).
+//! SIGTERM/SIGINT/SIGQUIT stop cleanly (tracker torn down, FUSE unmounted, kernel settings
+//! put back).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -213,9 +214,10 @@ fn seed_paths(c: &Config, topology: &Topology, paths: &Paths, at_start: bool) ->
             Ok(())
         }
         file => {
-            let text = crate::input::read_text(
+            // Like the config, it decides where a root daemon moves pages: it must be
+            // private to root (or the running user).
+            let text = crate::input::read_private_text(
                 Path::new(file),
-                crate::input::Links::Follow,
                 crate::input::MAX_TEXT_BYTES,
                 "a path graph",
             )
@@ -448,7 +450,7 @@ fn kernel_settings(
     Ok((guard, active, off_why))
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
+/// Runs the daemon until SIGTERM, SIGINT or SIGQUIT.
 #[allow(clippy::too_many_lines)] // one linear setup, one loop, one teardown
 pub fn run(opts: &RunOptions) -> Result<()> {
     let started = Instant::now();
@@ -538,11 +540,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut policy: Tierd<tracker::PageRef> = Tierd::new(policy_cfg.clone(), &topology, &graph);
     backstop.update(&graph, &mut policy, &metrics, &status);
     let mut selection = selection(&config)?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    let mut signals = signal_hook::iterator::Signals::new(crate::mount::SIGNALS)?;
     let mut once = Once::default();
     let mut pids: Vec<Pid> = Vec::new();
     let mut first_seen: BTreeMap<Pid, Instant> = BTreeMap::new();
@@ -1313,6 +1311,26 @@ mod tests {
         b.update(&auto, &mut policy, &metrics, &status);
         assert!(!b.is_repair(one, two));
         assert_eq!(metrics.backstop.get(&label).map(|g| g.get()), Some(0));
+    }
+
+    #[test]
+    fn a_paths_source_others_can_write_is_refused_and_the_table_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let topo = Topology::synthetic(&[10, 20, 20, 10], &[true, false], &[1 << 30; 2]);
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::open(&topo, StateFile::new(dir.path().join("paths.toml"))).unwrap();
+        let graph = dir.path().join("graph.toml");
+        std::fs::write(&graph, "[node.0]\ntarget = 1\n").unwrap();
+        let mut config = Config::default();
+        config.paths.source = graph.display().to_string();
+        std::fs::set_permissions(&graph, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = format!("{:#}", seed_paths(&config, &topo, &paths, true).unwrap_err());
+        assert!(err.contains("writable by group or others (mode 0666)"), "{err}");
+        let node0 = NodeId::new(0).unwrap();
+        assert_eq!(paths.table().snapshot().entry(node0).target, None, "a refused file changed it");
+        std::fs::set_permissions(&graph, std::fs::Permissions::from_mode(0o644)).unwrap();
+        seed_paths(&config, &topo, &paths, true).unwrap();
+        assert_eq!(paths.table().snapshot().entry(node0).target, NodeId::new(1));
     }
 
     #[test]

@@ -204,6 +204,29 @@ pub fn read_text(
     what: &'static str,
 ) -> Result<String, InputError> {
     let (file, meta) = open_regular(path, links)?;
+    read_opened(file, &meta, path, limit, what)
+}
+
+/// [`read_text`] of a file that decides what a root daemon does (the config, a graph file it
+/// loads its paths from): links followed, and refused by [`check_private`] when someone
+/// other than root or the running user could change it.
+pub fn read_private_text(
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+) -> Result<String, InputError> {
+    let (file, meta) = open_regular(path, Links::Follow)?;
+    check_private(path, &meta)?;
+    read_opened(file, &meta, path, limit, what)
+}
+
+fn read_opened(
+    file: File,
+    meta: &Metadata,
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+) -> Result<String, InputError> {
     if meta.len() > limit {
         return Err(InputError::TooLarge {
             path: path.to_path_buf(),
