@@ -709,3 +709,30 @@ fn unsupported_fuse_operations_say_eperm_or_eacces_not_enosys() {
     assert_eq!(errno(std::os::unix::fs::symlink("x", m.mnt.join("link"))), Some(libc::EPERM));
     assert_eq!(errno(fs::write(m.mnt.join("new-file"), "1").map(drop)), Some(libc::EACCES));
 }
+
+// ---- Logs quote a bounded prefix -------------------------------------------------------------
+
+#[test]
+fn info_logs_of_fuse_stores_quote_a_bounded_prefix_of_the_input() {
+    if !fuse_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = mount(dir.path());
+    let node0 = m.mnt.join("node0/migration_path");
+    let store = |buf: &[u8]| fs::OpenOptions::new().write(true).open(&node0).unwrap().write(buf);
+    // A page of garbage is rejected; a page that kstrtol reads as "1" is stored. Both are
+    // logged at INFO, and neither log line may carry the page.
+    let err = store(&[b'x'; 4096]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    let mut one = vec![b'7'; 4096];
+    one[0] = b'1';
+    one[1] = 0;
+    assert_eq!(store(&one).unwrap(), 4096);
+    assert_eq!(fs::read_to_string(&node0).unwrap(), "1\n");
+    let log = fs::read_to_string(dir.path().join("mount.log")).unwrap();
+    assert!(log.contains("store rejected") && log.contains("migration_path stored"), "{log}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 400, "a log line of {longest} bytes:\n{log}");
+    assert!(!log.contains(&"x".repeat(200)) && !log.contains(&"7".repeat(200)), "{log}");
+}
