@@ -1,12 +1,11 @@
-//! Safe wrappers over the NUMA memory syscalls: `move_pages(2)`, `mbind(2)`,
-//! `set_mempolicy(2)` and `migrate_pages(2)`, and `setpriority(2)` for the daemon's own
-//! priority (no crate in use wraps it).
+//! Safe wrappers over the NUMA memory syscalls tierd uses, `move_pages(2)` and `mbind(2)`,
+//! and `setpriority(2)` for the daemon's own priority (no crate in use wraps it).
 //!
 //! No crate wraps these (rustix lists them as not implemented), so this module calls
 //! `libc::syscall` directly. It is the only module of the project allowed `unsafe`; every
 //! block names the invariant that makes it sound.
 //!
-//! Why the signatures are safe: all four syscalls only change *where* memory lives or which
+//! Why the signatures are safe: the memory syscalls only change *where* memory lives or which
 //! policy future allocations follow, never what the memory contains, and the kernel
 //! validates every address it is given (an unmapped address is a per-page `-EFAULT` or a
 //! call-wide `EFAULT`, not undefined behaviour). Addresses are therefore plain `usize`
@@ -40,8 +39,7 @@ pub enum Target {
     /// The calling process (pid 0 for the kernel).
     Current,
     /// Another process. Since Linux 4.13 `move_pages` needs ptrace read access to it (the
-    /// same uid, or `CAP_SYS_PTRACE`), and [`MoveScope::All`] needs `CAP_SYS_NICE`;
-    /// `migrate_pages` of another uid's process needs `CAP_SYS_NICE`.
+    /// same uid, or `CAP_SYS_PTRACE`), and [`MoveScope::All`] needs `CAP_SYS_NICE`.
     Pid(u32),
 }
 
@@ -366,7 +364,7 @@ pub fn move_pages(
     Ok(usize::try_from(rc).unwrap_or(usize::MAX))
 }
 
-/// A memory policy for [`mbind`] and [`set_mempolicy`].
+/// A memory policy for [`mbind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemPolicy {
     /// `MPOL_DEFAULT`: fall back to the process (or system) policy.
@@ -442,47 +440,6 @@ pub fn mbind(
         return Err(last_error("mbind"));
     }
     Ok(())
-}
-
-/// Sets the calling thread's default policy for future allocations: `set_mempolicy(2)`.
-pub fn set_mempolicy(policy: &MemPolicy) -> Result<(), SysError> {
-    let (mode, words, maxnode) = policy_bitmap(policy);
-    let (ptr, maxnode) = if matches!(policy, MemPolicy::Default | MemPolicy::Local) {
-        (std::ptr::null(), 0)
-    } else {
-        (words.as_ptr(), maxnode)
-    };
-    // SAFETY: `words` outlives the call and holds the `maxnode - 1` bits the kernel reads
-    // (or the pointer is NULL with maxnode 0); the call changes only this thread's policy.
-    let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, c_long::from(mode), ptr, maxnode) };
-    if rc < 0 {
-        return Err(last_error("set_mempolicy"));
-    }
-    Ok(())
-}
-
-/// Moves all pages of a process that are on `from` to `to`: `migrate_pages(2)`.
-///
-/// Returns how many pages could not be moved. Another process needs `CAP_SYS_NICE`.
-pub fn migrate_pages(target: Target, from: &NodeMask, to: &NodeMask) -> Result<usize, SysError> {
-    let pid = target.raw()?;
-    let (_, old, maxnode) = policy_bitmap(&MemPolicy::Bind(*from));
-    let (_, new, _) = policy_bitmap(&MemPolicy::Bind(*to));
-    // SAFETY: `old` and `new` outlive the call and each hold the `maxnode - 1` bits the
-    // kernel reads; migration keeps page contents, so no Rust-visible memory changes.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_migrate_pages,
-            c_long::from(pid),
-            maxnode,
-            old.as_ptr(),
-            new.as_ptr(),
-        )
-    };
-    if rc < 0 {
-        return Err(last_error("migrate_pages"));
-    }
-    Ok(usize::try_from(rc).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -608,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn mbind_and_set_mempolicy_accept_node_zero() {
+    fn mbind_accepts_node_zero() {
         if !numa_syscalls_work() {
             return;
         }
@@ -622,9 +579,5 @@ mod tests {
         let err = mbind(addr + 1, page_size(), &MemPolicy::Default, None).unwrap_err();
         assert_eq!(err.errno(), Some(libc::EINVAL), "unaligned mbind: {err}");
         assert!(buf.iter().rev().take(page_size()).all(|&b| b == 3));
-
-        set_mempolicy(&MemPolicy::Preferred(NodeId::new(0).unwrap())).unwrap();
-        set_mempolicy(&MemPolicy::Default).unwrap();
-        assert_eq!(migrate_pages(Target::Current, &zero, &zero).unwrap(), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! accesses the range showed in the last window (0 = idle) and for how many windows that figure
 //! has held (its age). The policy ranks regions by heat and asks the mover to move their pages;
 //! a Linux backend turns each region into `(pid, virtual page)` handles ([`PageRef`]) with
-//! [`Region::pages`] or [`pages_of`] and orders them with [`Sample::coldest`] and
+//! [`Region::pages`] and orders them with [`Sample::coldest`] and
 //! [`Sample::hottest`].
 //!
 //! Three implementations, chosen by [`open`] from a [`TrackerKind`]:
@@ -160,14 +160,6 @@ impl Sample {
         v.sort_by(|a, b| b.accesses.cmp(&a.accesses).then(b.age.cmp(&a.age)).then(key(a, b)));
         v
     }
-}
-
-/// The pages of `regions`, in the regions' order, each with its region's accesses: what a
-/// Linux backend's `coldest(node, max)`/`hottest(node, max)` turn into `PageHeat { page, heat
-/// }` after keeping the pages that a `move_pages` query finds on `node`, e.g.
-/// `pages_of(&sample.coldest(0), page_size)` batched through the query until `max` are kept.
-pub fn pages_of(regions: &[Region], page_size: u64) -> impl Iterator<Item = (PageRef, u32)> + '_ {
-    regions.iter().flat_map(move |r| r.pages(page_size).map(move |p| (p, r.accesses)))
 }
 
 fn key(a: &Region, b: &Region) -> std::cmp::Ordering {
@@ -453,13 +445,6 @@ mod tests {
         assert_eq!(cold, [(2, 0), (1, 4096)]);
         let hot: Vec<_> = s.hottest(5).iter().map(|r| (r.pid.0, r.start)).collect();
         assert_eq!(hot, [(2, 8192), (1, 0)]);
-    }
-
-    #[test]
-    fn pages_of_walks_regions_in_order_with_their_heat() {
-        let regions = [r(2, 0x2000, 0, 5), r(1, 0, 3, 0)];
-        let got: Vec<_> = pages_of(&regions, 4096).map(|(p, h)| (p.pid.0, p.vpn.0, h)).collect();
-        assert_eq!(got, [(2, 2, 0), (1, 0, 3)]);
     }
 
     #[test]
