@@ -148,13 +148,32 @@ pub trait Backend {
     }
 }
 
+/// The nodes a backend's test prepared for [`backend_contract`].
+#[derive(Clone, Copy, Debug)]
+pub struct ContractNodes {
+    /// A node with at least four idle pages, and more of them than `small` has room for.
+    pub cold: NodeId,
+    /// A node with room for at least four pages, above its `low` watermark.
+    pub roomy: NodeId,
+    /// A node that fills up: moving `cold`'s idle pages there ends in [`MoveError::NoMem`].
+    /// It may be `roomy` (the contract moves four pages there first).
+    pub small: NodeId,
+    /// A node with pages accessed repeatedly in the tracker's current window.
+    pub hot: NodeId,
+}
+
 /// The contract every [`Backend`] keeps, as a test helper each backend's tests call (the
 /// simulator on a small machine, the Linux backend on a fake sysfs tree), so that the two
 /// cannot drift apart. Panics with a message naming the broken rule.
 ///
-/// `b` must have at least two memory nodes, some idle pages on the first of them and room on
-/// the second, and be quiet (nothing else allocating) while the contract runs.
-pub fn backend_contract<B: Backend>(b: &mut B) {
+/// Every rule is checked on pages that exist, so a backend that finds nothing fails it:
+/// idle pages are found, on the node asked, coldest first; hot pages likewise, hottest
+/// first, each reported once per window; a page moved leaves its node for the target; a
+/// move to a full node is `NoMem` and leaves the page where it was; absent nodes have no
+/// memory and no pages. `b` must be prepared as [`ContractNodes`] says and be quiet
+/// (nothing else allocating) while the contract runs.
+#[allow(clippy::too_many_lines)] // one rule after another, each with its message
+pub fn backend_contract<B: Backend>(b: &mut B, at: ContractNodes) {
     let nodes = b.memory_nodes();
     assert!(nodes.len() >= 2, "the contract needs two memory nodes, got {nodes}");
     assert!(b.page_size().is_power_of_two(), "page size {} is not a power of two", b.page_size());
@@ -166,50 +185,122 @@ pub fn backend_contract<B: Backend>(b: &mut B) {
             "node {n}: watermarks out of order {m:?}"
         );
     }
+    for n in [at.cold, at.roomy, at.small, at.hot] {
+        assert!(nodes.contains(n), "node {n} named for the contract is not a memory node");
+    }
     let absent = (0..crate::MAX_NUMNODES)
         .filter_map(NodeId::new)
         .find(|n| !nodes.contains(*n))
         .expect("some node id is unused");
     assert_eq!(b.node_memory(absent), None, "node {absent} is not a memory node: absent, not zero");
+    let mut none = Vec::new();
+    b.coldest(absent, 4, &mut none);
+    b.hottest(absent, 4, &mut none);
+    assert!(none.is_empty(), "pages reported on node {absent}, which is absent");
 
-    let mut nodes_iter = nodes.iter();
-    let from = nodes_iter.next().expect("two nodes");
-    let to = nodes_iter.next().expect("two nodes");
+    // Idle pages are found, at most as many as asked, distinct, coldest first, on the node.
     let mut cold = Vec::new();
-    b.coldest(from, 4, &mut cold);
+    b.coldest(at.cold, 4, &mut cold);
+    assert!(!cold.is_empty(), "coldest found no idle page on node {}, which has some", at.cold);
     assert!(cold.len() <= 4, "coldest returned {} pages for max 4", cold.len());
+    assert!(cold.windows(2).all(|w| w[0].heat <= w[1].heat), "coldest not coldest first");
+    let cold: Vec<B::Page> = cold.iter().map(|h| h.page).collect();
+    assert_distinct(&cold, "coldest");
+    assert_on(b, &cold, at.cold, "coldest");
+
+    // Hot pages likewise, hottest first, each once per window.
     let mut hot = Vec::new();
-    b.hottest(from, 4, &mut hot);
+    b.hottest(at.hot, 4, &mut hot);
+    assert!(!hot.is_empty(), "hottest found no hot page on node {}, which has some", at.hot);
     assert!(hot.len() <= 4, "hottest returned {} pages for max 4", hot.len());
+    assert!(hot.windows(2).all(|w| w[0].heat >= w[1].heat), "hottest not hottest first");
+    let hot: Vec<B::Page> = hot.iter().map(|h| h.page).collect();
+    assert_distinct(&hot, "hottest");
+    assert_on(b, &hot, at.hot, "hottest");
+    let mut again = Vec::new();
+    b.hottest(at.hot, 1 << 16, &mut again);
+    if let Some(p) = again.iter().find(|h| hot.contains(&h.page)) {
+        panic!("hot page {:?} reported twice in one window", p.page);
+    }
 
-    // Moving to the node a page is on is a no-op that succeeds.
-    let pages: Vec<B::Page> = cold.iter().map(|h| h.page).collect();
+    // One status per page, in order; a moved page leaves its node for the target.
     let mut status = vec![Err(MoveError::Busy); 1];
-    if !pages.is_empty() {
-        b.move_pages(&pages[..1], from, &mut status);
-        assert_eq!(status, [Ok(from)], "a page already on its node");
-    }
-
-    // One status per page, in order; a moved page leaves `from` for `to`.
-    let before_from = b.node_memory(from).expect("listed").free;
-    let before_to = b.node_memory(to).expect("listed").free;
-    b.move_pages(&pages, to, &mut status);
-    assert_eq!(status.len(), pages.len(), "one status per page");
-    let moved = status.iter().filter(|s| s.is_ok()).count() as u64;
+    let before_from = b.node_memory(at.cold).expect("listed").free;
+    let before_to = b.node_memory(at.roomy).expect("listed").free;
+    b.move_pages(&cold, at.roomy, &mut status);
+    assert_eq!(status.len(), cold.len(), "one status per page");
     for s in &status {
-        assert!(matches!(s, Ok(n) if *n == to) || s.is_err(), "moved somewhere else: {s:?}");
+        assert!(matches!(s, Ok(n) if *n == at.roomy) || s.is_err(), "moved somewhere else: {s:?}");
     }
-    let after_from = b.node_memory(from).expect("listed").free;
-    let after_to = b.node_memory(to).expect("listed").free;
-    if moved > 0 {
-        // On a quiet machine: others may allocate meanwhile on a real one.
-        assert!(after_from > before_from, "node {from} did not free the {moved} moved pages");
-        assert!(after_to < before_to, "node {to} took {moved} pages without losing free pages");
+    let moved: Vec<B::Page> =
+        cold.iter().zip(&status).filter(|(_, s)| s.is_ok()).map(|(p, _)| *p).collect();
+    assert!(
+        !moved.is_empty(),
+        "no idle page of node {} moved to {}: {status:?}",
+        at.cold,
+        at.roomy
+    );
+    let after_from = b.node_memory(at.cold).expect("listed").free;
+    let after_to = b.node_memory(at.roomy).expect("listed").free;
+    let n = moved.len() as u64;
+    assert_eq!(after_from, before_from + n, "node {} did not free the {n} moved pages", at.cold);
+    assert_eq!(after_to + n, before_to, "node {} did not take the {n} moved pages", at.roomy);
+    assert_on(b, &moved, at.roomy, "moved");
+
+    // A node that is full: the move is NoMem and the page stays where it was.
+    let mut refused = Vec::new();
+    for _ in 0..64 {
+        let mut batch = Vec::new();
+        b.coldest(at.cold, 256, &mut batch);
+        if batch.is_empty() {
+            break;
+        }
+        let pages: Vec<B::Page> = batch.iter().map(|h| h.page).collect();
+        b.move_pages(&pages, at.small, &mut status);
+        assert_eq!(status.len(), pages.len(), "one status per page");
+        refused.extend(
+            pages
+                .iter()
+                .zip(&status)
+                .filter(|(_, s)| **s == Err(MoveError::NoMem))
+                .map(|(p, _)| *p),
+        );
+        if !refused.is_empty() {
+            break;
+        }
     }
+    assert!(
+        !refused.is_empty(),
+        "moving node {}'s idle pages to node {} never reported NoMem: it must fill",
+        at.cold,
+        at.small
+    );
+    assert_on(b, &refused, at.cold, "refused with NoMem");
 
     // An empty request is answered with an empty status list.
-    b.move_pages(&[], to, &mut status);
+    b.move_pages(&[], at.roomy, &mut status);
     assert!(status.is_empty(), "status not replaced for an empty request");
+}
+
+fn assert_distinct<P: Eq + Hash + fmt::Debug>(pages: &[P], what: &str) {
+    let set: std::collections::HashSet<&P> = pages.iter().collect();
+    assert_eq!(set.len(), pages.len(), "{what} reported a page twice: {pages:?}");
+}
+
+/// Checks that every page of `pages` is on `node`: a move to the node a page is on is a
+/// no-op that reports the node and changes no node's free memory.
+fn assert_on<B: Backend>(b: &mut B, pages: &[B::Page], node: NodeId, what: &str) {
+    let nodes: Vec<NodeId> = b.memory_nodes().iter().collect();
+    let free = |b: &B| -> Vec<u64> {
+        nodes.iter().map(|n| b.node_memory(*n).map_or(0, |m| m.free)).collect()
+    };
+    let before = free(b);
+    let mut status = Vec::new();
+    b.move_pages(pages, node, &mut status);
+    for (p, s) in pages.iter().zip(&status) {
+        assert_eq!(*s, Ok(node), "{what} page {p:?} is not on node {node}");
+    }
+    assert_eq!(free(b), before, "{what}: moving pages to the node they are on changed memory");
 }
 
 /// The policy's contract, run against every backend with the same expectations: one tick

@@ -702,18 +702,6 @@ mod tests {
     }
 
     #[test]
-    fn the_fake_keeps_the_backend_contract() {
-        let mut b = Fake {
-            on: vec![id(0); 10],
-            hot: vec![false; 10],
-            total: 100,
-            moves: Vec::new(),
-            calls_left: None,
-        };
-        crate::backend::backend_contract(&mut b);
-    }
-
-    #[test]
     fn stranded_pages_move_on_to_the_user_path_and_are_counted_as_repaired() {
         // The user's path is 0 -> 2 (node 1 terminal); the kernel's backstop demoted 30 pages
         // of node 0 onto node 1. Repair drains node 1 onto node 2, hot pages included (a hot

@@ -863,10 +863,18 @@ mod tests {
         let fx = machine();
         let mut b = backend(&fx, 16, 64);
         b.set_sample(sample(vec![region(PID, 0, 8, 0, 3), region(PID, 8, 8, 4, 1)], 20));
-        tierd_core::backend::backend_contract(&mut b);
+        // Node 1 has room for 6 pages: the contract moves 4 there, then fills it.
+        b.mover().os().room.insert(id(1), 6);
+        let at = tierd_core::backend::ContractNodes {
+            cold: id(0),
+            roomy: id(1),
+            small: id(1),
+            hot: id(0),
+        };
+        tierd_core::backend::backend_contract(&mut b, at);
         let log = b.take_moves();
-        assert_eq!(log.moved.get(&(id(0), id(1))), Some(&4), "{log:?}");
-        assert_eq!(b.mover().os().count_on(PID, id(1)), 4);
+        assert_eq!(log.moved.get(&(id(0), id(1))), Some(&6), "{log:?}");
+        assert_eq!(b.mover().os().count_on(PID, id(1)), 6);
     }
 
     #[test]

@@ -270,20 +270,32 @@ proptest! {
 /// The simulator keeps the contract every backend keeps.
 #[test]
 fn the_machine_keeps_the_backend_contract() {
-    let s = scenario([4, 4, 8], "0 -> 1 -> 2", 50_000, &zipf(3, Some("0"), true));
+    use tierd_core::NodeId;
+    use tierd_core::backend::{Backend, ContractNodes, backend_contract};
+    let id = |n| NodeId::new(n).unwrap();
+    // A 3 MiB workload on node 0; node 1 (1 MiB) fills up, node 2 has room.
+    let s = scenario([4, 1, 8], "0 -> 1 -> 2", 50_000, &zipf(3, Some("0"), true));
     let setup = Setup::new(&s).unwrap();
     let trace = workload::draw(&s).unwrap();
-    let (_, mut m) =
-        replay(&s, &setup, &trace, PolicyName::LinuxSwap, &checked(), &mut |_, _| {}).unwrap();
-    // Age the pages once so that some are idle.
-    let mut cold = Vec::new();
-    tierd_core::backend::Backend::coldest(
-        &mut m,
-        tierd_core::NodeId::new(0).unwrap(),
-        64,
-        &mut cold,
-    );
-    tierd_core::backend::backend_contract(&mut m);
+    let mut cfg = setup.machine.clone();
+    cfg.promotable = vec![false, true, true];
+    let mut m = tierd_sim::machine::Machine::new(cfg);
+    m.run(&trace.accesses);
+    // Node 2's hot pages: 32 of node 0's pages, moved there and touched twice in a new
+    // window (without `coldest`, so that a backend whose `coldest` finds nothing fails in
+    // the contract, not here).
+    let pages: Vec<u32> = (0..u32::try_from(m.pages()).unwrap())
+        .filter(|&p| m.slot_of(p) == Some(0))
+        .take(32)
+        .collect();
+    assert_eq!(pages.len(), 32, "the workload is on node 0");
+    let mut status = Vec::new();
+    m.move_pages(&pages, id(2), &mut status);
+    assert!(status.iter().all(Result::is_ok), "{status:?}");
+    m.end_window();
+    let twice: Vec<u32> = pages.iter().flat_map(|&p| [p, p]).collect();
+    m.run(&twice);
+    backend_contract(&mut m, ContractNodes { cold: id(0), roomy: id(2), small: id(1), hot: id(2) });
     m.check().unwrap();
 }
 
