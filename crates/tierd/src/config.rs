@@ -337,7 +337,14 @@ impl Config {
         };
         pct("headroom.default_pct", self.headroom.default_pct)?;
         for (node, v) in &self.headroom.node {
-            node.parse::<NodeId>().map_err(|e| format!("headroom.node.{node}: {e}"))?;
+            let id = node.parse::<NodeId>().map_err(|e| format!("headroom.node.{node}: {e}"))?;
+            // The lookup is by the canonical name: "+0" or "00" would parse and never match.
+            if id.to_string() != *node {
+                return Err(format!(
+                    "headroom.node.{node:?}: write the node id as {:?}, as sysfs names it",
+                    id.to_string()
+                ));
+            }
             pct(&format!("headroom.node.{node}"), *v)?;
         }
         let chosen =
@@ -416,6 +423,9 @@ mod tests {
         for (text, want) in [
             ("[headroom]\ndefault_pct = 120\n", "percentage"),
             ("[headroom.node]\nx = 5\n", "headroom.node.x"),
+            ("[headroom.node]\n\"+0\" = 5\n", "write the node id as \"0\""),
+            ("[headroom.node]\n\" 1\" = 5\n", "headroom.node.\" 1\": write the node id as \"1\""),
+            ("[headroom.node]\n\"01\" = 5\n", "write the node id as \"1\""),
             ("[scope]\npids = [1]\ncomm = \"a\"\n", "at most one"),
             ("[scope]\ncomm = \"(\"\n", "scope.comm"),
             ("[tracker]\nkind = \"perf\"\n", "one of"),
