@@ -716,6 +716,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             s.tracked_mib = tracked_bytes >> 20;
             s.cpu_ms_per_gib_minute = cost;
+            metrics.tracked_bytes.set(tracked_bytes);
             s.last_error.clone_from(&once.last);
         }
         update_status(
@@ -1158,6 +1159,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
             s.last_loop_ms = elapsed.as_secs_f64() * 1e3;
             s.processes = scenario.process.len();
             s.tracked_mib = (u64::from(trace.pages()) * page) >> 20;
+            metrics.tracked_bytes.set(u64::from(trace.pages()) * page);
         }
         let deadline = t0 + Duration::from_millis(config.daemon.interval_ms);
         loop {

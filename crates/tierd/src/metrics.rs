@@ -112,8 +112,8 @@ pub struct Metrics {
     pub node_total_bytes: Family<NodeLabel, Gauge>,
     /// Time one tracker sample took.
     pub tracker_scan_seconds: Histogram,
-    /// Fraction of in-scope memory the last sample covered, in parts per million.
-    pub tracker_coverage_ppm: Gauge,
+    /// Bytes of the processes in scope that the last tracker sample covered.
+    pub tracked_bytes: Gauge<u64, AtomicU64>,
     /// Time one daemon loop took.
     pub loop_seconds: Histogram,
     /// tierd's CPU time per GiB of tracked memory per minute, in microseconds.
@@ -187,7 +187,7 @@ impl Metrics {
             node_free_bytes: Family::default(),
             node_total_bytes: Family::default(),
             tracker_scan_seconds: Histogram::new(buckets()),
-            tracker_coverage_ppm: Gauge::default(),
+            tracked_bytes: Gauge::default(),
             loop_seconds: Histogram::new(buckets()),
             cpu_us_per_gib_minute: Gauge::default(),
             housekeeping_backlog_pages: Gauge::default(),
@@ -241,9 +241,9 @@ impl Metrics {
             m.tracker_scan_seconds.clone(),
         );
         registry.register(
-            "tracker_coverage_ppm",
-            "In-scope memory the last tracker sample covered, parts per million",
-            m.tracker_coverage_ppm.clone(),
+            "tracked_bytes",
+            "Memory of the processes in scope that the last tracker sample covered",
+            m.tracked_bytes.clone(),
         );
         registry.register("loop_seconds", "Time one daemon loop took", m.loop_seconds.clone());
         registry.register(
@@ -469,7 +469,7 @@ mod tests {
         m.node_free_bytes.get_or_create(&NodeLabel { node: 0 }).set(1);
         m.node_total_bytes.get_or_create(&NodeLabel { node: 0 }).set(2);
         m.tracker_scan_seconds.observe(0.01);
-        m.tracker_coverage_ppm.set(5);
+        m.tracked_bytes.set(5);
         m.loop_seconds.observe(0.02);
         m.cpu_us_per_gib_minute.set(6);
         m.housekeeping_backlog_pages.set(7);
