@@ -50,7 +50,7 @@ pub struct PolicyConfig {
     /// How often the policy runs, milliseconds. Default 10.
     pub interval_ms: u64,
     /// Free memory kept above the `high` watermark on each node with a target, percent of
-    /// the node's size. Default 5.
+    /// the node's size. Default 1 (the burst term covers a program filling its heap).
     pub headroom_pct: f64,
     /// Per-node overrides of `headroom_pct`, keyed by node id (`[policy.node_headroom_pct]`
     /// with `0 = 10.0`). Default none.
@@ -63,27 +63,33 @@ pub struct PolicyConfig {
     pub demote_mib_per_s: u64,
     /// Whether hot pages of lower tiers are promoted. Default true.
     pub promote: bool,
-    /// Most memory promoted per second, MiB/s. Default 256.
+    /// Most memory promoted per second, MiB/s. Default 4096, as fast as demotion: a hot set
+    /// that moved comes back within a second.
     pub promote_mib_per_s: u64,
     /// Least heat (accesses seen in the tracker's window) that makes a page worth promoting.
-    /// Default 1.
+    /// Default 2.
     pub promote_min_heat: u32,
     /// A page moved less than this long ago is not moved again, milliseconds. Default 200.
     pub pingpong_ms: u64,
+    /// Whether pages the backend saw accessed but below `promote_min_heat` are promoted
+    /// into room the upper node already has free above its goal (never by an exchange).
+    /// Default true.
+    pub fill: bool,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             interval_ms: 10,
-            headroom_pct: 5.0,
+            headroom_pct: 1.0,
             node_headroom_pct: std::collections::BTreeMap::new(),
             burst_factor: 2.0,
             demote_mib_per_s: 4096,
             promote: true,
-            promote_mib_per_s: 256,
-            promote_min_heat: 1,
+            promote_mib_per_s: 4096,
+            promote_min_heat: 2,
             pingpong_ms: 200,
+            fill: true,
         }
     }
 }
@@ -385,8 +391,23 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         now_ns: u64,
         stats: &mut TickStats,
     ) -> u64 {
+        let pending = self.coldest_unguarded(b, plan, want, now_ns, stats);
+        let (moved, left) = self.place(b, plan, pending, now_ns, stats);
+        stats.failed += left.len() as u64;
+        moved
+    }
+
+    /// Up to `want` of `plan.node`'s coldest pages, less those the ping-pong guard holds.
+    fn coldest_unguarded<B: Backend<Page = P>>(
+        &mut self,
+        b: &mut B,
+        plan: &NodePlan,
+        want: u64,
+        now_ns: u64,
+        stats: &mut TickStats,
+    ) -> Vec<P> {
         if want == 0 || plan.destinations.is_empty() {
-            return 0;
+            return Vec::new();
         }
         let want_usize = usize::try_from(want).unwrap_or(usize::MAX);
         self.heat.clear();
@@ -399,6 +420,20 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 pending.push(h.page);
             }
         }
+        pending
+    }
+
+    /// Moves `pending` (pages of `plan.node`) down its destinations, each filled only to its
+    /// floor. Returns the number moved and the pages no destination had room for; other
+    /// per-page errors are counted as failed (the page cannot move now).
+    fn place<B: Backend<Page = P>>(
+        &mut self,
+        b: &mut B,
+        plan: &NodePlan,
+        mut pending: Vec<P>,
+        now_ns: u64,
+        stats: &mut TickStats,
+    ) -> (u64, Vec<P>) {
         let mut moved = 0;
         for &dest in &plan.destinations {
             if pending.is_empty() {
@@ -449,8 +484,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             refused.append(&mut pending);
             pending = refused;
         }
-        stats.failed += pending.len() as u64;
-        moved
+        (moved, pending)
     }
 
     /// Runs one interval of the policy at simulated or real time `now_ns`.
@@ -507,44 +541,90 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let max = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
             b.hottest(plan.node, max, &mut self.heat);
             let mut hot: Vec<P> = Vec::with_capacity(self.heat.len());
+            let mut warm: Vec<P> = Vec::new();
             for h in std::mem::take(&mut self.heat) {
-                if h.heat < self.config.promote_min_heat {
+                let fills = self.config.fill && h.heat > 0;
+                if h.heat < self.config.promote_min_heat && !fills {
                     continue;
                 }
                 if self.recently_moved(h.page, now_ns) {
                     stats.guarded += 1;
-                } else {
+                } else if h.heat >= self.config.promote_min_heat {
                     hot.push(h.page);
+                } else {
+                    warm.push(h.page);
                 }
             }
-            if hot.is_empty() {
-                continue;
+            let up = plans.iter().find(|p| p.node == to).cloned();
+            if !hot.is_empty() {
+                self.promote_in_rounds(b, up.as_ref(), to, &hot, now_ns, &mut stats);
             }
-            let Some((free, goal)) = self.goal(b, to) else {
-                continue;
-            };
+            // Fill: warm pages take only room that is already free (no exchange), so a fast
+            // node that allocations left below its goal's worth of use does not sit idle.
+            if !warm.is_empty() {
+                self.promote_in_rounds(b, None, to, &warm, now_ns, &mut stats);
+            }
+        }
+        self.remember_free(b);
+        stats
+    }
+
+    /// Promotes `hot` to `to` in rounds of at most [`HOUSEKEEPING_BATCH`] pages while the
+    /// promotion budget lasts. When `to` has no room above its goal for a round, as many of
+    /// its coldest pages are demoted first (an exchange, along `up`, the plan of `to`).
+    /// Rounds matter because the exchange's demotions usually land on the very node the hot
+    /// pages leave: one large exchange would need that node's room for all of them before
+    /// any has left it, and stop at that room; each small round frees on the lower node what
+    /// the next one demotes into it.
+    fn promote_in_rounds<B: Backend<Page = P>>(
+        &mut self,
+        b: &mut B,
+        up: Option<&NodePlan>,
+        to: NodeId,
+        hot: &[P],
+        now_ns: u64,
+        stats: &mut TickStats,
+    ) {
+        let Some((free, goal)) = self.goal(b, to) else { return };
+        let tokens = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
+        let need = hot.len().min(tokens) as u64;
+        // The victims, found by one look at `to`'s coldest: several looks in one tick, with
+        // no access between them, would find the pages the first look aged as idle.
+        let mut victims = match up {
+            Some(up) if free.saturating_sub(goal) < need => {
+                let want = need - free.saturating_sub(goal);
+                self.coldest_unguarded(b, up, want, now_ns, stats)
+            }
+            _ => Vec::new(),
+        };
+        let mut at = 0;
+        while at < hot.len() && self.promote_tokens > 0 {
+            let tokens = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
+            let batch = usize::try_from(HOUSEKEEPING_BATCH).unwrap_or(usize::MAX);
+            let round = (hot.len() - at).min(tokens).min(batch);
+            let Some((free, goal)) = self.goal(b, to) else { return };
             let room = free.saturating_sub(goal);
-            let need = hot.len() as u64;
-            if room < need
-                && let Some(up) = plans.iter().find(|p| p.node == to)
+            if room < round as u64
+                && let Some(up) = up
             {
-                let up = up.clone();
-                let moved = self.demote(b, &up, need - room, now_ns, &mut stats);
+                let n = usize::try_from(round as u64 - room).unwrap_or(0).min(victims.len());
+                let batch: Vec<P> = victims.drain(..n).collect();
+                let (moved, left) = self.place(b, up, batch, now_ns, stats);
                 stats.demoted += moved;
+                stats.failed += left.len() as u64;
             }
-            let Some((free, goal)) = self.goal(b, to) else {
-                continue;
-            };
+            let Some((free, goal)) = self.goal(b, to) else { return };
             // Never below the goal: promotions take only the room above the headroom, which
             // the exchange above made when there was none.
-            let room = usize::try_from(free.saturating_sub(goal)).unwrap_or(0);
-            hot.truncate(room);
-            if hot.is_empty() {
-                continue;
+            let room = usize::try_from(free.saturating_sub(goal)).unwrap_or(0).min(round);
+            if room == 0 {
+                return;
             }
+            let batch = &hot[at..at + room];
+            at += room;
             let mut status = std::mem::take(&mut self.status);
-            b.move_pages(&hot, to, &mut status);
-            for (page, s) in hot.iter().zip(&status) {
+            b.move_pages(batch, to, &mut status);
+            for (page, s) in batch.iter().zip(&status) {
                 match s {
                     Ok(_) => {
                         stats.promoted += 1;
@@ -556,8 +636,6 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             }
             self.status = status;
         }
-        self.remember_free(b);
-        stats
     }
 
     /// Placement repair: drains each stranded node onto its destinations, coldest first, in

@@ -78,6 +78,10 @@ const BATCH: u64 = 32;
 const KSWAPD_SCAN_PER_ACCESS: u64 = 2;
 /// Hot-page candidates kept per node between two policy ticks.
 const HOT_QUEUE_CAP: usize = 1 << 16;
+/// List entries [`Machine::hottest`] looks at per heat-1 page it is asked for.
+const WARM_LOOK_PER_PAGE: usize = 4;
+/// Most list entries one [`Machine::hottest`] call looks at for heat-1 pages.
+const WARM_LOOK_MAX: usize = 4096;
 
 /// What kernel reclaim does with a page it evicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -790,6 +794,37 @@ impl Machine {
         l.len += 1;
     }
 
+    /// Up to `max` pages of `slot` accessed once in this window (heat 1: the hint bit set,
+    /// not queued), from the heads of its lists, looking at [`WARM_LOOK_PER_PAGE`] entries
+    /// per page asked for and at most [`WARM_LOOK_MAX`] a call: the policy fills free room on
+    /// the node above with them, and a bounded look keeps a tick cheap when few are there.
+    fn warm(&mut self, slot: usize, max: usize, out: &mut Vec<PageHeat<Page>>) {
+        let mut look = max.saturating_mul(WARM_LOOK_PER_PAGE).min(WARM_LOOK_MAX);
+        let mut warm = Vec::new();
+        'lists: for list in [INACTIVE_LIST, ACTIVE_LIST] {
+            let l = &self.nodes[slot].lists[list];
+            for (k, &p) in l.queue.iter().enumerate().rev() {
+                if look == 0 || warm.len() == max {
+                    break 'lists;
+                }
+                look -= 1;
+                let at = l.base + k as u64;
+                let s = self.state[p as usize];
+                if s & (HINT | QUEUED) == HINT
+                    && List::live(&self.state, &self.pos, p, at, slot, list)
+                {
+                    warm.push(p);
+                }
+            }
+        }
+        // Reported once: the hint bit is spent, so the page is warm again only when it is
+        // accessed again.
+        for &p in &warm {
+            self.state[p as usize] &= !HINT;
+            out.push(PageHeat { page: p, heat: 1 });
+        }
+    }
+
     fn slot_by_id(&self, node: NodeId) -> Option<usize> {
         self.nodes.iter().position(|n| n.cfg.id == node)
     }
@@ -906,7 +941,9 @@ impl Backend for Machine {
         }
     }
 
-    /// Drains the node's candidate queue: pages accessed twice in the last window.
+    /// Drains the node's candidate queue (pages accessed twice in the window, heat 2), then,
+    /// when that is fewer than `max`, adds pages accessed once (heat 1). A page reported
+    /// spends its hint bit: it is reported again only after new accesses.
     fn hottest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Page>>) {
         let Some(slot) = self.slot_by_id(node) else {
             return;
@@ -917,6 +954,9 @@ impl Backend for Machine {
             let i = p as usize;
             self.state[i] &= !QUEUED;
             if taken < max && (self.state[i] & SLOT) as usize == slot {
+                // Reported once: the hint bit is spent (the page is found again only when
+                // accessed again), so the heat-1 look below does not report it a second time.
+                self.state[i] &= !HINT;
                 out.push(PageHeat { page: p, heat: 2 });
                 taken += 1;
             }
@@ -924,6 +964,9 @@ impl Backend for Machine {
         let mut queue = queue;
         queue.clear();
         self.nodes[slot].hot = queue;
+        if taken < max {
+            self.warm(slot, max - taken, out);
+        }
     }
 
     fn move_pages(&mut self, pages: &[Page], to: NodeId, status: &mut Vec<MoveStatus>) {

@@ -491,6 +491,9 @@ struct Replayer<'a, O> {
     policy: PolicyName,
     interval_ns: u64,
     next_tick: u64,
+    /// The tracker's window, and when the current one ends (simulated ns).
+    window_ns: u64,
+    window_end: u64,
     samples: Vec<Sample>,
     next_sample: u64,
     last_fast: u64,
@@ -533,6 +536,8 @@ impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
             policy,
             interval_ns: s.policy.interval_ms.max(1) * 1_000_000,
             next_tick: s.policy.interval_ms.max(1) * 1_000_000,
+            window_ns: s.tracker.window_ms.max(1) * 1_000_000,
+            window_end: s.tracker.window_ms.max(1) * 1_000_000,
             samples: Vec::new(),
             next_sample: opts.sample_every,
             last_fast: 0,
@@ -573,7 +578,10 @@ impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
             let now = m.now_ns();
             if now >= self.next_tick {
                 t.tick(now, m);
-                m.end_window();
+                if now >= self.window_end {
+                    m.end_window();
+                    self.window_end = now + self.window_ns;
+                }
                 self.next_tick = now + self.interval_ns;
             }
         }

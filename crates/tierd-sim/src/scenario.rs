@@ -53,6 +53,9 @@ pub struct Scenario {
     /// Parameters of the `tierd` policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The simulated access tracker the `tierd` policy reads heat from.
+    #[serde(default)]
+    pub tracker: Tracker,
     /// The processes, each with its own pages and workload.
     pub process: Vec<ProcessSpec>,
 }
@@ -209,6 +212,29 @@ impl Default for Costs {
             migrate_overhead_ns: default_first_touch(),
             kernel_demotion_under_tierd: false,
         }
+    }
+}
+
+/// The simulated access tracker (a NUMA-hinting-fault-like bit per page).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracker {
+    /// How long a window is, milliseconds: a page accessed twice within one window is a
+    /// promotion candidate (heat 2), once is heat 1. The window ends at the first policy
+    /// tick at or after this long, so it is at least `policy.interval_ms`. A longer window
+    /// finds pages with a lower access rate; too long, and a scan whose pages come round
+    /// within it looks hot. Default 20.
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+}
+
+fn default_window_ms() -> u64 {
+    20
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker { window_ms: default_window_ms() }
     }
 }
 
@@ -472,6 +498,7 @@ impl Scenario {
         }
         self.policy.check().map_err(|e| format!("[policy]: {e}"))?;
         in_range("policy.interval_ms", self.policy.interval_ms, 1, MAX_INTERVAL_MS)?;
+        in_range("tracker.window_ms", self.tracker.window_ms, 1, MAX_INTERVAL_MS)?;
         self.check_costs()?;
         if self.policies.is_empty() {
             return Err("`policies` is empty".into());
