@@ -611,7 +611,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 let batch: Vec<P> = victims.drain(..n).collect();
                 let (moved, left) = self.place(b, up, batch, now_ns, stats);
                 stats.demoted += moved;
-                stats.failed += left.len() as u64;
+                // No room below for these yet: this round's promotions make some.
+                victims.splice(0..0, left);
             }
             let Some((free, goal)) = self.goal(b, to) else { return };
             // Never below the goal: promotions take only the room above the headroom, which
@@ -760,6 +761,81 @@ mod tests {
         }
         fn out_of_time(&self) -> bool {
             self.calls_left == Some(0)
+        }
+    }
+
+    /// A backend whose hot pages are seen once per window (heat 1): what fill is for.
+    struct Warm(Fake);
+
+    impl Backend for Warm {
+        type Page = u32;
+        fn page_size(&self) -> u64 {
+            self.0.page_size()
+        }
+        fn memory_nodes(&self) -> NodeMask {
+            self.0.memory_nodes()
+        }
+        fn node_memory(&self, node: NodeId) -> Option<NodeMemory> {
+            self.0.node_memory(node)
+        }
+        fn coldest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<u32>>) {
+            self.0.coldest(node, max, out);
+        }
+        fn hottest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<u32>>) {
+            self.0.hottest(node, max, out);
+            for h in out.iter_mut() {
+                h.heat = 1;
+            }
+        }
+        fn move_pages(&mut self, pages: &[u32], to: NodeId, status: &mut Vec<MoveStatus>) {
+            self.0.move_pages(pages, to, status);
+        }
+    }
+
+    #[test]
+    fn an_exchange_larger_than_the_lower_nodes_room_goes_in_rounds() {
+        let (topo, graph) = chain();
+        // 4000 pages a node: node 0 full of cold pages, node 1 holding 3000 hot ones. Node 1
+        // has room for a few hundred of node 0's victims at a time; each round's promotions
+        // make room for the next round's victims.
+        let mut on = vec![id(0); 4000];
+        on.extend(vec![id(1); 3000]);
+        let mut hot = vec![false; 4000];
+        hot.extend(vec![true; 3000]);
+        let mut b = Fake { on, hot, total: 4000, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        let s = p.tick(0, &mut b);
+        assert_eq!(s.promoted, 3000, "{s:?}");
+        assert_eq!(s.failed, 0, "{s:?}");
+        let m = b.node_memory(id(0)).unwrap();
+        assert!(m.free >= 3 + 400, "headroom kept: {m:?}");
+        let below = b.node_memory(id(1)).unwrap();
+        assert!(below.free >= 3, "node 1 above its high watermark: {below:?}");
+    }
+
+    #[test]
+    fn fill_takes_only_free_room_and_never_exchanges() {
+        let (topo, graph) = chain();
+        // Node 0: 50 cold pages of 100 (room 50 - goal 13 = 37); node 1: 60 warm pages.
+        let mut on = vec![id(0); 50];
+        on.extend(vec![id(1); 60]);
+        let mut hot = vec![false; 50];
+        hot.extend(vec![true; 60]);
+        for fill in [true, false] {
+            let fake = Fake {
+                on: on.clone(),
+                hot: hot.clone(),
+                total: 100,
+                moves: Vec::new(),
+                calls_left: None,
+            };
+            let mut b = Warm(fake);
+            let config = PolicyConfig { headroom_pct: 10.0, fill, ..PolicyConfig::default() };
+            let mut p = Tierd::new(config, &topo, &graph);
+            let s = p.tick(0, &mut b);
+            assert_eq!(s.demoted, 0, "fill {fill}: no exchange for heat 1: {s:?}");
+            assert_eq!(s.promoted, if fill { 37 } else { 0 }, "fill {fill}: {s:?}");
         }
     }
 
