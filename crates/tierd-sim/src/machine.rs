@@ -82,6 +82,8 @@ const SHADOW_SLOT_BITS: u32 = 3;
 const SHADOW_AGE_MASK: u32 = u32::MAX >> SHADOW_SLOT_BITS;
 /// `SWAP_CLUSTER_MAX`: the batch reclaim works in.
 const BATCH: u64 = 32;
+/// `DEF_PRIORITY`: reclaim's first priority (it scans `lru_size >> priority` pages a round).
+const DEF_PRIORITY: u32 = 12;
 /// Pages kswapd scans in the time of one workload access.
 const KSWAPD_SCAN_PER_ACCESS: u64 = 2;
 /// Hot-page candidates kept per node between two policy ticks.
@@ -825,7 +827,9 @@ impl Machine {
     /// - Anonymous pages cannot be reclaimed (no swap room and no demotion destination):
     ///   file only (`can_reclaim_anon_pages`).
     /// - File pages and free pages together below `high`: anonymous only (`file_is_tiny`).
-    /// - The inactive file list is not low: file only (`cache_trim_mode`).
+    /// - The inactive file list is not low and holds at least `1 << DEF_PRIORITY` pages (the
+    ///   kernel's `file >> sc->priority` at its first priority; the refaults that also make
+    ///   it deactivate file pages are not modelled): file only (`cache_trim_mode`).
     /// - Else `SCAN_FRACT`: each kind's list size times its priority, anon `swappiness`,
     ///   file `200 - swappiness` (the kernel also weighs the kinds by their recent refault
     ///   and rotation costs, `lru_note_cost`: not modelled, the costs are taken as equal).
@@ -843,7 +847,9 @@ impl Machine {
         if file + n.free <= n.cfg.wmarks[2] {
             return [1, 0];
         }
-        if n.lists[FILE + INACTIVE_LIST].len > 0 && !self.inactive_is_low(slot, FILE) {
+        if n.lists[FILE + INACTIVE_LIST].len >> DEF_PRIORITY > 0
+            && !self.inactive_is_low(slot, FILE)
+        {
             return [0, 1];
         }
         let anon = n.lists[INACTIVE_LIST].len + n.lists[ACTIVE_LIST].len;
@@ -1263,5 +1269,226 @@ impl Backend for Machine {
             status.push(Ok(to));
         }
         self.wake_kswapd(dest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine of `sizes` pages per node (watermarks 4/8/12 pages), node `k` demoting to
+    /// `k + 1`, with `procs` processes of `(pages, file, dirty fraction)` allocating on node 0
+    /// only, and `swap` pages of swap.
+    fn machine(sizes: &[u64], procs: &[(u32, bool, f64)], reclaim: Reclaim, swap: u64) -> Machine {
+        let nodes: Vec<NodeConfig> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &total)| NodeConfig {
+                id: NodeId::new(i).unwrap(),
+                total,
+                wmarks: [4, 8, 12],
+                latency_ns: 100,
+                bandwidth_mbps: 10_000,
+            })
+            .collect();
+        #[allow(clippy::cast_possible_truncation)]
+        let destinations =
+            (0..sizes.len()).map(|i| if i + 1 < sizes.len() { vec![i as u8 + 1] } else { vec![] });
+        let mut first = 0;
+        let processes = procs
+            .iter()
+            .map(|&(pages, file, dirty)| {
+                let p = ProcessConfig {
+                    first,
+                    end: first + pages,
+                    zonelist: vec![0],
+                    file,
+                    dirty_below: dirty_threshold(dirty),
+                };
+                first += pages;
+                p
+            })
+            .collect();
+        Machine::new(MachineConfig {
+            nodes,
+            destinations: destinations.collect(),
+            promotable: vec![false; sizes.len()],
+            processes,
+            page_size: 4096,
+            swap_pages: swap,
+            swap_fault_ns: 20_000,
+            first_touch_ns: 1000,
+            migrate_overhead_ns: 1000,
+            reclaim,
+            disk_read_ns: 100_000,
+            disk_write_ns: 50_000,
+            swappiness: 60,
+        })
+    }
+
+    /// `passes` sweeps over pages `range`, checking the invariants after each.
+    fn sweep(m: &mut Machine, range: std::ops::Range<Page>, passes: usize) {
+        let trace: Vec<Page> = range.collect();
+        for _ in 0..passes {
+            m.run(&trace);
+            m.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn reclaim_drops_clean_file_pages_without_swap() {
+        // No swap device at all: a 128-page file on a 64-page node still fits by dropping.
+        let mut m = machine(&[64], &[(128, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let c = &m.counters;
+        assert!(c.file_dropped >= 64, "{c:?}");
+        assert_eq!((c.swap_out, c.oom, c.disk_writes, m.swap_used()), (0, 0, 0, 0));
+        assert_eq!(c.disk_reads, 128);
+        assert_eq!(m.evicted_file_pages(), c.file_dropped);
+        assert_eq!(m.file_pages(0) + m.evicted_file_pages(), m.touched());
+    }
+
+    #[test]
+    fn dirty_file_pages_are_written_back_before_they_are_dropped() {
+        let mut m = machine(&[64], &[(128, true, 1.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let c = m.counters.clone();
+        assert!(c.file_dropped > 0);
+        assert_eq!(c.disk_writes, c.file_dropped, "every dropped page was dirty: {c:?}");
+        assert!((0..128).filter(|&p| m.slot_of(p).is_some()).all(|p| m.is_dirty(p)));
+        // A writeback costs 50 µs: background under kswapd, a stall in direct reclaim; a
+        // read 100 µs of stall.
+        assert!(c.background_ns + c.stall_ns >= c.disk_writes * 50_000 + c.disk_reads * 100_000);
+        // About a tenth dirty: some writes, fewer than the drops.
+        let mut m = machine(&[64], &[(1024, true, 0.1)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..1024, 1);
+        let c = &m.counters;
+        assert!(c.disk_writes > 0 && c.disk_writes * 4 < c.file_dropped, "{c:?}");
+    }
+
+    #[test]
+    fn a_refault_is_a_disk_read_charged_to_the_workload() {
+        let mut m = machine(&[64], &[(128, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let stall = m.counters.stall_ns;
+        sweep(&mut m, 0..128, 1);
+        let c = &m.counters;
+        assert!(c.refaults_file >= 64, "{c:?}");
+        assert_eq!(c.disk_reads, 128 + c.refaults_file);
+        assert_eq!(c.first_touch, 128);
+        // Each refault stalls for the read and the node's latency.
+        assert_eq!(c.stall_ns - stall, c.refaults_file * (100_000 + 100));
+        // Every access was served or faulted.
+        assert_eq!(m.accesses(), 256);
+    }
+
+    #[test]
+    fn file_pages_used_once_go_before_pages_used_twice() {
+        // 16 pages read twice, then a stream of 256 read once: reclaim drops the stream and
+        // keeps the pages used twice (they were activated; the active list stays smaller than
+        // the inactive one, so it is not aged).
+        let mut m = machine(&[64], &[(272, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..16, 2);
+        sweep(&mut m, 16..272, 1);
+        assert!((0..16).all(|p| m.slot_of(p) == Some(0)), "a page used twice was dropped");
+        assert!(m.counters.file_dropped >= 200);
+        assert_eq!(m.counters.refaults_file, 0);
+    }
+
+    #[test]
+    fn demotion_moves_file_pages_down_when_there_is_room() {
+        let mut m = machine(&[64, 256], &[(128, true, 0.5)], Reclaim::Demote, 0);
+        sweep(&mut m, 0..128, 2);
+        let c = &m.counters;
+        assert!(c.kernel_demoted >= 64, "{c:?}");
+        assert_eq!((c.file_dropped, c.refaults_file, c.disk_writes), (0, 0, 0));
+        assert_eq!(c.disk_reads, 128);
+        assert_eq!(m.file_pages(0) + m.file_pages(1), 128);
+        // Dirty pages stay dirty where they went.
+        assert!((0..128).filter(|&p| m.slot_of(p) == Some(1)).any(|p| m.is_dirty(p)));
+        // With no room below, the same machine drops them again.
+        let mut m = machine(&[64, 16], &[(128, true, 0.0)], Reclaim::Demote, 0);
+        sweep(&mut m, 0..128, 2);
+        assert!(m.counters.file_dropped > 0 && m.counters.refaults_file > 0);
+    }
+
+    /// 40 anonymous and 40 file pages, all hot (touched in turn, again and again) on a node of
+    /// 64: the file pages are active, the inactive file list is low, so reclaim balances the
+    /// two kinds by swappiness (no `cache_trim_mode`).
+    fn anon_then_file(swappiness: u64) -> Machine {
+        let mut m = machine(&[64], &[(40, false, 0.0), (40, true, 0.0)], Reclaim::Swap, 1024);
+        m.swappiness = swappiness;
+        let trace: Vec<Page> = (0..40).flat_map(|p| [p, p + 40]).collect();
+        for _ in 0..8 {
+            m.run(&trace);
+            m.check().unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn swappiness_zero_reclaims_file_pages_and_keeps_anon_ones() {
+        let m = anon_then_file(0);
+        assert_eq!(m.counters.swap_out, 0, "{:?}", m.counters);
+        assert!(m.counters.file_dropped > 0);
+        // At 200 the anonymous pages are reclaimed as well.
+        let m = anon_then_file(200);
+        assert!(m.counters.swap_out > 0, "{:?}", m.counters);
+    }
+
+    #[test]
+    fn no_swap_means_file_pages_only() {
+        let mut m = machine(&[64], &[(48, false, 0.0), (128, true, 0.0)], Reclaim::Swap, 0);
+        m.swappiness = 200;
+        sweep(&mut m, 0..48, 2);
+        sweep(&mut m, 48..176, 2);
+        assert_eq!((m.counters.swap_out, m.counters.oom), (0, 0));
+        assert!((0..48).all(|p| m.slot_of(p) == Some(0)));
+    }
+
+    #[test]
+    fn an_idle_file_process_changes_nothing_for_anonymous_pages() {
+        // The same anonymous sweep, with and without an untouched file-backed process beside.
+        for reclaim in [Reclaim::Swap, Reclaim::Demote] {
+            let mut a = machine(&[64, 32], &[(160, false, 0.0)], reclaim, 1024);
+            let mut b = machine(&[64, 32], &[(160, false, 0.0), (64, true, 0.5)], reclaim, 1024);
+            sweep(&mut a, 0..160, 3);
+            sweep(&mut b, 0..160, 3);
+            assert!(a.counters.swap_out > 0);
+            assert_eq!(a.counters, b.counters, "{reclaim:?}");
+            assert!((0..160).all(|p| a.slot_of(p) == b.slot_of(p)));
+        }
+    }
+
+    #[test]
+    fn the_backend_finds_and_moves_file_pages() {
+        let mut m = machine(&[256, 256], &[(64, false, 0.0), (64, true, 1.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let mut cold = Vec::new();
+        let node = |n| NodeId::new(n).unwrap();
+        m.coldest(node(0), 1000, &mut cold);
+        m.check().unwrap();
+        let pages: Vec<Page> = cold.iter().map(|h| h.page).collect();
+        assert!(pages.iter().any(|&p| p < 64) && pages.iter().any(|&p| p >= 64), "{pages:?}");
+        let mut status = Vec::new();
+        m.move_pages(&pages, node(1), &mut status);
+        assert!(status.iter().all(Result::is_ok));
+        m.check().unwrap();
+        assert_eq!(m.file_pages(1), pages.iter().filter(|&&p| p >= 64).count() as u64);
+        assert!((64..128).filter(|&p| m.slot_of(p) == Some(1)).all(|p| m.is_dirty(p)));
+    }
+
+    #[test]
+    fn the_check_sees_a_file_page_on_an_anonymous_list() {
+        let mut m = machine(&[256], &[(64, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..64, 1);
+        let p = m.tail(0, FILE + INACTIVE_LIST).unwrap();
+        m.unlink(p, 0, FILE + INACTIVE_LIST);
+        m.push_head(p, 0, INACTIVE_LIST);
+        assert!(m.check().unwrap_err().contains("list 0"), "{:?}", m.check());
+        let mut m = machine(&[256], &[(64, true, 0.0)], Reclaim::Swap, 0);
+        m.run(&[0]);
+        m.set_dirty(1, true);
+        assert!(m.check().unwrap_err().contains("dirty"));
     }
 }
