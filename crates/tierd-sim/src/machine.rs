@@ -1,5 +1,6 @@
 //! The simulated machine: nodes, pages, per-node LRU lists, the allocator, kswapd and
-//! direct reclaim, a swap device, and the [`Backend`] the `tierd` policy acts through.
+//! direct reclaim, a swap device, the page cache of file-backed processes, and the
+//! [`Backend`] the `tierd` policy acts through.
 //!
 //! # Layout
 //! Speed comes from memory layout. The only per-access state is one byte per page
@@ -45,6 +46,55 @@
 //! - kswapd, once woken, runs beside the workload until the node is back above `high`,
 //!   scanning a fixed number of pages per workload access; its time is not charged to the
 //!   workload. Direct reclaim scans up to a whole trip around the lists at once.
+//!
+//! # The page cache (file-backed processes)
+//! A process is anonymous or file-backed as a whole ([`ProcessConfig::file`]): the kind is
+//! per process, not per page, so the hot loop is the same for both and an anonymous-only run
+//! does exactly what it did before file pages existed. The page-cache state lives off the
+//! hot path: a dirty bitmap (one bit per page, allocated only when some process is
+//! file-backed), the shadow entry of an evicted page in its unused `pos` slot, and the
+//! node's `nonresident_age`. The model is that of buffered I/O (`read`/`pwrite`, as a
+//! database without `O_DIRECT` does), not of `mmap`:
+//! - Each node has four LRU lists, anonymous and file × inactive and active.
+//! - A page-cache miss (first read, or a refault after reclaim dropped the page) reads the
+//!   page from disk: `disk_read_ns` of stall, counted in `disk_reads` (and `refaults_file`
+//!   for a refault; a first read also counts as a first touch). The new page goes to the
+//!   inactive file list with `PG_referenced` set and the young bit clear, as `filemap_read`
+//!   marks a new folio accessed. So a page used once is dropped at reclaim's first look
+//!   (`folio_check_references`: old, referenced, clean: `FOLIOREF_RECLAIM_CLEAN`) and a page
+//!   accessed again before reclaim reaches it is activated (the second `folio_mark_accessed`,
+//!   applied when reclaim finds it rather than at the access, which would cost per-access
+//!   work). Deactivation from the active file list is as for anonymous pages.
+//! - Workingset detection (mm/workingset.c): eviction stores a shadow entry (node slot and
+//!   the node's `nonresident_age`, which every eviction and file activation advances); a
+//!   refault whose distance (the age since) is at most the node's workingset (active file
+//!   pages, plus all anonymous pages while swap has room: `workingset_test_recent`) goes
+//!   straight to the active list (`workingset_activations`). Not modelled: the memcg side,
+//!   `PG_workingset` and its effect on the refault cost balance, shadow-node shrinking.
+//! - Dirty pages: a fixed hash of the page's index in its file picks the
+//!   `dirty_fraction` of pages the process writes; such a page is dirtied when read in. An
+//!   old dirty page that is still `PG_referenced` is kept (`FOLIOREF_RECLAIM_CLEAN` defers
+//!   it); else reclaim writes it back (`disk_writes`, `disk_write_ns`) and drops it, as when
+//!   `folio_end_writeback` rotates it to the inactive tail for reclaim to take. Writeback time
+//!   is background (the flusher's) under kswapd, and a stall in direct reclaim (throttled on
+//!   writeback, `VMSCAN_THROTTLE_WRITEBACK`). Not modelled: re-dirtying of a resident page
+//!   after its writeback and the flusher's periodic writeback (both need per-access work),
+//!   `dirty_ratio` throttling, readahead, disk queueing or bandwidth.
+//! - Reclaim balances the kinds per pass as `get_scan_count` does (see `scan_weights`): no
+//!   file pages, anonymous only; anonymous pages not reclaimable (no swap room, no demotion
+//!   destination), file only; file pages tiny, anonymous only; a large inactive file list
+//!   that is not low, file only (`cache_trim_mode`); else in proportion to list size times
+//!   `swappiness` (anon) and `200 - swappiness` (file), the refault and rotation costs taken
+//!   as equal. Each step scans the kind furthest behind its share.
+//! - Eviction of a file page: with [`Reclaim::Demote`] it is demoted like any folio
+//!   (`demote_folio_list`), dirty or clean, when a destination has room; else dropped (no
+//!   swap slot), after writeback if dirty.
+//! - [`Backend::coldest`] walks the anonymous and file inactive lists in turn, and
+//!   [`Backend::move_pages`] moves file pages like anonymous ones, as a whole-host mover such
+//!   as DAMOS `migrate_cold`/`migrate_hot` on physical addresses would; a dirty page stays
+//!   dirty where it goes. On an anonymous-only machine both do exactly what they did before.
+//! - An OOM-killed file-backed process loses its page-cache pages too (on Linux they would
+//!   stay cached after the exit).
 
 use std::collections::VecDeque;
 

@@ -12,7 +12,7 @@ use tierd_core::{NodeId, NodeMask, PathGraph, Topology};
 
 use crate::bounds;
 use crate::machine::{Machine, MachineConfig, NodeConfig, ProcessConfig, Reclaim, dirty_threshold};
-use crate::scenario::{MemoryKind, Paths, PolicyName, Scenario};
+use crate::scenario::{MemoryKind, Paths, PolicyName, ProcessSpec, Scenario};
 use crate::workload::{self, Trace};
 
 /// Accesses replayed between two looks at the clock (policy ticks, samples, checks).
@@ -129,6 +129,13 @@ fn parse_chain(text: &str, nodes: usize) -> Result<PathGraph, String> {
     Ok(graph)
 }
 
+/// The machine's view of process `p`, on pages `first..end`.
+fn process_config(p: &ProcessSpec, first: u32, end: u32, zonelist: Vec<u8>) -> ProcessConfig {
+    let file = p.memory == MemoryKind::File;
+    let dirty_below = dirty_threshold(p.dirty_fraction.unwrap_or(0.0));
+    ProcessConfig { first, end, zonelist, file, dirty_below }
+}
+
 impl Setup {
     /// Builds the machine of `s`.
     pub fn new(s: &Scenario) -> Result<Setup, SimError> {
@@ -213,9 +220,7 @@ impl Setup {
             zonelist.sort_by_key(|m| (dist[home * n + m], *m));
             #[allow(clippy::cast_possible_truncation)]
             let zonelist = zonelist.into_iter().map(|m| m as u8).collect();
-            let file = p.memory == MemoryKind::File;
-            let dirty_below = dirty_threshold(p.dirty_fraction.unwrap_or(0.0));
-            processes.push(ProcessConfig { first, end, zonelist, file, dirty_below });
+            processes.push(process_config(p, first, end, zonelist));
             first = end;
         }
         let machine = MachineConfig {
@@ -921,6 +926,7 @@ enum Part {
 }
 
 /// What a part produced.
+#[allow(clippy::large_enum_variant)] // one per part of a run, moved once
 enum Outcome {
     Bounds(Result<Bounds, SimError>, f64),
     Policy(Result<PolicyResult, SimError>),

@@ -784,6 +784,40 @@ mod tests {
     }
 
     #[test]
+    fn page_cache_fields_are_checked() {
+        let file = "[[process]]\nname = \"service\"\nbind = \"0\"\nmemory = \"file\"";
+        assert!(with("[[process]]\nname = \"service\"\nbind = \"0\"", file).is_ok());
+        for (from, to, want) in [
+            (
+                "memory = \"file\"",
+                "memory = \"file\"\ndirty_fraction = 1.5",
+                "dirty_fraction = 1.5",
+            ),
+            (
+                "memory = \"file\"",
+                "memory = \"anon\"\ndirty_fraction = 0.5",
+                "needs memory = \"file\"",
+            ),
+            ("memory = \"file\"", "memory = \"shm\"", "unknown variant `shm`"),
+        ] {
+            let err =
+                with("[[process]]\nname = \"service\"\nbind = \"0\"", &file.replace(from, to))
+                    .unwrap_err();
+            assert!(err.contains(want), "{to}: {err}");
+        }
+        for (table, want) in [
+            ("[reclaim]\nswappiness = 201", "reclaim.swappiness = 201: allowed 0 to 200"),
+            ("[disk]\nread_us = 2000000", "disk.read_us = 2000000: allowed 0 to 1000000"),
+            ("[disk]\nwrite_us = 2000000", "disk.write_us"),
+            ("[disk]\nread_ms = 1", "read_ms"),
+            ("[reclaim]\nswapiness = 1", "swapiness"),
+        ] {
+            let err = with("[costs]", &format!("{table}\n[costs]")).unwrap_err();
+            assert!(err.contains(want), "{table}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let text = DEFAULT_SCENARIO.replace("seed = ", "colour = 3\nseed = ");
         let err = Scenario::from_toml(&text).unwrap_err().to_string();
