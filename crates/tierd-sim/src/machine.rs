@@ -1,5 +1,6 @@
 //! The simulated machine: nodes, pages, per-node LRU lists, the allocator, kswapd and
-//! direct reclaim, a swap device, and the [`Backend`] the `tierd` policy acts through.
+//! direct reclaim, a swap device, the page cache of file-backed processes, and the
+//! [`Backend`] the `tierd` policy acts through.
 //!
 //! # Layout
 //! Speed comes from memory layout. The only per-access state is one byte per page
@@ -45,6 +46,55 @@
 //! - kswapd, once woken, runs beside the workload until the node is back above `high`,
 //!   scanning a fixed number of pages per workload access; its time is not charged to the
 //!   workload. Direct reclaim scans up to a whole trip around the lists at once.
+//!
+//! # The page cache (file-backed processes)
+//! A process is anonymous or file-backed as a whole ([`ProcessConfig::file`]): the kind is
+//! per process, not per page, so the hot loop is the same for both and an anonymous-only run
+//! does exactly what it did before file pages existed. The page-cache state lives off the
+//! hot path: a dirty bitmap (one bit per page, allocated only when some process is
+//! file-backed), the shadow entry of an evicted page in its unused `pos` slot, and the
+//! node's `nonresident_age`. The model is that of buffered I/O (`read`/`pwrite`, as a
+//! database without `O_DIRECT` does), not of `mmap`:
+//! - Each node has four LRU lists, anonymous and file × inactive and active.
+//! - A page-cache miss (first read, or a refault after reclaim dropped the page) reads the
+//!   page from disk: `disk_read_ns` of stall, counted in `disk_reads` (and `refaults_file`
+//!   for a refault; a first read also counts as a first touch). The new page goes to the
+//!   inactive file list with `PG_referenced` set and the young bit clear, as `filemap_read`
+//!   marks a new folio accessed. So a page used once is dropped at reclaim's first look
+//!   (`folio_check_references`: old, referenced, clean: `FOLIOREF_RECLAIM_CLEAN`) and a page
+//!   accessed again before reclaim reaches it is activated (the second `folio_mark_accessed`,
+//!   applied when reclaim finds it rather than at the access, which would cost per-access
+//!   work). Deactivation from the active file list is as for anonymous pages.
+//! - Workingset detection (mm/workingset.c): eviction stores a shadow entry (node slot and
+//!   the node's `nonresident_age`, which every eviction and file activation advances); a
+//!   refault whose distance (the age since) is at most the node's workingset (active file
+//!   pages, plus all anonymous pages while swap has room: `workingset_test_recent`) goes
+//!   straight to the active list (`workingset_activations`). Not modelled: the memcg side,
+//!   `PG_workingset` and its effect on the refault cost balance, shadow-node shrinking.
+//! - Dirty pages: a fixed hash of the page's index in its file picks the
+//!   `dirty_fraction` of pages the process writes; such a page is dirtied when read in. An
+//!   old dirty page that is still `PG_referenced` is kept (`FOLIOREF_RECLAIM_CLEAN` defers
+//!   it); else reclaim writes it back (`disk_writes`, `disk_write_ns`) and drops it, as when
+//!   `folio_end_writeback` rotates it to the inactive tail for reclaim to take. Writeback time
+//!   is background (the flusher's) under kswapd, and a stall in direct reclaim (throttled on
+//!   writeback, `VMSCAN_THROTTLE_WRITEBACK`). Not modelled: re-dirtying of a resident page
+//!   after its writeback and the flusher's periodic writeback (both need per-access work),
+//!   `dirty_ratio` throttling, readahead, disk queueing or bandwidth.
+//! - Reclaim balances the kinds per pass as `get_scan_count` does (see `scan_weights`): no
+//!   file pages, anonymous only; anonymous pages not reclaimable (no swap room, no demotion
+//!   destination), file only; file pages tiny, anonymous only; a large inactive file list
+//!   that is not low, file only (`cache_trim_mode`); else in proportion to list size times
+//!   `swappiness` (anon) and `200 - swappiness` (file), the refault and rotation costs taken
+//!   as equal. Each step scans the kind furthest behind its share.
+//! - Eviction of a file page: with [`Reclaim::Demote`] it is demoted like any folio
+//!   (`demote_folio_list`), dirty or clean, when a destination has room; else dropped (no
+//!   swap slot), after writeback if dirty.
+//! - [`Backend::coldest`] walks the anonymous and file inactive lists in turn, and
+//!   [`Backend::move_pages`] moves file pages like anonymous ones, as a whole-host mover such
+//!   as DAMOS `migrate_cold`/`migrate_hot` on physical addresses would; a dirty page stays
+//!   dirty where it goes. On an anonymous-only machine both do exactly what they did before.
+//! - An OOM-killed file-backed process loses its page-cache pages too (on Linux they would
+//!   stay cached after the exit).
 
 use std::collections::VecDeque;
 
@@ -64,7 +114,9 @@ const NOT_RESIDENT: u8 = 7;
 const YOUNG: u8 = 1 << 3;
 const HINT: u8 = 1 << 4;
 const ACTIVE: u8 = 1 << 5;
-/// For a page that is not resident: it is on the swap device (else it was never touched).
+/// For a page that is not resident: an anonymous page is on the swap device, a file page
+/// was in the page cache and its shadow entry (in `pos`) says when it was evicted; else the
+/// page was never touched.
 const SWAPPED: u8 = 1 << 6;
 /// For a resident page: `PG_referenced`, set when reclaim found it young once.
 const REFERENCED: u8 = 1 << 6;
@@ -72,8 +124,16 @@ const QUEUED: u8 = 1 << 7;
 
 const INACTIVE_LIST: usize = 0;
 const ACTIVE_LIST: usize = 1;
+/// The file lists' indices are the anonymous ones plus this (`lists[FILE + INACTIVE_LIST]`).
+const FILE: usize = 2;
+/// Bits of a shadow entry (in `pos`) that hold the node slot; the eviction age is above them.
+const SHADOW_SLOT_BITS: u32 = 3;
+/// The eviction ages a shadow entry keeps (refault distances are taken modulo this).
+const SHADOW_AGE_MASK: u32 = u32::MAX >> SHADOW_SLOT_BITS;
 /// `SWAP_CLUSTER_MAX`: the batch reclaim works in.
 const BATCH: u64 = 32;
+/// `DEF_PRIORITY`: reclaim's first priority (it scans `lru_size >> priority` pages a round).
+const DEF_PRIORITY: u32 = 12;
 /// Pages kswapd scans in the time of one workload access.
 const KSWAPD_SCAN_PER_ACCESS: u64 = 2;
 /// Hot-page candidates kept per node between two policy ticks.
@@ -116,6 +176,28 @@ pub struct ProcessConfig {
     pub end: Page,
     /// Node slots to allocate from, in order (allowed nodes by distance from the CPU).
     pub zonelist: Vec<u8>,
+    /// Its pages are a file's, in the page cache (else anonymous).
+    pub file: bool,
+    /// For a file: a page is written (dirtied when read in) when the hash of its index in
+    /// the file, 32 bits, is below this (0: none, 2^32: all). See [`dirty_threshold`].
+    pub dirty_below: u64,
+}
+
+/// The [`ProcessConfig::dirty_below`] of a dirty fraction in `0.0..=1.0`.
+pub fn dirty_threshold(fraction: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 0..=2^32
+    let t = (fraction.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
+    t
+}
+
+/// Whether page `index` of a file is among those written, for `dirty_below`: the top half
+/// of a fixed 64-bit mix (splitmix64's finaliser) of the index.
+fn is_written(index: u64, dirty_below: u64) -> bool {
+    let mut z = index.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 32) < dirty_below
 }
 
 /// Everything the machine needs.
@@ -141,6 +223,13 @@ pub struct MachineConfig {
     pub migrate_overhead_ns: u64,
     /// What kernel reclaim does.
     pub reclaim: Reclaim,
+    /// Cost of reading one file page from disk, ns (a stall of the workload).
+    pub disk_read_ns: u64,
+    /// Cost of writing one dirty file page back, ns (background, or a stall in direct
+    /// reclaim).
+    pub disk_write_ns: u64,
+    /// `vm.swappiness`, 0..=200.
+    pub swappiness: u64,
 }
 
 /// Counters of one run.
@@ -178,6 +267,16 @@ pub struct Counters {
     pub stall_ns: u64,
     /// Background time (kswapd and policy migrations), ns.
     pub background_ns: u64,
+    /// File pages read from disk (first reads and refaults).
+    pub disk_reads: u64,
+    /// Dirty file pages written back by reclaim.
+    pub disk_writes: u64,
+    /// File pages read again after reclaim dropped them.
+    pub refaults_file: u64,
+    /// Refaults whose distance was within the workingset, activated at once.
+    pub workingset_activations: u64,
+    /// File pages reclaim dropped from the page cache.
+    pub file_dropped: u64,
 }
 
 /// One LRU list, as a queue of pages: the tail (oldest) at the front, the head at the back.
@@ -204,13 +303,15 @@ impl List {
     }
 
     /// Whether `page`, found at absolute index `at` of list `list` of `slot`, is live there.
+    /// (A page is only ever pushed onto the lists of its own kind, anonymous or file, so the
+    /// active bit tells the two lists of a kind apart.)
     #[inline]
     fn live(state: &[u8], pos: &[u32], page: Page, at: u64, slot: usize, list: usize) -> bool {
         let i = page as usize;
         let s = state[i];
         #[allow(clippy::cast_possible_truncation)] // indices compare modulo 2^32, see `pos`
         let at = at as u32;
-        (s & SLOT) as usize == slot && usize::from(s & ACTIVE != 0) == list && pos[i] == at
+        (s & SLOT) as usize == slot && usize::from(s & ACTIVE != 0) == list & 1 && pos[i] == at
     }
 }
 
@@ -218,7 +319,11 @@ impl List {
 struct Node {
     cfg: NodeConfig,
     free: u64,
-    lists: [List; 2],
+    /// Anonymous inactive and active, file inactive and active.
+    lists: [List; 4],
+    /// `nonresident_age` (mm/workingset.c): evictions and activations so far, the clock of
+    /// shadow entries.
+    nonresident_age: u32,
     hot: Vec<Page>,
     /// ns to migrate one page out of or into this node.
     copy_ns: u64,
@@ -229,8 +334,18 @@ struct Node {
 pub struct Machine {
     state: Vec<u8>,
     /// Per resident page, the absolute index of its entry in its list's queue, modulo 2^32
-    /// (a queue never holds 2^32 entries, so live indices never collide).
+    /// (a queue never holds 2^32 entries, so live indices never collide). Per file page
+    /// evicted from the page cache, its shadow entry: the node slot in the low
+    /// [`SHADOW_SLOT_BITS`], the node's `nonresident_age` at eviction above them.
     pos: Vec<u32>,
+    /// One bit per page: a resident file page that is dirty. Empty when no process is
+    /// file-backed.
+    dirty: Vec<u64>,
+    /// Some process is file-backed (else every page is anonymous and the file lists empty).
+    has_file: bool,
+    disk_read_ns: u64,
+    disk_write_ns: u64,
+    swappiness: u64,
     nodes: Vec<Node>,
     destinations: Vec<Vec<u8>>,
     promotable_mask: u8,
@@ -276,7 +391,8 @@ impl Machine {
             .iter()
             .map(|n| Node {
                 free: n.total,
-                lists: [List::new(), List::new()],
+                lists: [List::new(), List::new(), List::new(), List::new()],
+                nonresident_age: 0,
                 hot: Vec::new(),
                 copy_ns: cfg.page_size * 1000 / min_bw(n.bandwidth_mbps),
                 cfg: n.clone(),
@@ -288,9 +404,15 @@ impl Machine {
                 promotable_mask |= 1 << slot;
             }
         }
+        let has_file = cfg.processes.iter().any(|p| p.file);
         Machine {
             state: vec![NOT_RESIDENT; pages],
             pos: vec![NONE; pages],
+            dirty: if has_file { vec![0; pages.div_ceil(64)] } else { Vec::new() },
+            has_file,
+            disk_read_ns: cfg.disk_read_ns,
+            disk_write_ns: cfg.disk_write_ns,
+            swappiness: cfg.swappiness.min(200),
             nodes,
             destinations: cfg.destinations,
             promotable_mask,
@@ -310,9 +432,10 @@ impl Machine {
         }
     }
 
-    /// Bytes of simulator state per page: the hot byte, the page's index in its list and
-    /// its list entry (plus, between two compactions, up to one more entry per page and
-    /// 4096 per list for pages moved off a list's middle).
+    /// Bytes of simulator state per page: the hot byte, the page's index in its list (or a
+    /// file page's shadow entry) and its list entry (plus, between two compactions, up to
+    /// one more entry per page and 4096 per list for pages moved off a list's middle; and,
+    /// when some process is file-backed, one dirty bit per page).
     pub const BYTES_PER_PAGE: usize = 1 + 2 * std::mem::size_of::<u32>();
 
     /// Number of pages.
@@ -343,6 +466,49 @@ impl Machine {
     /// Pages on the swap device.
     pub fn swap_used(&self) -> u64 {
         self.swap_used
+    }
+
+    /// File pages resident on `slot` (both file lists).
+    pub fn file_pages(&self, slot: usize) -> u64 {
+        let l = &self.nodes[slot].lists;
+        l[FILE + INACTIVE_LIST].len + l[FILE + ACTIVE_LIST].len
+    }
+
+    /// File pages reclaim dropped from the page cache and not read again since (each has a
+    /// shadow entry).
+    pub fn evicted_file_pages(&self) -> u64 {
+        self.processes
+            .iter()
+            .filter(|p| p.file)
+            .flat_map(|p| p.first..p.end)
+            .filter(|&p| self.state[p as usize] & (SLOT | SWAPPED) == NOT_RESIDENT | SWAPPED)
+            .count() as u64
+    }
+
+    /// Whether `page` is a file page (of a file-backed process).
+    pub fn is_file(&self, page: Page) -> bool {
+        self.has_file && self.processes[self.process_of(page)].file
+    }
+
+    /// The offset of `page`'s kind in `lists`: 0 (anonymous) or [`FILE`].
+    fn kind(&self, page: Page) -> usize {
+        if self.is_file(page) { FILE } else { 0 }
+    }
+
+    /// Whether resident file page `page` is dirty.
+    pub fn is_dirty(&self, page: Page) -> bool {
+        let i = page as usize;
+        self.dirty.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
+    }
+
+    fn set_dirty(&mut self, page: Page, dirty: bool) {
+        let i = page as usize;
+        let bit = 1u64 << (i % 64);
+        if dirty {
+            self.dirty[i / 64] |= bit;
+        } else if let Some(w) = self.dirty.get_mut(i / 64) {
+            *w &= !bit;
+        }
     }
 
     /// The node slot `page` is on, if resident.
@@ -433,11 +599,17 @@ impl Machine {
             self.counters.killed_accesses += 1;
             return;
         }
+        // A file page's shadow entry, read before reclaim runs for the allocation.
+        let shadow = self.pos[i];
         let Some(slot) = self.allocate(proc) else {
             self.counters.oom += 1;
             self.oom_kill(proc);
             return;
         };
+        if self.processes[proc].file {
+            self.file_fault(p, proc, slot, swapped.then_some(shadow));
+            return;
+        }
         let c = &mut self.counters;
         if swapped {
             c.swap_in += 1;
@@ -455,19 +627,78 @@ impl Machine {
         self.push_head(p, slot as usize, INACTIVE_LIST);
     }
 
+    /// A page-cache miss on file page `p` of process `proc`, for which `slot` has a free page:
+    /// the page is read from disk (the workload stalls for it) and added to the inactive file
+    /// list with `PG_referenced` set and its young bit clear, as `filemap_read` adds a new
+    /// folio and marks it accessed: one more access before reclaim reaches it activates it,
+    /// none lets reclaim drop it at its first look (used once). A refault (`shadow`: the page
+    /// was evicted) whose refault distance, the evictions and activations on its node since,
+    /// is within the workingset (active file pages, plus all anonymous ones while swap has
+    /// room: `workingset_test_recent`) goes straight to the active list.
+    #[cold]
+    fn file_fault(&mut self, p: Page, proc: usize, slot: u8, shadow: Option<u32>) {
+        let i = p as usize;
+        let c = &mut self.counters;
+        c.disk_reads += 1;
+        c.stall_ns = c
+            .stall_ns
+            .saturating_add(self.disk_read_ns)
+            .saturating_add(self.nodes[slot as usize].cfg.latency_ns);
+        let mut flag = 0;
+        if let Some(shadow) = shadow {
+            c.refaults_file += 1;
+            if self.refault_is_recent(shadow) {
+                self.counters.workingset_activations += 1;
+                let n = &mut self.nodes[slot as usize];
+                n.nonresident_age = n.nonresident_age.wrapping_add(1);
+                flag = ACTIVE;
+            }
+        } else {
+            c.first_touch += 1;
+        }
+        let pr = &self.processes[proc];
+        if is_written(u64::from(p - pr.first), pr.dirty_below) {
+            self.set_dirty(p, true);
+        }
+        self.state[i] = slot | HINT | REFERENCED | flag | (self.state[i] & QUEUED);
+        let list = if flag == 0 { INACTIVE_LIST } else { ACTIVE_LIST };
+        self.push_head(p, slot as usize, FILE + list);
+    }
+
+    /// `workingset_test_recent`: whether a refault's distance is within the workingset size of
+    /// the node it was evicted from.
+    fn refault_is_recent(&self, shadow: u32) -> bool {
+        let slot = (shadow & ((1 << SHADOW_SLOT_BITS) - 1)) as usize;
+        let Some(n) = self.nodes.get(slot) else {
+            return false;
+        };
+        let distance = (n.nonresident_age & SHADOW_AGE_MASK)
+            .wrapping_sub(shadow >> SHADOW_SLOT_BITS)
+            & SHADOW_AGE_MASK;
+        let mut workingset = n.lists[FILE + ACTIVE_LIST].len;
+        if self.swap_used < self.swap_pages {
+            workingset += n.lists[ACTIVE_LIST].len + n.lists[INACTIVE_LIST].len;
+        }
+        u64::from(distance) <= workingset
+    }
+
     /// The OOM killer (`out_of_memory` with `oom_kill_allocating_task`): ends process
     /// `proc` and frees its pages and its swap slots, as the exit of a killed task does.
     #[cold]
     fn oom_kill(&mut self, proc: usize) {
-        let ProcessConfig { first, end, .. } = self.processes[proc];
+        let ProcessConfig { first, end, file, .. } = self.processes[proc];
+        let kind = if file { FILE } else { 0 };
         for p in first..end {
             let i = p as usize;
             let s = self.state[i];
             let slot = s & SLOT;
             if slot != NOT_RESIDENT {
-                self.unlink(p, slot as usize, usize::from(s & ACTIVE != 0));
+                self.unlink(p, slot as usize, kind + usize::from(s & ACTIVE != 0));
                 self.nodes[slot as usize].free += 1;
-            } else if s & SWAPPED != 0 {
+                if file {
+                    self.set_dirty(p, false);
+                }
+            } else if s & SWAPPED != 0 && !file {
                 self.swap_used -= 1;
             }
             // A page still in a hot queue keeps its mark until the queue is drained.
@@ -573,62 +804,110 @@ impl Machine {
     /// Accesses replayed so far (served and faulted).
     fn accesses(&self) -> u64 {
         let c = &self.counters;
-        c.served.iter().sum::<u64>() + c.first_touch + c.swap_in + c.oom
+        c.served.iter().sum::<u64>() + c.first_touch + c.swap_in + c.refaults_file + c.oom
     }
 
-    /// `inactive_is_low` for anonymous pages.
-    fn inactive_is_low(&self, slot: usize) -> bool {
+    /// `inactive_is_low` for the lists of `kind` (0: anonymous, [`FILE`]).
+    fn inactive_is_low(&self, slot: usize, kind: usize) -> bool {
         let [inactive, active] =
-            [INACTIVE_LIST, ACTIVE_LIST].map(|l| self.nodes[slot].lists[l].len);
+            [INACTIVE_LIST, ACTIVE_LIST].map(|l| self.nodes[slot].lists[kind + l].len);
         let gb = ((inactive + active) * self.page_size) >> 30;
         let ratio = if gb == 0 { 1 } else { int_sqrt(10 * gb) };
         inactive * ratio < active
     }
 
-    /// `shrink_active_list`: moves up to `nr` pages from the active tail to the inactive
-    /// head, clearing their young bits.
-    fn age_active(&mut self, slot: usize, nr: u64) {
+    /// `shrink_active_list`: moves up to `nr` pages from the active tail of `kind` to its
+    /// inactive head, clearing their young bits (anonymous and file pages alike: only
+    /// executable file pages, not modelled, are kept active when referenced).
+    fn age_active(&mut self, slot: usize, kind: usize, nr: u64) {
         for _ in 0..nr {
-            let Some(p) = self.tail(slot, ACTIVE_LIST) else {
+            let Some(p) = self.tail(slot, kind + ACTIVE_LIST) else {
                 return;
             };
-            self.unlink(p, slot, ACTIVE_LIST);
+            self.unlink(p, slot, kind + ACTIVE_LIST);
             self.state[p as usize] &= !(YOUNG | ACTIVE);
-            self.push_head(p, slot, INACTIVE_LIST);
+            self.push_head(p, slot, kind + INACTIVE_LIST);
         }
     }
 
-    /// The next page to consider at the inactive tail, aging the active list as needed; `None`
-    /// when the node has no pages.
-    fn inactive_tail(&mut self, slot: usize) -> Option<Page> {
-        if self.inactive_is_low(slot) {
-            self.age_active(slot, BATCH);
+    /// The next page to consider at the inactive tail of `kind`, aging its active list as
+    /// needed; `None` when the node has no pages of that kind.
+    fn inactive_tail(&mut self, slot: usize, kind: usize) -> Option<Page> {
+        if self.inactive_is_low(slot, kind) {
+            self.age_active(slot, kind, BATCH);
         }
-        if let Some(p) = self.tail(slot, INACTIVE_LIST) {
+        if let Some(p) = self.tail(slot, kind + INACTIVE_LIST) {
             return Some(p);
         }
-        self.age_active(slot, BATCH);
-        self.tail(slot, INACTIVE_LIST)
+        self.age_active(slot, kind, BATCH);
+        self.tail(slot, kind + INACTIVE_LIST)
     }
 
-    /// `folio_check_references` on the inactive tail page `p`: returns true when the page was
-    /// young and has been activated or rotated (it stays), false when it is old (reclaimable).
-    fn check_references(&mut self, p: Page, slot: usize) -> bool {
+    /// `folio_check_references` on the inactive tail page `p` of `kind`: returns true when
+    /// the page stays (it was young and has been activated or rotated; or, a file page, it is
+    /// dirty and was referenced: `FOLIOREF_RECLAIM_CLEAN` keeps it for now), false when it is
+    /// old (reclaimable).
+    fn check_references(&mut self, p: Page, slot: usize, kind: usize) -> bool {
         let i = p as usize;
         let s = self.state[i];
         if s & YOUNG == 0 {
             self.state[i] = s & !REFERENCED;
+            if kind == FILE && s & REFERENCED != 0 && self.is_dirty(p) {
+                self.unlink(p, slot, FILE + INACTIVE_LIST);
+                self.push_head(p, slot, FILE + INACTIVE_LIST);
+                return true;
+            }
             return false;
         }
-        self.unlink(p, slot, INACTIVE_LIST);
+        self.unlink(p, slot, kind + INACTIVE_LIST);
         if s & REFERENCED != 0 {
             self.state[i] = (s & !YOUNG) | ACTIVE;
-            self.push_head(p, slot, ACTIVE_LIST);
+            self.push_head(p, slot, kind + ACTIVE_LIST);
+            if kind == FILE {
+                // `workingset_activation`.
+                let n = &mut self.nodes[slot];
+                n.nonresident_age = n.nonresident_age.wrapping_add(1);
+            }
         } else {
             self.state[i] = (s & !YOUNG) | REFERENCED;
-            self.push_head(p, slot, INACTIVE_LIST);
+            self.push_head(p, slot, kind + INACTIVE_LIST);
         }
         true
+    }
+
+    /// `get_scan_count` for one pass of reclaim on `slot`: the weights of anonymous and file
+    /// pages, `[anon, file]` (a pass scans each kind in proportion to its weight).
+    /// - No file pages on the node: anonymous only (every anonymous-only run).
+    /// - Anonymous pages cannot be reclaimed (no swap room and no demotion destination):
+    ///   file only (`can_reclaim_anon_pages`).
+    /// - File pages and free pages together below `high`: anonymous only (`file_is_tiny`).
+    /// - The inactive file list is not low and holds at least `1 << DEF_PRIORITY` pages (the
+    ///   kernel's `file >> sc->priority` at its first priority; the refaults that also make
+    ///   it deactivate file pages are not modelled): file only (`cache_trim_mode`).
+    /// - Else `SCAN_FRACT`: each kind's list size times its priority, anon `swappiness`,
+    ///   file `200 - swappiness` (the kernel also weighs the kinds by their recent refault
+    ///   and rotation costs, `lru_note_cost`: not modelled, the costs are taken as equal).
+    fn scan_weights(&self, slot: usize) -> [u64; 2] {
+        let n = &self.nodes[slot];
+        let file = self.file_pages(slot);
+        if file == 0 {
+            return [1, 0];
+        }
+        let room = self.swap_used < self.swap_pages
+            || (self.reclaim == Reclaim::Demote && !self.destinations[slot].is_empty());
+        if !room {
+            return [0, 1];
+        }
+        if file + n.free <= n.cfg.wmarks[2] {
+            return [1, 0];
+        }
+        if n.lists[FILE + INACTIVE_LIST].len >> DEF_PRIORITY > 0
+            && !self.inactive_is_low(slot, FILE)
+        {
+            return [0, 1];
+        }
+        let anon = n.lists[INACTIVE_LIST].len + n.lists[ACTIVE_LIST].len;
+        [anon * self.swappiness, file * (200 - self.swappiness)]
     }
 
     /// Reclaims `slot` until `goal` pages are free or nothing more can go.
@@ -638,28 +917,45 @@ impl Machine {
     fn shrink_node(&mut self, slot: usize, goal: u64, budget: u64) {
         self.reclaiming |= 1 << slot;
         let mut fruitless = 0u64;
+        // Pages scanned per kind, and the kinds' weights (`get_scan_count`): each step
+        // scans the kind furthest behind its share.
+        let mut scanned = [0u64; 2];
+        let weights = if self.has_file { self.scan_weights(slot) } else { [1, 0] };
         while self.nodes[slot].free < goal && fruitless < budget {
-            let Some(p) = self.inactive_tail(slot) else {
-                break;
+            let first = usize::from(scanned[1] * weights[0] < scanned[0] * weights[1]);
+            let first = if weights[first] == 0 { 1 - first } else { first };
+            let (p, k) = match self.inactive_tail(slot, first * FILE) {
+                Some(p) => (p, first),
+                None if weights[1 - first] > 0 => {
+                    match self.inactive_tail(slot, (1 - first) * FILE) {
+                        Some(p) => (p, 1 - first),
+                        None => break,
+                    }
+                }
+                None => break,
             };
-            if self.check_references(p, slot) {
+            scanned[k] += 1;
+            let kind = k * FILE;
+            if self.check_references(p, slot, kind) {
                 fruitless += 1;
                 continue;
             }
-            if self.evict(p, slot) {
+            if self.evict(p, slot, kind) {
                 fruitless = 0;
             } else {
-                self.unlink(p, slot, INACTIVE_LIST);
-                self.push_head(p, slot, INACTIVE_LIST);
+                self.unlink(p, slot, kind + INACTIVE_LIST);
+                self.push_head(p, slot, kind + INACTIVE_LIST);
                 fruitless += 1;
             }
         }
         self.reclaiming &= !(1 << slot);
     }
 
-    /// Evicts an old inactive page: demote when enabled and a destination has room, else
-    /// swap. Returns false when the page had to stay.
-    fn evict(&mut self, p: Page, slot: usize) -> bool {
+    /// Evicts an old inactive page of `kind`: demote when enabled and a destination has room
+    /// (`demote_folio_list` takes file pages as well, dirty ones too: migration keeps them
+    /// dirty); else swap an anonymous page, or drop a file page from the page cache after
+    /// writing it back if it is dirty. Returns false when the page had to stay.
+    fn evict(&mut self, p: Page, slot: usize, kind: usize) -> bool {
         if self.reclaim == Reclaim::Demote {
             for k in 0..self.destinations[slot].len() {
                 let d = self.destinations[slot][k] as usize;
@@ -674,12 +970,38 @@ impl Machine {
                 }
             }
         }
+        let i = p as usize;
+        if kind == FILE {
+            if self.is_dirty(p) {
+                // Written back (the flusher's time; `shrink_node` charges it to the workload
+                // in direct reclaim), then clean and dropped, as when `folio_end_writeback`
+                // rotates it to the inactive tail and reclaim comes back to it.
+                self.set_dirty(p, false);
+                self.counters.disk_writes += 1;
+                self.counters.background_ns =
+                    self.counters.background_ns.saturating_add(self.disk_write_ns);
+            }
+            self.unlink(p, slot, FILE + INACTIVE_LIST);
+            let n = &mut self.nodes[slot];
+            n.free += 1;
+            // `workingset_eviction`: the shadow entry records the node and its age.
+            #[allow(clippy::cast_possible_truncation)] // slots are < 7
+            let shadow = (n.nonresident_age << SHADOW_SLOT_BITS) | slot as u32;
+            n.nonresident_age = n.nonresident_age.wrapping_add(1);
+            self.pos[i] = shadow;
+            self.state[i] = NOT_RESIDENT | SWAPPED | (self.state[i] & QUEUED);
+            self.counters.file_dropped += 1;
+            return true;
+        }
         if self.swap_used >= self.swap_pages {
             return false;
         }
         self.unlink(p, slot, INACTIVE_LIST);
-        self.nodes[slot].free += 1;
-        self.state[p as usize] = NOT_RESIDENT | SWAPPED | (self.state[p as usize] & QUEUED);
+        let n = &mut self.nodes[slot];
+        n.free += 1;
+        // `workingset_eviction` ages the node for anonymous pages too.
+        n.nonresident_age = n.nonresident_age.wrapping_add(1);
+        self.state[i] = NOT_RESIDENT | SWAPPED | (self.state[i] & QUEUED);
         self.swap_used += 1;
         self.counters.swap_out += 1;
         true
@@ -694,8 +1016,9 @@ impl Machine {
     /// the inactive list, both with young and hint bits cleared.
     fn migrate(&mut self, p: Page, from: usize, to: usize) {
         let i = p as usize;
+        let kind = self.kind(p);
         let list = usize::from(self.state[i] & ACTIVE != 0);
-        self.unlink(p, from, list);
+        self.unlink(p, from, kind + list);
         self.nodes[from].free += 1;
         self.nodes[to].free -= 1;
         let up = self.is_below(from, to);
@@ -703,7 +1026,7 @@ impl Machine {
         #[allow(clippy::cast_possible_truncation)] // slots are < 7
         let slot = to as u8;
         self.state[i] = slot | flag | (self.state[i] & QUEUED);
-        self.push_head(p, to, list);
+        self.push_head(p, to, kind + list);
         self.counters.moves[from][to] += 1;
     }
 
@@ -801,7 +1124,7 @@ impl Machine {
     fn warm(&mut self, slot: usize, max: usize, out: &mut Vec<PageHeat<Page>>) {
         let mut look = max.saturating_mul(WARM_LOOK_PER_PAGE).min(WARM_LOOK_MAX);
         let mut warm = Vec::new();
-        'lists: for list in [INACTIVE_LIST, ACTIVE_LIST] {
+        'lists: for list in [INACTIVE_LIST, ACTIVE_LIST, FILE + INACTIVE_LIST, FILE + ACTIVE_LIST] {
             let l = &self.nodes[slot].lists[list];
             for (k, &p) in l.queue.iter().enumerate().rev() {
                 if look == 0 || warm.len() == max {
@@ -831,9 +1154,15 @@ impl Machine {
 
     /// Checks every invariant of the page state and the lists; returns a description of the
     /// first broken one. Touched pages are either on exactly one list of the node their state
-    /// names or swapped; free counts match; swap usage matches.
+    /// names, of their own kind (anonymous or file), or not resident (swapped, or evicted from
+    /// the page cache with a shadow entry naming a node); free counts match; swap usage
+    /// matches; only resident file pages are dirty.
     pub fn check(&self) -> Result<(), String> {
         let mut seen = vec![false; self.pages()];
+        let mut file = vec![false; self.pages()];
+        for pr in self.processes.iter().filter(|p| p.file) {
+            file[pr.first as usize..pr.end as usize].fill(true);
+        }
         for (slot, n) in self.nodes.iter().enumerate() {
             let mut on_node = 0;
             for (list, l) in n.lists.iter().enumerate() {
@@ -845,6 +1174,12 @@ impl Machine {
                     let i = p as usize;
                     if seen[i] {
                         return Err(format!("page {p} is on two lists"));
+                    }
+                    if file[i] != (list >= FILE) {
+                        return Err(format!(
+                            "page {p} (file {}) is on slot {slot} list {list}",
+                            file[i]
+                        ));
                     }
                     seen[i] = true;
                     count += 1;
@@ -864,8 +1199,18 @@ impl Machine {
             if resident != seen[i] {
                 return Err(format!("page {i}: resident {resident} but listed {}", seen[i]));
             }
+            #[allow(clippy::cast_possible_truncation)] // pages are u32
+            let page = i as Page;
+            if self.is_dirty(page) && !(resident && file[i]) {
+                return Err(format!("page {i}: dirty but not a resident file page"));
+            }
             if !resident && s & SWAPPED != 0 {
-                swapped += 1;
+                if !file[i] {
+                    swapped += 1;
+                } else if (self.pos[i] & ((1 << SHADOW_SLOT_BITS) - 1)) as usize >= self.nodes.len()
+                {
+                    return Err(format!("page {i}: evicted, its shadow names no node"));
+                }
             }
         }
         if swapped != self.swap_used {
@@ -889,7 +1234,7 @@ impl Machine {
         Ok(())
     }
 
-    /// Pages touched so far (resident or swapped).
+    /// Pages touched so far (resident, swapped, or evicted from the page cache).
     pub fn touched(&self) -> u64 {
         self.state.iter().filter(|s| **s & SLOT != NOT_RESIDENT || **s & SWAPPED != 0).count()
             as u64
@@ -920,22 +1265,35 @@ impl Backend for Machine {
 
     /// Walks the inactive tail as reclaim does (young pages are activated on the way) and
     /// reports old pages, rotating them to the inactive head so one walk sees each once.
+    /// With file pages on the node (a whole-host mover such as DAMOS `migrate_cold` on
+    /// physical addresses sees both kinds), the anonymous and file inactive lists are walked
+    /// in turn, one page of each, each kind with its own budget.
     fn coldest(&mut self, node: NodeId, max: usize, out: &mut Vec<PageHeat<Page>>) {
         let Some(slot) = self.slot_by_id(node) else {
             return;
         };
-        let mut budget = self.used(slot) + BATCH;
+        let file = self.file_pages(slot);
+        let mut budget = [self.used(slot) - file + BATCH, if file > 0 { file + BATCH } else { 0 }];
+        let mut k = 0;
         let mut found = 0;
-        while found < max && budget > 0 {
-            budget -= 1;
-            let Some(p) = self.inactive_tail(slot) else {
-                break;
+        while found < max && budget[0] + budget[1] > 0 {
+            if budget[k] == 0 {
+                k = 1 - k;
+            }
+            budget[k] -= 1;
+            let kind = k * FILE;
+            let Some(p) = self.inactive_tail(slot, kind) else {
+                budget[k] = 0;
+                continue;
             };
-            if self.check_references(p, slot) {
+            if budget[1 - k] > 0 {
+                k = 1 - k;
+            }
+            if self.check_references(p, slot, kind) {
                 continue;
             }
-            self.unlink(p, slot, INACTIVE_LIST);
-            self.push_head(p, slot, INACTIVE_LIST);
+            self.unlink(p, slot, kind + INACTIVE_LIST);
+            self.push_head(p, slot, kind + INACTIVE_LIST);
             out.push(PageHeat { page: p, heat: 0 });
             found += 1;
         }
@@ -1004,5 +1362,226 @@ impl Backend for Machine {
             status.push(Ok(to));
         }
         self.wake_kswapd(dest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine of `sizes` pages per node (watermarks 4/8/12 pages), node `k` demoting to
+    /// `k + 1`, with `procs` processes of `(pages, file, dirty fraction)` allocating on node 0
+    /// only, and `swap` pages of swap.
+    fn machine(sizes: &[u64], procs: &[(u32, bool, f64)], reclaim: Reclaim, swap: u64) -> Machine {
+        let nodes: Vec<NodeConfig> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &total)| NodeConfig {
+                id: NodeId::new(i).unwrap(),
+                total,
+                wmarks: [4, 8, 12],
+                latency_ns: 100,
+                bandwidth_mbps: 10_000,
+            })
+            .collect();
+        #[allow(clippy::cast_possible_truncation)]
+        let destinations =
+            (0..sizes.len()).map(|i| if i + 1 < sizes.len() { vec![i as u8 + 1] } else { vec![] });
+        let mut first = 0;
+        let processes = procs
+            .iter()
+            .map(|&(pages, file, dirty)| {
+                let p = ProcessConfig {
+                    first,
+                    end: first + pages,
+                    zonelist: vec![0],
+                    file,
+                    dirty_below: dirty_threshold(dirty),
+                };
+                first += pages;
+                p
+            })
+            .collect();
+        Machine::new(MachineConfig {
+            nodes,
+            destinations: destinations.collect(),
+            promotable: vec![false; sizes.len()],
+            processes,
+            page_size: 4096,
+            swap_pages: swap,
+            swap_fault_ns: 20_000,
+            first_touch_ns: 1000,
+            migrate_overhead_ns: 1000,
+            reclaim,
+            disk_read_ns: 100_000,
+            disk_write_ns: 50_000,
+            swappiness: 60,
+        })
+    }
+
+    /// `passes` sweeps over pages `range`, checking the invariants after each.
+    fn sweep(m: &mut Machine, range: std::ops::Range<Page>, passes: usize) {
+        let trace: Vec<Page> = range.collect();
+        for _ in 0..passes {
+            m.run(&trace);
+            m.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn reclaim_drops_clean_file_pages_without_swap() {
+        // No swap device at all: a 128-page file on a 64-page node still fits by dropping.
+        let mut m = machine(&[64], &[(128, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let c = &m.counters;
+        assert!(c.file_dropped >= 64, "{c:?}");
+        assert_eq!((c.swap_out, c.oom, c.disk_writes, m.swap_used()), (0, 0, 0, 0));
+        assert_eq!(c.disk_reads, 128);
+        assert_eq!(m.evicted_file_pages(), c.file_dropped);
+        assert_eq!(m.file_pages(0) + m.evicted_file_pages(), m.touched());
+    }
+
+    #[test]
+    fn dirty_file_pages_are_written_back_before_they_are_dropped() {
+        let mut m = machine(&[64], &[(128, true, 1.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let c = m.counters.clone();
+        assert!(c.file_dropped > 0);
+        assert_eq!(c.disk_writes, c.file_dropped, "every dropped page was dirty: {c:?}");
+        assert!((0..128).filter(|&p| m.slot_of(p).is_some()).all(|p| m.is_dirty(p)));
+        // A writeback costs 50 µs: background under kswapd, a stall in direct reclaim; a
+        // read 100 µs of stall.
+        assert!(c.background_ns + c.stall_ns >= c.disk_writes * 50_000 + c.disk_reads * 100_000);
+        // About a tenth dirty: some writes, fewer than the drops.
+        let mut m = machine(&[64], &[(1024, true, 0.1)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..1024, 1);
+        let c = &m.counters;
+        assert!(c.disk_writes > 0 && c.disk_writes * 4 < c.file_dropped, "{c:?}");
+    }
+
+    #[test]
+    fn a_refault_is_a_disk_read_charged_to_the_workload() {
+        let mut m = machine(&[64], &[(128, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let stall = m.counters.stall_ns;
+        sweep(&mut m, 0..128, 1);
+        let c = &m.counters;
+        assert!(c.refaults_file >= 64, "{c:?}");
+        assert_eq!(c.disk_reads, 128 + c.refaults_file);
+        assert_eq!(c.first_touch, 128);
+        // Each refault stalls for the read and the node's latency.
+        assert_eq!(c.stall_ns - stall, c.refaults_file * (100_000 + 100));
+        // Every access was served or faulted.
+        assert_eq!(m.accesses(), 256);
+    }
+
+    #[test]
+    fn file_pages_used_once_go_before_pages_used_twice() {
+        // 16 pages read twice, then a stream of 256 read once: reclaim drops the stream and
+        // keeps the pages used twice (they were activated; the active list stays smaller than
+        // the inactive one, so it is not aged).
+        let mut m = machine(&[64], &[(272, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..16, 2);
+        sweep(&mut m, 16..272, 1);
+        assert!((0..16).all(|p| m.slot_of(p) == Some(0)), "a page used twice was dropped");
+        assert!(m.counters.file_dropped >= 200);
+        assert_eq!(m.counters.refaults_file, 0);
+    }
+
+    #[test]
+    fn demotion_moves_file_pages_down_when_there_is_room() {
+        let mut m = machine(&[64, 256], &[(128, true, 0.5)], Reclaim::Demote, 0);
+        sweep(&mut m, 0..128, 2);
+        let c = &m.counters;
+        assert!(c.kernel_demoted >= 64, "{c:?}");
+        assert_eq!((c.file_dropped, c.refaults_file, c.disk_writes), (0, 0, 0));
+        assert_eq!(c.disk_reads, 128);
+        assert_eq!(m.file_pages(0) + m.file_pages(1), 128);
+        // Dirty pages stay dirty where they went.
+        assert!((0..128).filter(|&p| m.slot_of(p) == Some(1)).any(|p| m.is_dirty(p)));
+        // With no room below, the same machine drops them again.
+        let mut m = machine(&[64, 16], &[(128, true, 0.0)], Reclaim::Demote, 0);
+        sweep(&mut m, 0..128, 2);
+        assert!(m.counters.file_dropped > 0 && m.counters.refaults_file > 0);
+    }
+
+    /// 40 anonymous and 40 file pages, all hot (touched in turn, again and again) on a node of
+    /// 64: the file pages are active, the inactive file list is low, so reclaim balances the
+    /// two kinds by swappiness (no `cache_trim_mode`).
+    fn anon_then_file(swappiness: u64) -> Machine {
+        let mut m = machine(&[64], &[(40, false, 0.0), (40, true, 0.0)], Reclaim::Swap, 1024);
+        m.swappiness = swappiness;
+        let trace: Vec<Page> = (0..40).flat_map(|p| [p, p + 40]).collect();
+        for _ in 0..8 {
+            m.run(&trace);
+            m.check().unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn swappiness_zero_reclaims_file_pages_and_keeps_anon_ones() {
+        let m = anon_then_file(0);
+        assert_eq!(m.counters.swap_out, 0, "{:?}", m.counters);
+        assert!(m.counters.file_dropped > 0);
+        // At 200 the anonymous pages are reclaimed as well.
+        let m = anon_then_file(200);
+        assert!(m.counters.swap_out > 0, "{:?}", m.counters);
+    }
+
+    #[test]
+    fn no_swap_means_file_pages_only() {
+        let mut m = machine(&[64], &[(48, false, 0.0), (128, true, 0.0)], Reclaim::Swap, 0);
+        m.swappiness = 200;
+        sweep(&mut m, 0..48, 2);
+        sweep(&mut m, 48..176, 2);
+        assert_eq!((m.counters.swap_out, m.counters.oom), (0, 0));
+        assert!((0..48).all(|p| m.slot_of(p) == Some(0)));
+    }
+
+    #[test]
+    fn an_idle_file_process_changes_nothing_for_anonymous_pages() {
+        // The same anonymous sweep, with and without an untouched file-backed process beside.
+        for reclaim in [Reclaim::Swap, Reclaim::Demote] {
+            let mut a = machine(&[64, 32], &[(160, false, 0.0)], reclaim, 1024);
+            let mut b = machine(&[64, 32], &[(160, false, 0.0), (64, true, 0.5)], reclaim, 1024);
+            sweep(&mut a, 0..160, 3);
+            sweep(&mut b, 0..160, 3);
+            assert!(a.counters.swap_out > 0);
+            assert_eq!(a.counters, b.counters, "{reclaim:?}");
+            assert!((0..160).all(|p| a.slot_of(p) == b.slot_of(p)));
+        }
+    }
+
+    #[test]
+    fn the_backend_finds_and_moves_file_pages() {
+        let mut m = machine(&[256, 256], &[(64, false, 0.0), (64, true, 1.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..128, 1);
+        let mut cold = Vec::new();
+        let node = |n| NodeId::new(n).unwrap();
+        m.coldest(node(0), 1000, &mut cold);
+        m.check().unwrap();
+        let pages: Vec<Page> = cold.iter().map(|h| h.page).collect();
+        assert!(pages.iter().any(|&p| p < 64) && pages.iter().any(|&p| p >= 64), "{pages:?}");
+        let mut status = Vec::new();
+        m.move_pages(&pages, node(1), &mut status);
+        assert!(status.iter().all(Result::is_ok));
+        m.check().unwrap();
+        assert_eq!(m.file_pages(1), pages.iter().filter(|&&p| p >= 64).count() as u64);
+        assert!((64..128).filter(|&p| m.slot_of(p) == Some(1)).all(|p| m.is_dirty(p)));
+    }
+
+    #[test]
+    fn the_check_sees_a_file_page_on_an_anonymous_list() {
+        let mut m = machine(&[256], &[(64, true, 0.0)], Reclaim::Swap, 0);
+        sweep(&mut m, 0..64, 1);
+        let p = m.tail(0, FILE + INACTIVE_LIST).unwrap();
+        m.unlink(p, 0, FILE + INACTIVE_LIST);
+        m.push_head(p, 0, INACTIVE_LIST);
+        assert!(m.check().unwrap_err().contains("list 0"), "{:?}", m.check());
+        let mut m = machine(&[256], &[(64, true, 0.0)], Reclaim::Swap, 0);
+        m.run(&[0]);
+        m.set_dirty(1, true);
+        assert!(m.check().unwrap_err().contains("dirty"));
     }
 }

@@ -12,6 +12,8 @@ fn pct(part: u64, whole: u64) -> f64 {
 /// Formats the comparison table: one row per policy, then the bounds.
 pub fn table(r: &Report) -> String {
     let nodes = r.policies.first().map_or(0, |p| p.accesses_per_node.len());
+    // The page cache's columns, only when some policy read from disk (file-backed memory).
+    let disk = r.policies.iter().any(|p| p.disk_reads > 0 || p.disk_writes > 0);
     let mut out = String::new();
     let _ = writeln!(out, "scenario: {} (seed {}, {} accesses)", r.scenario, r.seed, r.accesses);
     let mib = (r.pages * r.page_size) >> 20;
@@ -26,6 +28,9 @@ pub fn table(r: &Report) -> String {
         " {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "swap-ins", "swap-outs", "demoted", "promoted", "MiB moved", "sim s"
     );
+    if disk {
+        let _ = write!(head, " {:>10} {:>10} {:>10}", "disk reads", "refaults", "disk writes");
+    }
     let _ = writeln!(out, "{head}");
     for p in &r.policies {
         let mut row =
@@ -38,6 +43,10 @@ pub fn table(r: &Report) -> String {
             " {:>10} {:>10} {:>10} {:>10} {:>10.0} {:>8.3}",
             p.swap_ins, p.swap_outs, p.demotions, p.promotions, p.migrated_mib, p.simulated_s
         );
+        if disk {
+            let _ =
+                write!(row, " {:>10} {:>10} {:>10}", p.disk_reads, p.refaults_file, p.disk_writes);
+        }
         let _ = writeln!(out, "{row}");
     }
     for p in r.policies.iter().filter(|p| !p.oom_killed.is_empty()) {

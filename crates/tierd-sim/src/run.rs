@@ -11,8 +11,8 @@ use tierd_core::topology::Hmat;
 use tierd_core::{NodeId, NodeMask, PathGraph, Topology};
 
 use crate::bounds;
-use crate::machine::{Machine, MachineConfig, NodeConfig, ProcessConfig, Reclaim};
-use crate::scenario::{Paths, PolicyName, Scenario};
+use crate::machine::{Machine, MachineConfig, NodeConfig, ProcessConfig, Reclaim, dirty_threshold};
+use crate::scenario::{MemoryKind, Paths, PolicyName, ProcessSpec, Scenario};
 use crate::workload::{self, Trace};
 
 /// Accesses replayed between two looks at the clock (policy ticks, samples, checks).
@@ -129,6 +129,13 @@ fn parse_chain(text: &str, nodes: usize) -> Result<PathGraph, String> {
     Ok(graph)
 }
 
+/// The machine's view of process `p`, on pages `first..end`.
+fn process_config(p: &ProcessSpec, first: u32, end: u32, zonelist: Vec<u8>) -> ProcessConfig {
+    let file = p.memory == MemoryKind::File;
+    let dirty_below = dirty_threshold(p.dirty_fraction.unwrap_or(0.0));
+    ProcessConfig { first, end, zonelist, file, dirty_below }
+}
+
 impl Setup {
     /// Builds the machine of `s`.
     pub fn new(s: &Scenario) -> Result<Setup, SimError> {
@@ -213,7 +220,7 @@ impl Setup {
             zonelist.sort_by_key(|m| (dist[home * n + m], *m));
             #[allow(clippy::cast_possible_truncation)]
             let zonelist = zonelist.into_iter().map(|m| m as u8).collect();
-            processes.push(ProcessConfig { first, end, zonelist });
+            processes.push(process_config(p, first, end, zonelist));
             first = end;
         }
         let machine = MachineConfig {
@@ -227,6 +234,9 @@ impl Setup {
             first_touch_ns: s.costs.first_touch_ns,
             migrate_overhead_ns: s.costs.migrate_overhead_ns,
             reclaim: Reclaim::Swap,
+            disk_read_ns: s.disk.read_us * 1000,
+            disk_write_ns: s.disk.write_us * 1000,
+            swappiness: s.reclaim.swappiness,
         };
         Ok(Setup { topology, graph, machine, fast: cpu })
     }
@@ -248,13 +258,18 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+#[allow(clippy::ptr_arg)] // serde's skip_serializing_if signature
+fn all_zero(v: &Vec<u64>) -> bool {
+    v.iter().all(|x| *x == 0)
+}
+
 /// One policy's results. Field names are stable (they are the `--json` schema).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PolicyResult {
     /// `linux-swap`, `linux-demote` or `tierd`.
     pub policy: &'static str,
-    /// Average memory access time, ns: latency of the serving node, plus fault and direct
-    /// reclaim stalls, over all accesses.
+    /// Average memory access time, ns: latency of the serving node, plus fault (disk reads of
+    /// file pages included) and direct reclaim stalls, over all accesses.
     pub amat_ns: f64,
     /// Accesses served by a fast (CPU) node without a fault, over all accesses.
     pub fast_hit_ratio: f64,
@@ -291,6 +306,25 @@ pub struct PolicyResult {
     /// Accesses of killed processes, never simulated.
     #[serde(skip_serializing_if = "is_zero")]
     pub killed_accesses: u64,
+    /// File pages read from disk: first reads and refaults (absent when zero, as in every
+    /// run without file-backed memory).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub disk_reads: u64,
+    /// Dirty file pages written back by reclaim (absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub disk_writes: u64,
+    /// File pages read again after reclaim had dropped them (absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refaults_file: u64,
+    /// Of the refaults, those within the workingset, activated at once (absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub workingset_activations: u64,
+    /// File pages reclaim dropped from the page cache (absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_drops: u64,
+    /// File pages resident per node at the end, by node id (absent when all zero).
+    #[serde(skip_serializing_if = "all_zero")]
+    pub file_pages: Vec<u64>,
     /// Simulated time of the workload, seconds.
     pub simulated_s: f64,
     /// Simulated background time (kswapd, migrations), seconds.
@@ -399,9 +433,12 @@ pub fn memory_needed(s: &Scenario, stream: bool, bounds: bool) -> MemoryNeed {
         .iter()
         .fold(0u64, |t, p| t.saturating_add(workload::footprint_pages(&p.workload, s.page_size)));
     let per_page = Machine::BYTES_PER_PAGE as u64;
+    // The dirty bits, one per page, when some process is file-backed.
+    let dirty =
+        if s.process.iter().any(|p| p.memory == MemoryKind::File) { pages.div_ceil(8) } else { 0 };
     MemoryNeed {
         trace: if stream { 0 } else { s.accesses.saturating_mul(4) },
-        machine: pages.saturating_mul(per_page).saturating_mul(2),
+        machine: pages.saturating_mul(per_page).saturating_add(dirty).saturating_mul(2),
         bounds: if bounds {
             pages.saturating_mul(4).saturating_add(if stream {
                 0
@@ -644,6 +681,12 @@ impl<'a, O: FnMut(&Machine, u64)> Replayer<'a, O> {
                 .collect(),
             first_oom_kill_at: c.first_oom_kill_at,
             killed_accesses: c.killed_accesses,
+            disk_reads: c.disk_reads,
+            disk_writes: c.disk_writes,
+            refaults_file: c.refaults_file,
+            workingset_activations: c.workingset_activations,
+            file_drops: c.file_dropped,
+            file_pages: (0..n).map(|i| m.file_pages(i)).collect(),
             simulated_s: m.now_ns() as f64 / 1e9,
             background_s: c.background_ns as f64 / 1e9,
             samples,
@@ -891,6 +934,7 @@ enum Part {
 }
 
 /// What a part produced.
+#[allow(clippy::large_enum_variant)] // one per part of a run, moved once
 enum Outcome {
     Bounds(Result<Bounds, SimError>, f64),
     Policy(Result<PolicyResult, SimError>),

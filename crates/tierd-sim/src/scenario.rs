@@ -50,6 +50,12 @@ pub struct Scenario {
     /// Costs of faults and migrations.
     #[serde(default)]
     pub costs: Costs,
+    /// The disk behind file-backed memory (`memory = "file"` processes).
+    #[serde(default)]
+    pub disk: Disk,
+    /// Reclaim tunables (`vm.swappiness`).
+    #[serde(default)]
+    pub reclaim: ReclaimTunables,
     /// Parameters of the `tierd` policy.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -185,6 +191,54 @@ impl Default for Swap {
     }
 }
 
+/// The disk that file-backed pages are read from and written back to. Every page is one
+/// I/O of fixed latency: no queueing, no bandwidth limit, no readahead (a database reading
+/// 8 KiB blocks at random defeats readahead anyway).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Latency of one page read (a page-cache miss: first read or refault), µs, charged to
+    /// the workload as a stall. Default 100 (an NVMe SSD's random 4 KiB read).
+    #[serde(default = "default_disk_us")]
+    pub read_us: u64,
+    /// Time of one page written back (a dirty file page that reclaim evicts), µs. Background
+    /// time (the flusher's), except in direct reclaim, which is throttled on writeback and
+    /// charged for it. Default 100.
+    #[serde(default = "default_disk_us")]
+    pub write_us: u64,
+}
+
+fn default_disk_us() -> u64 {
+    100
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Disk { read_us: default_disk_us(), write_us: default_disk_us() }
+    }
+}
+
+/// Reclaim tunables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimTunables {
+    /// `vm.swappiness`, 0 to 200: the relative weight of anonymous against file pages when
+    /// reclaim has both (`get_scan_count`: anon `swappiness`, file `200 - swappiness`).
+    /// Default 60. No effect on a scenario without file-backed processes.
+    #[serde(default = "default_swappiness")]
+    pub swappiness: u64,
+}
+
+fn default_swappiness() -> u64 {
+    60
+}
+
+impl Default for ReclaimTunables {
+    fn default() -> Self {
+        ReclaimTunables { swappiness: default_swappiness() }
+    }
+}
+
 /// Costs besides memory latency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,8 +306,29 @@ pub struct ProcessSpec {
     /// Relative share of the accesses. Default 1.
     #[serde(default = "default_share")]
     pub share: u32,
+    /// What backs its pages: `"anon"` (anonymous memory, swapped out under pressure) or
+    /// `"file"` (the page cache of a file: a first access or a refault reads the page from
+    /// `[disk]`, reclaim drops clean pages and writes dirty ones back). Default `"anon"`.
+    #[serde(default)]
+    pub memory: MemoryKind,
+    /// For `memory = "file"`: the share of the file's pages that the process writes, 0 to 1.
+    /// Which pages are written is a fixed hash of the page's index in the file; such a page is
+    /// dirtied when it is read in and must be written back before reclaim can drop it.
+    /// Default 0.
+    pub dirty_fraction: Option<f64>,
     /// What it accesses.
     pub workload: WorkloadSpec,
+}
+
+/// What backs a process's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    /// Anonymous memory.
+    #[default]
+    Anon,
+    /// A file's pages in the page cache.
+    File,
 }
 
 fn default_process() -> String {
@@ -517,6 +592,16 @@ impl Scenario {
             if p.share == 0 {
                 return Err(format!("process {}: share must be at least 1", p.name));
             }
+            if let Some(d) = p.dirty_fraction {
+                if p.memory != MemoryKind::File {
+                    return Err(format!(
+                        "process {}: dirty_fraction needs memory = \"file\" (anonymous pages \
+                         are never written back)",
+                        p.name
+                    ));
+                }
+                in_range_f64(&format!("process {}: dirty_fraction", p.name), d, 0.0, false, 1.0)?;
+            }
             check_workload(&p.workload, false)
                 .map_err(|e| format!("process {}: workload.{e}", p.name))?;
         }
@@ -559,10 +644,20 @@ impl Scenario {
         in_range("swap.fault_us", self.swap.fault_us, 0, MAX_COST_NS / 1000)?;
         in_range("costs.first_touch_ns", self.costs.first_touch_ns, 0, MAX_COST_NS)?;
         in_range("costs.migrate_overhead_ns", self.costs.migrate_overhead_ns, 0, MAX_COST_NS)?;
-        // The clock counts every access at up to its dearest cost.
+        in_range("disk.read_us", self.disk.read_us, 0, MAX_COST_NS / 1000)?;
+        in_range("disk.write_us", self.disk.write_us, 0, MAX_COST_NS / 1000)?;
+        in_range("reclaim.swappiness", self.reclaim.swappiness, 0, 200)?;
+        // The clock counts every access at up to its dearest cost (a disk read, and a
+        // writeback in direct reclaim, only when some memory is file-backed).
+        let (read_ns, write_ns) = if self.process.iter().any(|p| p.memory == MemoryKind::File) {
+            (self.disk.read_us * 1000, self.disk.write_us * 1000)
+        } else {
+            (0, 0)
+        };
         let dearest = self.node.iter().map(|n| n.latency_ns).max().unwrap_or(0)
-            + (self.swap.fault_us * 1000).max(self.costs.first_touch_ns)
-            + self.costs.migrate_overhead_ns;
+            + (self.swap.fault_us * 1000).max(self.costs.first_touch_ns).max(read_ns)
+            + self.costs.migrate_overhead_ns
+            + write_ns;
         if self.accesses.checked_mul(dearest.max(1)).is_none() {
             return Err(format!(
                 "accesses = {}: at up to {dearest} ns each, the simulated time would pass 2^64 \
@@ -713,6 +808,40 @@ mod tests {
         let err =
             with(&format!("{zipf}\nprefault = true"), "kind = \"phases\"\nphase = []").unwrap_err();
         assert!(err.contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn page_cache_fields_are_checked() {
+        let file = "[[process]]\nname = \"service\"\nbind = \"0\"\nmemory = \"file\"";
+        assert!(with("[[process]]\nname = \"service\"\nbind = \"0\"", file).is_ok());
+        for (from, to, want) in [
+            (
+                "memory = \"file\"",
+                "memory = \"file\"\ndirty_fraction = 1.5",
+                "dirty_fraction = 1.5",
+            ),
+            (
+                "memory = \"file\"",
+                "memory = \"anon\"\ndirty_fraction = 0.5",
+                "needs memory = \"file\"",
+            ),
+            ("memory = \"file\"", "memory = \"shm\"", "unknown variant `shm`"),
+        ] {
+            let err =
+                with("[[process]]\nname = \"service\"\nbind = \"0\"", &file.replace(from, to))
+                    .unwrap_err();
+            assert!(err.contains(want), "{to}: {err}");
+        }
+        for (table, want) in [
+            ("[reclaim]\nswappiness = 201", "reclaim.swappiness = 201: allowed 0 to 200"),
+            ("[disk]\nread_us = 2000000", "disk.read_us = 2000000: allowed 0 to 1000000"),
+            ("[disk]\nwrite_us = 2000000", "disk.write_us"),
+            ("[disk]\nread_ms = 1", "read_ms"),
+            ("[reclaim]\nswapiness = 1", "swapiness"),
+        ] {
+            let err = with("[costs]", &format!("{table}\n[costs]")).unwrap_err();
+            assert!(err.contains(want), "{table}: {err}");
+        }
     }
 
     #[test]

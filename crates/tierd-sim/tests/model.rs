@@ -347,3 +347,67 @@ fn a_recorded_trace_replays_the_same() {
     let again = simulate(&s, &opts, &mut |_, _| {}).unwrap();
     assert_eq!(again.policies[2].amat_ns.to_bits(), drawn.policies[2].amat_ns.to_bits());
 }
+
+/// One process of a page-cache mix: anonymous or file-backed (with a dirty fraction).
+fn mixed_process() -> impl Strategy<Value = String> {
+    (workload_strategy(), any::<bool>(), 0u32..=4, any::<bool>()).prop_map(
+        |(w, file, dirty, bind)| {
+            let bind = if bind { "bind = \"0\"\n" } else { "" };
+            let memory = if file {
+                format!("memory = \"file\"\ndirty_fraction = {}\n", f64::from(dirty) / 4.0)
+            } else {
+                String::new()
+            };
+            format!("[[process]]\n{bind}{memory}[process.workload]\n{w}")
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random mixes of anonymous and file-backed processes, under every reclaim mode (swap,
+    /// demotion, tierd with and without kernel demotion), with and without swap, at any
+    /// swappiness: the checked run holds every invariant after each chunk (pages on exactly
+    /// one list of their own kind, free + used per node, swap slots, dirty bits), every
+    /// access is served or faulted, and every touched page is resident, swapped or evicted.
+    #[test]
+    fn page_cache_mixes_hold_the_invariants(
+        caps in (1u64..6, 1u64..6, 2u64..8),
+        chain in prop_oneof![Just("0 -> 1 -> 2"), Just("0 -> 2"), Just("0")],
+        procs in proptest::collection::vec(mixed_process(), 1..4),
+        swap_mib in prop_oneof![Just(0u64), Just(2), Just(64)],
+        swappiness in 0u64..=200,
+        kernel_demotion in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let procs = format!(
+            "{}[swap]\nsize_mib = {swap_mib}\n[reclaim]\nswappiness = {swappiness}\n\
+             [costs]\nkernel_demotion_under_tierd = {kernel_demotion}\n",
+            procs.concat()
+        );
+        let mut s = scenario([caps.0, caps.1, caps.2], chain, 30_000, &procs);
+        s.seed = seed;
+        let setup = Setup::new(&s).unwrap();
+        let trace = workload::draw(&s).unwrap();
+        let any_file = s.process.iter().any(|p| p.memory == tierd_sim::scenario::MemoryKind::File);
+        for p in ALL {
+            let (r, m) = replay(&s, &setup, &trace, p, &checked(), &mut |_, _| {}).unwrap();
+            let resident: u64 = (0..m.node_count()).map(|i| m.used(i)).sum();
+            prop_assert_eq!(resident + m.swap_used() + m.evicted_file_pages(), m.touched());
+            let file: u64 = (0..m.node_count()).map(|i| m.file_pages(i)).sum();
+            prop_assert!(file <= resident);
+            let served: u64 = r.accesses_per_node.iter().sum();
+            prop_assert_eq!(
+                served + r.first_touches + r.swap_ins + r.refaults_file + r.oom + r.killed_accesses,
+                30_000,
+                "{}", r.policy
+            );
+            prop_assert!(r.disk_reads >= r.refaults_file);
+            prop_assert!(r.disk_writes <= r.file_drops);
+            if !any_file {
+                prop_assert_eq!((r.disk_reads, r.disk_writes, r.file_drops), (0, 0, 0));
+            }
+        }
+    }
+}
