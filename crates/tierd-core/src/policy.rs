@@ -22,9 +22,16 @@
 //!    the last interval (at most a quarter of the node): a fixed percentage that suits the
 //!    steady state is too small for a program filling its heap between two ticks.
 //! 2. **Promotion brings hot pages back.** Pages the backend saw accessed repeatedly on a
-//!    lower node move to its promotion node (the nearest CPU node above it in the path
-//!    graph), at most `promote_mib_per_s`. When the upper node has no room above its
-//!    headroom, as many of its coldest pages are demoted first (an exchange).
+//!    lower node (at least `promote_min_heat`) move to its promotion node (the nearest CPU
+//!    node above it in the path graph), at most `promote_mib_per_s`. When the upper node has
+//!    no room above its headroom, as many of its coldest pages are demoted first (an
+//!    exchange), in rounds of [`HOUSEKEEPING_BATCH`] against victims found by one look, so
+//!    that the lower node the hot pages leave takes the victims round by round. With `fill`,
+//!    pages seen accessed less than that go up only into room already free above the goal
+//!    (on the promotion node, else the nearest node above), never by an exchange.
+//!    With `quiet_ms`, a node nothing allocated on for that long keeps no fixed headroom
+//!    (its goal is `high` plus the burst term, which returns with the first allocation): free
+//!    memory nobody allocates into serves no access.
 //!
 //! The ping-pong guard: a page moved (either way) less than `pingpong_ms` ago is not moved
 //! again, so a page that is hot for one window does not bounce between tiers.
@@ -75,6 +82,11 @@ pub struct PolicyConfig {
     /// into room the upper node already has free above its goal (never by an exchange).
     /// Default true.
     pub fill: bool,
+    /// A node on which nothing was allocated for this long keeps no `headroom_pct` (its goal
+    /// is its `high` watermark plus the burst term, which returns with the first
+    /// allocation): free memory nobody allocates into is memory no page is served from.
+    /// 0 keeps the headroom always. Default 100.
+    pub quiet_ms: u64,
 }
 
 impl Default for PolicyConfig {
@@ -90,6 +102,7 @@ impl Default for PolicyConfig {
             promote_min_heat: 2,
             pingpong_ms: 200,
             fill: true,
+            quiet_ms: 100,
         }
     }
 }
@@ -166,6 +179,9 @@ struct NodePlan {
     destinations: Vec<NodeId>,
     /// Where this node's hot pages go, if anywhere.
     promote_to: Option<NodeId>,
+    /// The other nodes above this one, nearest first: where its warm pages fill free room
+    /// when `promote_to` has none.
+    fill_to: Vec<NodeId>,
 }
 
 /// The policy state. See the module documentation.
@@ -184,6 +200,10 @@ pub struct Tierd<P> {
     last_tick_ns: Option<u64>,
     /// Free pages of each node at the end of the previous tick.
     last_free: std::collections::BTreeMap<NodeId, u64>,
+    /// When allocations were last seen on each node, nanoseconds.
+    last_alloc_ns: std::collections::BTreeMap<NodeId, u64>,
+    /// The nodes quiet this tick (see [`PolicyConfig::quiet_ms`]).
+    quiet: NodeMask,
     /// Stranded nodes and where they drain to (placement repair).
     repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>,
     /// The stranded nodes whose last pass found pages, or that were woken since.
@@ -225,9 +245,12 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 let cpu = above.and(&topology.cpu_nodes());
                 let pool = if cpu.is_empty() { above } else { cpu };
                 let promote_to = pool.iter().min_by_key(|a| (dist(a), *a));
+                let mut fill_to: Vec<NodeId> =
+                    above.iter().filter(|a| Some(*a) != promote_to).collect();
+                fill_to.sort_by_key(|a| (dist(a), *a));
                 let destinations =
                     graph.entry(node).destinations().filter(|d| memory.contains(*d)).collect();
-                (above.len(), NodePlan { node, destinations, promote_to })
+                (above.len(), NodePlan { node, destinations, promote_to, fill_to })
             })
             .collect();
         plans.sort_by_key(|(depth, plan)| (std::cmp::Reverse(*depth), plan.node));
@@ -239,6 +262,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             promote_tokens: 0,
             last_tick_ns: None,
             last_free: std::collections::BTreeMap::new(),
+            last_alloc_ns: std::collections::BTreeMap::new(),
+            quiet: NodeMask::EMPTY,
             repair: std::collections::BTreeMap::new(),
             repair_awake: NodeMask::EMPTY,
             heat: Vec::new(),
@@ -306,8 +331,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss
         )]
-        let headroom =
-            (m.total as f64 * self.config.headroom_pct_of(node).clamp(0.0, 100.0) / 100.0) as u64;
+        let headroom = (m.total as f64 * self.headroom_pct_now(node) / 100.0) as u64;
         // What allocations took since the last tick (the policy's own moves are included in
         // `last_free`), scaled: a burst needs room for more than one interval.
         let consumed = self.last_free.get(&node).map_or(0, |last| last.saturating_sub(m.free));
@@ -318,6 +342,34 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         )]
         let burst = ((consumed as f64 * self.config.burst_factor) as u64).min(m.total / 4);
         Some((m.free, m.wmark_high + headroom.max(burst)))
+    }
+
+    /// The headroom `node` keeps this tick, percent: none while it is quiet.
+    fn headroom_pct_now(&self, node: NodeId) -> f64 {
+        if self.quiet.contains(node) {
+            0.0
+        } else {
+            self.config.headroom_pct_of(node).clamp(0.0, 100.0)
+        }
+    }
+
+    /// Notes which nodes saw allocations since the last tick, and which are quiet.
+    fn observe_allocations<B: Backend<Page = P>>(&mut self, b: &B, now_ns: u64) {
+        self.quiet = NodeMask::EMPTY;
+        let quiet_ns = self.config.quiet_ms.saturating_mul(1_000_000);
+        for plan in &self.plans {
+            let Some(m) = b.node_memory(plan.node) else { continue };
+            let consumed = self.last_free.get(&plan.node).is_some_and(|last| *last > m.free);
+            // A node counts as allocated on when the policy first sees it: quiet only after
+            // `quiet_ms` of watching it.
+            let last = self.last_alloc_ns.entry(plan.node).or_insert(now_ns);
+            if consumed {
+                *last = now_ns;
+            }
+            if quiet_ns > 0 && now_ns.saturating_sub(*last) >= quiet_ns {
+                self.quiet.insert(plan.node);
+            }
+        }
     }
 
     fn recently_moved(&self, page: P, now_ns: u64) -> bool {
@@ -444,16 +496,17 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             };
             // A destination that passes its own cold pages on is filled only to the middle
             // of its headroom: its own demotion (next tick) makes room again long before
-            // kswapd would wake there. A terminal one may be filled to its low watermark.
+            // kswapd would wake there. A terminal one may be filled to its low watermark, and
+            // so may a quiet one: nothing allocates there, and its own demotion brings it
+            // back to `high` next tick.
             let managed = self.plans.iter().any(|p| p.node == dest && !p.destinations.is_empty());
-            let floor = if managed {
+            let floor = if managed && !self.quiet.contains(dest) {
                 #[allow(
                     clippy::cast_precision_loss,
                     clippy::cast_possible_truncation,
                     clippy::cast_sign_loss
                 )]
-                let half = (m.total as f64 * self.config.headroom_pct_of(dest).clamp(0.0, 100.0)
-                    / 200.0) as u64;
+                let half = (m.total as f64 * self.headroom_pct_now(dest) / 200.0) as u64;
                 m.wmark_high + half
             } else {
                 m.wmark_low + 1
@@ -494,6 +547,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         let page_size = b.page_size();
         let elapsed_ms = self.elapsed_ms(now_ns);
         self.last_tick_ns = Some(now_ns);
+        self.observe_allocations(b, now_ns);
         let mut demote_budget = Self::per_tick(self.config.demote_mib_per_s, page_size, elapsed_ms);
         let plans = self.plans.clone();
         for (plan, urgent) in &self.demotion_order(b) {
@@ -544,14 +598,15 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let mut warm: Vec<P> = Vec::new();
             for h in std::mem::take(&mut self.heat) {
                 let fills = self.config.fill && h.heat > 0;
-                if h.heat < self.config.promote_min_heat && !fills {
-                    continue;
-                }
-                if self.recently_moved(h.page, now_ns) {
-                    stats.guarded += 1;
-                } else if h.heat >= self.config.promote_min_heat {
-                    hot.push(h.page);
-                } else {
+                if h.heat >= self.config.promote_min_heat {
+                    if self.recently_moved(h.page, now_ns) {
+                        stats.guarded += 1;
+                    } else {
+                        hot.push(h.page);
+                    }
+                } else if fills {
+                    // Not guarded: a fill takes free room only, so it never pushes a page
+                    // down that could come back up by the same rule.
                     warm.push(h.page);
                 }
             }
@@ -562,7 +617,14 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             // Fill: warm pages take only room that is already free (no exchange), so a fast
             // node that allocations left below its goal's worth of use does not sit idle.
             if !warm.is_empty() {
-                self.promote_in_rounds(b, None, to, &warm, now_ns, &mut stats);
+                let mut at = self.promote_in_rounds(b, None, to, &warm, now_ns, &mut stats);
+                // What `to` had no room for fills the nearer tiers above, nearest first.
+                for &up in &plan.fill_to {
+                    if at == warm.len() || self.promote_tokens == 0 {
+                        break;
+                    }
+                    at += self.promote_in_rounds(b, None, up, &warm[at..], now_ns, &mut stats);
+                }
             }
         }
         self.remember_free(b);
@@ -575,7 +637,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
     /// Rounds matter because the exchange's demotions usually land on the very node the hot
     /// pages leave: one large exchange would need that node's room for all of them before
     /// any has left it, and stop at that room; each small round frees on the lower node what
-    /// the next one demotes into it.
+    /// the next one demotes into it. Returns how many of `hot`, from the front, it took
+    /// (moved or refused); the rest found no room.
     fn promote_in_rounds<B: Backend<Page = P>>(
         &mut self,
         b: &mut B,
@@ -584,8 +647,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         hot: &[P],
         now_ns: u64,
         stats: &mut TickStats,
-    ) {
-        let Some((free, goal)) = self.goal(b, to) else { return };
+    ) -> usize {
+        let Some((free, goal)) = self.goal(b, to) else { return 0 };
         let tokens = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
         let need = hot.len().min(tokens) as u64;
         // The victims, found by one look at `to`'s coldest: several looks in one tick, with
@@ -602,7 +665,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let tokens = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
             let batch = usize::try_from(HOUSEKEEPING_BATCH).unwrap_or(usize::MAX);
             let round = (hot.len() - at).min(tokens).min(batch);
-            let Some((free, goal)) = self.goal(b, to) else { return };
+            let Some((free, goal)) = self.goal(b, to) else { return at };
             let room = free.saturating_sub(goal);
             if room < round as u64
                 && let Some(up) = up
@@ -614,12 +677,12 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 // No room below for these yet: this round's promotions make some.
                 victims.splice(0..0, left);
             }
-            let Some((free, goal)) = self.goal(b, to) else { return };
+            let Some((free, goal)) = self.goal(b, to) else { return at };
             // Never below the goal: promotions take only the room above the headroom, which
             // the exchange above made when there was none.
             let room = usize::try_from(free.saturating_sub(goal)).unwrap_or(0).min(round);
             if room == 0 {
-                return;
+                return at;
             }
             let batch = &hot[at..at + room];
             at += room;
@@ -637,6 +700,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             }
             self.status = status;
         }
+        at
     }
 
     /// Placement repair: drains each stranded node onto its destinations, coldest first, in
@@ -657,6 +721,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 node,
                 destinations: dests.iter().copied().filter(|d| memory.contains(*d)).collect(),
                 promote_to: None,
+                fill_to: Vec::new(),
             })
             .collect();
         for plan in &stranded {
@@ -956,7 +1021,13 @@ mod tests {
         on.extend(vec![id(1); 80]);
         let mut b =
             Fake { on, hot: vec![false; 180], total: 100, moves: Vec::new(), calls_left: None };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        // The headroom kept always, as the daemon keeps it.
+        let config = PolicyConfig {
+            headroom_pct: 10.0,
+            promote: false,
+            quiet_ms: 0,
+            ..PolicyConfig::default()
+        };
         let mut p = Tierd::new(config, &topo, &graph);
         p.tick(0, &mut b);
         assert_eq!(b.node_memory(id(1)).unwrap().free, 8, "{:?}", b.moves);
@@ -965,6 +1036,33 @@ mod tests {
         p.tick(1_000_000_000, &mut b);
         assert!(b.moves.iter().any(|(_, f, t)| *f == id(1) && *t == id(2)));
         assert!(b.node_memory(id(1)).unwrap().free >= 8);
+    }
+
+    #[test]
+    fn a_quiet_node_gives_up_its_headroom_until_the_next_allocation() {
+        let (topo, graph) = chain();
+        // Node 0: 85 of 100 pages used (free 15, goal high 3 + 10% = 13); 5 warm pages on
+        // node 1 would fill room above the goal.
+        let mut on = vec![id(0); 85];
+        on.extend(vec![id(1); 5]);
+        let mut hot = vec![false; 85];
+        hot.extend(vec![true; 5]);
+        let fake = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = Warm(fake);
+        let config = PolicyConfig { headroom_pct: 10.0, quiet_ms: 100, ..PolicyConfig::default() };
+        let mut p = Tierd::new(config, &topo, &graph);
+        // Watched for less than 100 ms: the headroom holds, 2 pages fill the room above it.
+        assert_eq!(p.tick(0, &mut b).promoted, 2);
+        assert_eq!(p.tick(50_000_000, &mut b).promoted, 0);
+        // 100 ms with nothing allocated: the goal is the high watermark, the rest comes up.
+        assert_eq!(p.tick(100_000_000, &mut b).promoted, 3);
+        assert_eq!(b.node_memory(id(0)).unwrap().free, 10);
+        // An allocation (6 pages) brings the headroom back: node 0 demotes to its goal.
+        b.0.on.extend(vec![id(0); 6]);
+        b.0.hot.extend(vec![false; 6]);
+        let s = p.tick(110_000_000, &mut b);
+        assert!(s.demoted > 0, "{s:?}");
+        assert!(b.node_memory(id(0)).unwrap().free >= 13, "{:?}", b.node_memory(id(0)));
     }
 
     #[test]
@@ -979,6 +1077,7 @@ mod tests {
         let mut b =
             Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
         let config = PolicyConfig {
+            quiet_ms: 0,
             headroom_pct: 10.0,
             node_headroom_pct: [("1".to_string(), 20.0)].into_iter().collect(),
             demote_mib_per_s: 1,

@@ -325,6 +325,9 @@ struct Node {
     /// shadow entries.
     nonresident_age: u32,
     hot: Vec<Page>,
+    /// Where the next look for heat-1 pages starts: a list (index into the four) and an
+    /// absolute queue index in it.
+    warm_cursor: (usize, u64),
     /// ns to migrate one page out of or into this node.
     copy_ns: u64,
 }
@@ -394,6 +397,7 @@ impl Machine {
                 lists: [List::new(), List::new(), List::new(), List::new()],
                 nonresident_age: 0,
                 hot: Vec::new(),
+                warm_cursor: (0, 0),
                 copy_ns: cfg.page_size * 1000 / min_bw(n.bandwidth_mbps),
                 cfg: n.clone(),
             })
@@ -1118,28 +1122,43 @@ impl Machine {
     }
 
     /// Up to `max` pages of `slot` accessed once in this window (heat 1: the hint bit set,
-    /// not queued), from the heads of its lists, looking at [`WARM_LOOK_PER_PAGE`] entries
+    /// not queued), from its lists, looking at [`WARM_LOOK_PER_PAGE`] entries
     /// per page asked for and at most [`WARM_LOOK_MAX`] a call: the policy fills free room on
     /// the node above with them, and a bounded look keeps a tick cheap when few are there.
     fn warm(&mut self, slot: usize, max: usize, out: &mut Vec<PageHeat<Page>>) {
         let mut look = max.saturating_mul(WARM_LOOK_PER_PAGE).min(WARM_LOOK_MAX);
         let mut warm = Vec::new();
-        'lists: for list in [INACTIVE_LIST, ACTIVE_LIST, FILE + INACTIVE_LIST, FILE + ACTIVE_LIST] {
+        // Each call goes on where the last one stopped, list after list, so that over ticks
+        // the look covers the node's pages instead of reading the same heads again.
+        let lists = [INACTIVE_LIST, ACTIVE_LIST, FILE + INACTIVE_LIST, FILE + ACTIVE_LIST];
+        let (mut li, mut at) = self.nodes[slot].warm_cursor;
+        let mut empty = 0;
+        while look > 0 && warm.len() < max && empty < lists.len() {
+            let list = lists[li % lists.len()];
             let l = &self.nodes[slot].lists[list];
-            for (k, &p) in l.queue.iter().enumerate().rev() {
-                if look == 0 || warm.len() == max {
-                    break 'lists;
-                }
-                look -= 1;
-                let at = l.base + k as u64;
+            let end = l.base + l.queue.len() as u64;
+            at = at.max(l.base);
+            if at >= end {
+                li = (li + 1) % lists.len();
+                at = 0;
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            while at < end && look > 0 && warm.len() < max {
+                #[allow(clippy::cast_possible_truncation)] // an index into the queue
+                let p = l.queue[(at - l.base) as usize];
                 let s = self.state[p as usize];
                 if s & (HINT | QUEUED) == HINT
                     && List::live(&self.state, &self.pos, p, at, slot, list)
                 {
                     warm.push(p);
                 }
+                at += 1;
+                look -= 1;
             }
         }
+        self.nodes[slot].warm_cursor = (li, at);
         // Reported once: the hint bit is spent, so the page is warm again only when it is
         // accessed again.
         for &p in &warm {

@@ -48,10 +48,10 @@ const ROWS: [Row; 7] = [
     Row {
         file: "gups.toml",
         bound: Bound::CapacityShare,
-        min_share_pct: 94,
-        max_amat_ratio: 1.013,
+        min_share_pct: 95,
+        max_amat_ratio: 1.002,
     },
-    Row { file: "scan.toml", bound: Bound::Belady, min_share_pct: 97, max_amat_ratio: 1.009 },
+    Row { file: "scan.toml", bound: Bound::Belady, min_share_pct: 98, max_amat_ratio: 1.002 },
     Row { file: "two-process.toml", bound: Bound::Belady, min_share_pct: 90, max_amat_ratio: 1.0 },
 ];
 

@@ -179,6 +179,9 @@ pub fn policy_config(c: &Config) -> PolicyConfig {
         // Not yet on the host: filling needs trackers whose low heats the test bed has
         // validated; the daemon promotes only pages at `min_heat` and above.
         fill: false,
+        // The host keeps its configured headroom always: kernel allocations (slab, page
+        // tables) come without a program's fault pattern, and the test bed validates this.
+        quiet_ms: 0,
         ..PolicyConfig::default()
     }
 }
