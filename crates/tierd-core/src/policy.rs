@@ -113,30 +113,54 @@ impl PolicyConfig {
         self.node_headroom_pct.get(&node.to_string()).copied().unwrap_or(self.headroom_pct)
     }
 
-    /// Checks values a type cannot: percentages in 0..=100, override keys that are node ids.
+    /// Checks values a type cannot: headrooms ([`check_headroom`]), the burst factor, the
+    /// interval.
     pub fn check(&self) -> Result<(), String> {
-        let pct = |what: &str, v: f64| {
-            if (0.0..=100.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(format!("{what} = {v} is not a percentage (0 to 100)"))
-            }
-        };
-        pct("headroom_pct", self.headroom_pct)?;
+        check_headroom(
+            "headroom_pct",
+            self.headroom_pct,
+            "node_headroom_pct",
+            &self.node_headroom_pct,
+        )?;
         if !(0.0..=100.0).contains(&self.burst_factor) {
             return Err(format!("burst_factor = {} is not in 0 to 100", self.burst_factor));
-        }
-        for (key, v) in &self.node_headroom_pct {
-            if key.parse::<NodeId>().is_err() || key.starts_with('+') || key.trim() != key {
-                return Err(format!("node_headroom_pct: `{key}` is not a node id"));
-            }
-            pct(&format!("node_headroom_pct.{key}"), *v)?;
         }
         if self.interval_ms == 0 {
             return Err("interval_ms must be at least 1".into());
         }
         Ok(())
     }
+}
+
+/// The one check of a headroom setting, for the policy's `[policy]` table and the daemon's
+/// `[headroom]` alike: a percentage from 0 to below 100 (a node kept entirely free holds
+/// nothing), and per-node keys that are node ids written as sysfs writes them (`"0"`, not
+/// `"+0"`, `" 0"` or `"00"`, which would parse and then never match a node).
+pub fn check_headroom(
+    default_name: &str,
+    default_pct: f64,
+    node_name: &str,
+    per_node: &std::collections::BTreeMap<String, f64>,
+) -> Result<(), String> {
+    let pct = |what: &str, v: f64| {
+        if (0.0..100.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("{what} = {v}: a percentage from 0 to below 100"))
+        }
+    };
+    pct(default_name, default_pct)?;
+    for (key, v) in per_node {
+        let id = key.parse::<NodeId>().map_err(|e| format!("{node_name}.{key}: {e}"))?;
+        if id.to_string() != *key {
+            return Err(format!(
+                "{node_name}.{key:?}: write the node id as {:?}, as sysfs names it",
+                id.to_string()
+            ));
+        }
+        pct(&format!("{node_name}.{key}"), *v)?;
+    }
+    Ok(())
 }
 
 /// What one tick did.
@@ -1244,9 +1268,17 @@ mod tests {
         assert!((c.headroom_pct_of(id(0)) - 4.0).abs() < 1e-12);
         assert!((c.headroom_pct_of(id(1)) - 20.0).abs() < 1e-12);
         let bad: PolicyConfig = toml::from_str("[node_headroom_pct]\nx = 1.0\n").unwrap();
-        assert_eq!(bad.check().unwrap_err(), "node_headroom_pct: `x` is not a node id");
-        let bad: PolicyConfig = toml::from_str("headroom_pct = 120.0\n").unwrap();
-        assert!(bad.check().unwrap_err().contains("not a percentage"));
+        assert!(bad.check().unwrap_err().starts_with("node_headroom_pct.x: "), "{:?}", bad.check());
+        for key in ["\"01\"", "\"+1\"", "\" 1\""] {
+            let bad: PolicyConfig =
+                toml::from_str(&format!("[node_headroom_pct]\n{key} = 1.0\n")).unwrap();
+            let err = bad.check().unwrap_err();
+            assert!(err.contains("write the node id as \"1\""), "{key}: {err}");
+        }
+        for v in ["120.0", "100.0", "-1.0"] {
+            let bad: PolicyConfig = toml::from_str(&format!("headroom_pct = {v}\n")).unwrap();
+            assert!(bad.check().unwrap_err().contains("a percentage from 0 to below 100"), "{v}");
+        }
         assert!(toml::from_str::<PolicyConfig>("headroom = 1.0\n").is_err(), "unknown field");
     }
 

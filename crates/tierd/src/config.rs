@@ -328,25 +328,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let pct = |what: &str, v: f64| {
-            if (0.0..100.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(format!("{what} = {v}: a percentage from 0 to below 100"))
-            }
-        };
-        pct("headroom.default_pct", self.headroom.default_pct)?;
-        for (node, v) in &self.headroom.node {
-            let id = node.parse::<NodeId>().map_err(|e| format!("headroom.node.{node}: {e}"))?;
-            // The lookup is by the canonical name: "+0" or "00" would parse and never match.
-            if id.to_string() != *node {
-                return Err(format!(
-                    "headroom.node.{node:?}: write the node id as {:?}, as sysfs names it",
-                    id.to_string()
-                ));
-            }
-            pct(&format!("headroom.node.{node}"), *v)?;
-        }
+        tierd_core::policy::check_headroom(
+            "headroom.default_pct",
+            self.headroom.default_pct,
+            "headroom.node",
+            &self.headroom.node,
+        )?;
         let chosen =
             [self.scope.cgroup.is_some(), self.scope.pids.is_some(), self.scope.comm.is_some()];
         if chosen.iter().filter(|c| **c).count() > 1 {
