@@ -806,6 +806,17 @@ mod tests {
         NodeId::new(n).unwrap()
     }
 
+    /// A fake of `total` pages a node holding, in page order, `count` pages on `node`, hot
+    /// or not, for each `(node, count, hot)`.
+    fn fake(total: u64, parts: &[(usize, usize, bool)]) -> Fake {
+        let (mut on, mut hot) = (Vec::new(), Vec::new());
+        for &(node, count, is_hot) in parts {
+            on.extend(vec![id(node); count]);
+            hot.extend(vec![is_hot; count]);
+        }
+        Fake { on, hot, total, moves: Vec::new(), calls_left: None }
+    }
+
     #[allow(clippy::cast_possible_truncation)] // a handful of pages
     impl Backend for Fake {
         type Page = u32;
@@ -887,11 +898,7 @@ mod tests {
         // 4000 pages a node: node 0 full of cold pages, node 1 holding 3000 hot ones. Node 1
         // has room for a few hundred of node 0's victims at a time; each round's promotions
         // make room for the next round's victims.
-        let mut on = vec![id(0); 4000];
-        on.extend(vec![id(1); 3000]);
-        let mut hot = vec![false; 4000];
-        hot.extend(vec![true; 3000]);
-        let mut b = Fake { on, hot, total: 4000, moves: Vec::new(), calls_left: None };
+        let mut b = fake(4000, &[(0, 4000, false), (1, 3000, true)]);
         let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         let s = p.tick(0, &mut b);
@@ -907,19 +914,8 @@ mod tests {
     fn fill_takes_only_free_room_and_never_exchanges() {
         let (topo, graph) = chain();
         // Node 0: 50 cold pages of 100 (room 50 - goal 13 = 37); node 1: 60 warm pages.
-        let mut on = vec![id(0); 50];
-        on.extend(vec![id(1); 60]);
-        let mut hot = vec![false; 50];
-        hot.extend(vec![true; 60]);
         for fill in [true, false] {
-            let fake = Fake {
-                on: on.clone(),
-                hot: hot.clone(),
-                total: 100,
-                moves: Vec::new(),
-                calls_left: None,
-            };
-            let mut b = Warm(fake);
+            let mut b = Warm(fake(100, &[(0, 50, false), (1, 60, true)]));
             let config = PolicyConfig { headroom_pct: 10.0, fill, ..PolicyConfig::default() };
             let mut p = Tierd::new(config, &topo, &graph);
             let s = p.tick(0, &mut b);
@@ -1067,12 +1063,7 @@ mod tests {
         let (topo, graph) = chain();
         // Node 0: 85 of 100 pages used (free 15, goal high 3 + 10% = 13); 5 warm pages on
         // node 1 would fill room above the goal.
-        let mut on = vec![id(0); 85];
-        on.extend(vec![id(1); 5]);
-        let mut hot = vec![false; 85];
-        hot.extend(vec![true; 5]);
-        let fake = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
-        let mut b = Warm(fake);
+        let mut b = Warm(fake(100, &[(0, 85, false), (1, 5, true)]));
         let config = PolicyConfig { headroom_pct: 10.0, quiet_ms: 100, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         // Watched for less than 100 ms: the headroom holds, 2 pages fill the room above it.
@@ -1295,11 +1286,7 @@ mod tests {
     fn keeps_headroom_and_promotes_hot_pages_once() {
         let (topo, graph) = chain();
         // 100 pages per node, node 0 full of cold pages, node 2 holding 10 hot ones.
-        let mut on = vec![id(0); 100];
-        on.extend(vec![id(2); 10]);
-        let mut hot = vec![false; 100];
-        hot.extend(vec![true; 10]);
-        let mut b = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = fake(100, &[(0, 100, false), (2, 10, true)]);
         let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         let s = p.tick(0, &mut b);
