@@ -73,7 +73,7 @@ fn every_exported_metric_is_set_by_the_daemon() {
         std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|f| f.ends_with(".rs") && f != "metrics.rs")
+            .filter(|f| Path::new(f).extension().is_some_and(|e| e == "rs") && f != "metrics.rs")
             .map(|f| {
                 let text = source(&f);
                 (f, shipped(&text))
