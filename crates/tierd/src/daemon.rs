@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tierd_core::backend::Backend;
 use tierd_core::policy::{PolicyConfig, Tierd};
 use tierd_core::{NodeId, PathGraph, Topology};
@@ -44,8 +44,10 @@ use crate::metrics::{self, BackstopLabel, ErrnoLabel, Metrics, MoveKind, NodeLab
 use crate::paths::Paths;
 use crate::state::StateFile;
 
-/// What `tierd status` shows. Field names are stable (`tierd status --json`).
-#[derive(Clone, Debug, Default, Serialize)]
+/// What `tierd status` shows. Field names are stable (`tierd status --json`); the CLI reads
+/// the daemon's report back into this type, so a field the two disagree on is an error, not
+/// a zero.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
     /// The daemon's pid.
     pub pid: u32,
@@ -128,7 +130,7 @@ impl CpuCost {
 }
 
 /// One node in [`Status`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// The node.
     pub node: u32,
@@ -927,72 +929,64 @@ pub fn status(socket: &Path, json: bool) -> Result<String> {
     if json {
         return Ok(serde_json::to_string_pretty(&report)? + "\n");
     }
-    Ok(status_text(&report))
+    let typed: Status = serde_json::from_value(report).with_context(|| {
+        format!(
+            "the daemon at {} answered a status this tierd cannot read (a different version?); \
+             `tierd status --json` shows it as sent",
+            socket.display()
+        )
+    })?;
+    Ok(status_text(&typed))
 }
 
 /// The text form of a status report.
-pub fn status_text(report: &serde_json::Value) -> String {
-    let get = |k: &str| report.get(k).cloned().unwrap_or_default();
+pub fn status_text(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "tierd pid {} up {} s, {} loops (last {:.1} ms), {} processes in scope",
-        get("pid"),
-        get("uptime_s"),
-        get("loops"),
-        get("last_loop_ms").as_f64().unwrap_or(0.0),
-        get("processes")
+        s.pid, s.uptime_s, s.loops, s.last_loop_ms, s.processes
     );
-    let _ = writeln!(
-        out,
-        "tracker: {}: {}",
-        get("tracker").as_str().unwrap_or("?"),
-        get("tracker_why").as_str().unwrap_or("")
-    );
-    let _ = writeln!(
-        out,
-        "backstop: {}: {}",
-        get("backstop").as_str().unwrap_or("?"),
-        get("backstop_why").as_str().unwrap_or("")
-    );
-    if let Some(p) = get("priority").as_str().filter(|p| !p.is_empty()) {
-        let _ = writeln!(out, "priority: {p}");
+    let _ = writeln!(out, "tracker: {}: {}", s.tracker, s.tracker_why);
+    let _ = writeln!(out, "backstop: {}: {}", s.backstop, s.backstop_why);
+    if !s.priority.is_empty() {
+        let _ = writeln!(out, "priority: {}", s.priority);
     }
-    if get("took_over").as_bool() == Some(true) {
+    if s.took_over {
         let _ = writeln!(out, "kernel tiering promotion: switched off by tierd (restored on exit)");
     }
-    for c in get("conflicts").as_array().into_iter().flatten() {
-        let _ = writeln!(out, "warning: {}", c.as_str().unwrap_or(""));
+    for c in &s.conflicts {
+        let _ = writeln!(out, "warning: {c}");
     }
     let _ = writeln!(out, "node  total MiB  free MiB  headroom  target");
-    for n in get("nodes").as_array().into_iter().flatten() {
+    for n in &s.nodes {
         let _ = writeln!(
             out,
             "{:>4}  {:>9}  {:>8}  {:>8}  {}",
-            n["node"].as_u64().unwrap_or(0),
-            n["total_mib"].as_u64().unwrap_or(0),
-            n["free_mib"].as_u64().unwrap_or(0),
-            n["headroom_pct"].as_f64().map_or("-".into(), |p| format!("{p}%")),
-            n["target"].as_u64().map_or("terminal".into(), |t| t.to_string())
+            n.node,
+            n.total_mib,
+            n.free_mib,
+            n.headroom_pct.map_or("-".into(), |p| format!("{p}%")),
+            n.target.map_or("terminal".into(), |t| t.to_string())
         );
     }
-    for (edge, pages) in get("moved_pages").as_object().into_iter().flatten() {
+    for (edge, pages) in &s.moved_pages {
         let _ = writeln!(out, "moved {edge}: {pages} pages");
     }
-    for (errno, pages) in get("failures").as_object().into_iter().flatten() {
+    for (errno, pages) in &s.failures {
         let _ = writeln!(out, "failed {errno}: {pages} pages");
     }
-    if let Some(n) = get("no_room_pages").as_u64().filter(|n| *n > 0) {
-        let _ = writeln!(out, "left in place (every target full): {n} pages");
+    if s.no_room_pages > 0 {
+        let _ = writeln!(out, "left in place (every target full): {} pages", s.no_room_pages);
     }
-    if let Some(ms) = get("cpu_ms_per_gib_minute").as_f64() {
+    if let Some(ms) = s.cpu_ms_per_gib_minute {
         let _ = writeln!(
             out,
             "cost: {ms:.1} ms of CPU per GiB tracked per minute ({} MiB tracked)",
-            get("tracked_mib")
+            s.tracked_mib
         );
     }
-    if let Some(e) = get("last_error").as_str() {
+    if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last problem: {e}");
     }
     out
@@ -1305,8 +1299,9 @@ mod tests {
         b.update(&graph, &mut policy, &metrics, &status);
         let (one, two) = (NodeId::new(1).unwrap(), NodeId::new(2).unwrap());
         assert!(b.is_repair(one, two) && !b.is_repair(two, one));
+        // The report as the CLI gets it: JSON over the socket, read back into the type.
         let report = serde_json::to_value(status.lock().unwrap().clone()).unwrap();
-        let text = status_text(&report);
+        let text = status_text(&serde_json::from_value(report).unwrap());
         assert!(
             text.contains("backstop: kernel-demotion: demotion_enabled=true (switched on by tierd")
                 && text.contains("pages on node 1 move on to 2 (placement repair)"),
@@ -1319,6 +1314,24 @@ mod tests {
         b.update(&auto, &mut policy, &metrics, &status);
         assert!(!b.is_repair(one, two));
         assert_eq!(metrics.backstop.get(&label).map(|g| g.get()), Some(0));
+    }
+
+    #[test]
+    fn the_status_text_comes_from_the_typed_report_and_a_renamed_field_is_an_error() {
+        let status = Status {
+            pid: 42,
+            loops: 7,
+            moved_pages: [("0->1".to_string(), 5)].into_iter().collect(),
+            ..Status::default()
+        };
+        let mut report = serde_json::to_value(&status).unwrap();
+        let text = status_text(&serde_json::from_value(report.clone()).unwrap());
+        assert!(text.starts_with("tierd pid 42 up 0 s, 7 loops"), "{text}");
+        assert!(text.contains("moved 0->1: 5 pages"), "{text}");
+        // A daemon that names a field otherwise: the CLI says so instead of printing 0.
+        let loops = report.as_object_mut().unwrap().remove("loops").unwrap();
+        report.as_object_mut().unwrap().insert("loop_count".into(), loops);
+        assert!(serde_json::from_value::<Status>(report).is_err());
     }
 
     #[test]
