@@ -40,14 +40,46 @@ pub struct PathsConfig {
     /// `"state"`: use the state file as it is (all terminal when absent); or the path of a
     /// graph file (`tierd path apply` format) applied at every start and reload. Default
     /// `"auto"`.
-    pub source: String,
+    pub source: PathsSource,
     /// The state file that keeps the table. Default `/var/lib/tierd/paths.toml`.
     pub state: PathBuf,
 }
 
 impl Default for PathsConfig {
     fn default() -> Self {
-        PathsConfig { source: "auto".into(), state: PathBuf::from(crate::state::DEFAULT_STATE) }
+        PathsConfig { source: PathsSource::Auto, state: PathBuf::from(crate::state::DEFAULT_STATE) }
+    }
+}
+
+/// `[paths] source`, written in the config as `"auto"`, `"state"` or a file's path.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "String", into = "String")]
+pub enum PathsSource {
+    /// The kernel's default when the state file has no table yet.
+    Auto,
+    /// The state file as it is.
+    State,
+    /// A graph file applied at every start and reload.
+    File(PathBuf),
+}
+
+impl From<String> for PathsSource {
+    fn from(s: String) -> PathsSource {
+        match s.as_str() {
+            "auto" => PathsSource::Auto,
+            "state" => PathsSource::State,
+            _ => PathsSource::File(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<PathsSource> for String {
+    fn from(s: PathsSource) -> String {
+        match s {
+            PathsSource::Auto => "auto".into(),
+            PathsSource::State => "state".into(),
+            PathsSource::File(p) => p.display().to_string(),
+        }
     }
 }
 
@@ -85,7 +117,7 @@ pub struct ScopeConfig {
 pub struct TrackerConfig {
     /// `"auto"` (DAMON, else idle page tracking, else soft-dirty), `"damon"`, `"idle"` or
     /// `"softdirty"`. Default `"auto"`.
-    pub kind: String,
+    pub kind: TrackerChoice,
     /// DAMON sampling interval, microseconds. Default 5000.
     pub sample_us: u64,
     /// DAMON aggregation window, milliseconds: the window page heat is counted over.
@@ -95,7 +127,33 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        TrackerConfig { kind: "auto".into(), sample_us: 5000, aggregate_ms: 100 }
+        TrackerConfig { kind: TrackerChoice::Auto, sample_us: 5000, aggregate_ms: 100 }
+    }
+}
+
+/// `[tracker] kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerChoice {
+    /// DAMON, else idle page tracking, else soft-dirty.
+    Auto,
+    /// DAMON.
+    Damon,
+    /// Idle page tracking.
+    Idle,
+    /// Soft-dirty bits.
+    Softdirty,
+}
+
+impl From<TrackerChoice> for tierd_linux::tracker::TrackerKind {
+    fn from(c: TrackerChoice) -> Self {
+        use tierd_linux::tracker::TrackerKind;
+        match c {
+            TrackerChoice::Auto => TrackerKind::Auto,
+            TrackerChoice::Damon => TrackerKind::Damon,
+            TrackerChoice::Idle => TrackerKind::Idle,
+            TrackerChoice::Softdirty => TrackerKind::SoftDirty,
+        }
     }
 }
 
@@ -341,12 +399,6 @@ impl Config {
         }
         if let Some(re) = &self.scope.comm {
             regex::Regex::new(re).map_err(|e| format!("scope.comm: {e}"))?;
-        }
-        if !["auto", "damon", "idle", "softdirty"].contains(&self.tracker.kind.as_str()) {
-            return Err(format!(
-                "tracker.kind = {:?}: one of \"auto\", \"damon\", \"idle\", \"softdirty\"",
-                self.tracker.kind
-            ));
         }
         if self.mover.pages_per_call == 0 || self.mover.max_call_ms == 0 {
             return Err("mover.pages_per_call and mover.max_call_ms must be above 0".into());

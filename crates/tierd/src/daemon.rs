@@ -38,7 +38,7 @@ use tierd_linux::scope::{self, Selection};
 use tierd_linux::tracker::{self, Pid, Tracker, TrackerContext, TrackerKind};
 use tierd_linux::{SysRoot, kernel};
 
-use crate::config::{Backstop, Config, DaemonConfig};
+use crate::config::{Backstop, Config, DaemonConfig, PathsSource};
 use crate::control;
 use crate::metrics::{self, BackstopLabel, ErrnoLabel, Metrics, MoveKind, NodeLabel};
 use crate::paths::Paths;
@@ -211,9 +211,9 @@ fn mover_limits(c: &Config, page_size: u64) -> MoverLimits {
 
 /// Sets the table up from `[paths] source` at start and on reload.
 fn seed_paths(c: &Config, topology: &Topology, paths: &Paths, at_start: bool) -> Result<()> {
-    match c.paths.source.as_str() {
-        "state" => Ok(()),
-        "auto" => {
+    match &c.paths.source {
+        PathsSource::State => Ok(()),
+        PathsSource::Auto => {
             if at_start && !paths.state().path().exists() {
                 let graph = tierd_core::auto::auto(topology).to_graph();
                 paths.apply(&graph, false).map_err(|e| anyhow!("automatic paths: {e}"))?;
@@ -221,18 +221,15 @@ fn seed_paths(c: &Config, topology: &Topology, paths: &Paths, at_start: bool) ->
             }
             Ok(())
         }
-        file => {
+        PathsSource::File(file) => {
             // Like the config, it decides where a root daemon moves pages: it must be
             // private to root (or the running user).
-            let text = crate::input::read_private_text(
-                Path::new(file),
-                crate::input::MAX_TEXT_BYTES,
-                "a path graph",
-            )
-            .context("paths.source")?;
-            let graph =
-                PathGraph::from_toml(&text).map_err(|e| anyhow!("paths.source {file}: {e}"))?;
-            paths.apply(&graph, false).map_err(|e| anyhow!("paths.source {file}: {e}"))
+            let text =
+                crate::input::read_private_text(file, crate::input::MAX_TEXT_BYTES, "a path graph")
+                    .context("paths.source")?;
+            let graph = PathGraph::from_toml(&text)
+                .map_err(|e| anyhow!("paths.source {}: {e}", file.display()))?;
+            paths.apply(&graph, false).map_err(|e| anyhow!("paths.source {}: {e}", file.display()))
         }
     }
 }
@@ -514,8 +511,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ctx.root = root.clone();
     ctx.damon.sample_us = config.tracker.sample_us;
     ctx.damon.aggr_us = config.tracker.aggregate_ms * 1000;
-    let kind: TrackerKind =
-        config.tracker.kind.parse().map_err(|e| anyhow!("tracker.kind: {e}"))?;
+    let kind: TrackerKind = config.tracker.kind.into();
     let mut tracker: Box<dyn Tracker> = tracker::open(kind, &ctx)?;
     tracing::info!(tracker = tracker.name(), "{}", tracker.why());
 
@@ -1343,7 +1339,7 @@ mod tests {
         let graph = dir.path().join("graph.toml");
         std::fs::write(&graph, "[node.0]\ntarget = 1\n").unwrap();
         let mut config = Config::default();
-        config.paths.source = graph.display().to_string();
+        config.paths.source = crate::config::PathsSource::File(graph.clone());
         std::fs::set_permissions(&graph, std::fs::Permissions::from_mode(0o666)).unwrap();
         let err = format!("{:#}", seed_paths(&config, &topo, &paths, true).unwrap_err());
         assert!(err.contains("writable by group or others (mode 0666)"), "{err}");
