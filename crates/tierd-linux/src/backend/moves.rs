@@ -1,0 +1,207 @@
+//! Moving pages and reconciling what the mover reports with the move log and free memory.
+
+use super::{
+    HashSet, LinuxBackend, MoveError, MoveStatus, NodeId, PageError, PageMover, PageRef, Pid, Seen,
+    Stop, denial,
+};
+
+impl<M: PageMover> LinuxBackend<M> {
+    /// Moves the pages `idx` (indices into `pages`, all of `pid`) to `to`, filling their
+    /// entries of `status`.
+    pub(super) fn move_pid(
+        &mut self,
+        pid: Pid,
+        idx: &[usize],
+        pages: &[PageRef],
+        to: NodeId,
+        status: &mut [MoveStatus],
+    ) {
+        let n = u64::try_from(idx.len()).unwrap_or(u64::MAX);
+        let refs: Vec<PageRef> = idx.iter().map(|&i| pages[i]).collect();
+        // Where the pages are before they move: the log's `from`. A page last seen gone is
+        // asked again (it may have been faulted back in), so that a move is never unlogged;
+        // every page is, while the kernel moves pages itself.
+        for r in &refs {
+            if self.kernel_moving || self.placement.get(r) == Some(&Seen::Gone) {
+                self.placement.remove(r);
+            }
+        }
+        self.resolve(&refs);
+        if self.gone_pids.contains(&pid) {
+            for &i in idx {
+                status[i] = Err(MoveError::NoEnt);
+            }
+            self.log.gone += n;
+            *self.log.failures.entry(libc::ESRCH).or_default() += n;
+            return;
+        }
+        if self.blocked_pids.contains(&pid) {
+            for &i in idx {
+                status[i] = Err(MoveError::Perm);
+            }
+            self.log.denied += n;
+            *self.log.failures.entry(libc::EPERM).or_default() += n;
+            return;
+        }
+        // Pages without a valid address are unmapped by definition.
+        let mut addrs = Vec::with_capacity(refs.len());
+        let mut at = Vec::with_capacity(refs.len());
+        for (k, &r) in refs.iter().enumerate() {
+            if let Some(a) = self.addr(r) {
+                addrs.push(a);
+                at.push(k);
+            } else {
+                status[idx[k]] = Err(MoveError::Fault);
+                self.log.gone += 1;
+                *self.log.failures.entry(libc::EFAULT).or_default() += 1;
+            }
+        }
+        let out = self.mover.move_to(pid.0, &addrs, &[to]);
+        let (results, failed) = self.settle(pid, &addrs, to, &out);
+        for (k, r) in at.iter().zip(results) {
+            let r = r.unwrap_or(Err(failed));
+            let page = refs[*k];
+            status[idx[*k]] = r;
+            match r {
+                Ok(_) => {
+                    if let Some(Seen::On(from)) = self.placement.get(&page).copied()
+                        && from != to
+                    {
+                        *self.log.moved.entry((from, to)).or_default() += 1;
+                        self.shift_free(from, to);
+                    }
+                    self.placement.insert(page, Seen::On(to));
+                }
+                Err(MoveError::Fault | MoveError::NoEnt) => {
+                    self.placement.insert(page, Seen::Gone);
+                }
+                Err(_) => {}
+            }
+        }
+        self.account(pid, &out, u64::try_from(addrs.len()).unwrap_or(u64::MAX));
+    }
+
+    /// Maps the mover's outcome for `addrs` (one process, target `to`) to one result per
+    /// address, and says why a page without one did not move. When the outcome is not clean,
+    /// one placement query tells moved pages from gone and denied ones.
+    pub(super) fn settle(
+        &mut self,
+        pid: Pid,
+        addrs: &[usize],
+        to: NodeId,
+        out: &crate::mover::MoveOutcome,
+    ) -> (Vec<Option<MoveStatus>>, MoveError) {
+        let busy: HashSet<usize> = out.busy.iter().copied().collect();
+        let full: HashSet<usize> = out.no_room.iter().copied().collect();
+        let mut results: Vec<Option<MoveStatus>> = addrs
+            .iter()
+            .map(|a| {
+                if busy.contains(a) {
+                    Some(Err(MoveError::Busy))
+                } else if full.contains(a) {
+                    Some(Err(MoveError::NoMem))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let open: Vec<usize> = (0..addrs.len()).filter(|&k| results[k].is_none()).collect();
+        // Why a page that is neither moved, busy nor refused for room did not move.
+        let failed = match out.stopped {
+            Some(Stop::ProcessGone) => MoveError::NoEnt,
+            Some(Stop::Denied(e)) => denial(e),
+            Some(Stop::Failed(e)) => MoveError::from_errno(e).unwrap_or(MoveError::Busy),
+            None if out.failures.contains_key(&libc::EPERM) => MoveError::Perm,
+            None if out.failures.contains_key(&libc::EACCES) => MoveError::Access,
+            None => MoveError::Perm,
+        };
+        if open.is_empty() {
+            // Every page is busy or refused for room: nothing more to learn.
+        } else if out.stopped.is_none() && out.gone == 0 && out.denied == 0 {
+            for &k in &open {
+                results[k] = Some(Ok(to));
+            }
+        } else {
+            let open_addrs: Vec<usize> = open.iter().map(|&k| addrs[k]).collect();
+            let mut now = Vec::new();
+            let queried = if out.stopped == Some(Stop::ProcessGone) {
+                Err(libc::ESRCH)
+            } else {
+                self.query(pid, &open_addrs, &mut now)
+            };
+            if queried.is_ok() {
+                for (&k, s) in open.iter().zip(&now) {
+                    results[k] = Some(match s.get() {
+                        Ok(node) if node == to => Ok(to),
+                        Err(PageError::Fault) => Err(MoveError::Fault),
+                        Err(PageError::NotPresent) => Err(MoveError::NoEnt),
+                        Ok(_) | Err(_) => Err(failed),
+                    });
+                }
+            } else {
+                if queried == Err(libc::ESRCH) {
+                    self.gone_pids.insert(pid);
+                }
+                // No way to ask (the process is gone or refuses queries): the mover moves in
+                // order, so the pages it confirmed are the first ones still open.
+                let moved = usize::try_from(out.moved_total()).unwrap_or(usize::MAX);
+                for (j, &k) in open.iter().enumerate() {
+                    results[k] = Some(if j < moved { Ok(to) } else { Err(failed) });
+                }
+            }
+        }
+        (results, failed)
+    }
+
+    /// Adds the mover's counters for one process's request of `asked` pages to the log.
+    pub(super) fn account(&mut self, pid: Pid, out: &crate::mover::MoveOutcome, asked: u64) {
+        let log = &mut self.log;
+        log.busy_retry += out.busy.len() as u64;
+        log.no_room += out.no_room.len() as u64;
+        log.gone += out.gone;
+        log.denied += out.denied;
+        log.calls += out.calls;
+        log.busy_time += out.busy_time;
+        for (&e, &pages) in &out.failures {
+            *log.failures.entry(e).or_default() += pages;
+        }
+        let accounted = out.moved_total()
+            + out.busy.len() as u64
+            + out.no_room.len() as u64
+            + out.gone
+            + out.denied;
+        let untried = asked.saturating_sub(accounted);
+        match out.stopped {
+            Some(Stop::ProcessGone) => {
+                let per_page = out.failures.get(&libc::EFAULT).copied().unwrap_or(0)
+                    + out.failures.get(&libc::ENOENT).copied().unwrap_or(0);
+                let exited = out.gone.saturating_sub(per_page);
+                *log.failures.entry(libc::ESRCH).or_default() += exited;
+                self.gone_pids.insert(pid);
+            }
+            Some(Stop::Denied(e)) => {
+                log.denied += untried;
+                *log.failures.entry(e).or_default() += untried;
+                self.pid_failed(pid, e);
+            }
+            Some(Stop::Failed(e)) => {
+                *log.failures.entry(e).or_default() += untried;
+                tracing::debug!(%pid, errno = e, "move_pages failed for the whole call");
+            }
+            None => {}
+        }
+        if out.denied > 0 {
+            self.report_denied(pid);
+        }
+    }
+
+    /// One confirmed move in the cached view of free memory.
+    pub(super) fn shift_free(&mut self, from: NodeId, to: NodeId) {
+        if let Some(m) = self.memory.get_mut(&from) {
+            m.free = (m.free + 1).min(m.total);
+        }
+        if let Some(m) = self.memory.get_mut(&to) {
+            m.free = m.free.saturating_sub(1);
+        }
+    }
+}
