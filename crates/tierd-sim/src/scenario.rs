@@ -249,10 +249,15 @@ pub struct Costs {
     /// Per-page migration cost besides the copy (unmap, TLB flush, remap), ns. Default 1000.
     #[serde(default = "default_first_touch")]
     pub migrate_overhead_ns: u64,
-    /// Whether kernel reclaim demotes while `tierd` runs (else it swaps, the documented
-    /// setting: `demotion_enabled=false` so that the two do not fight). Default false.
-    #[serde(default)]
+    /// Whether kernel reclaim demotes while `tierd` runs, as the daemon sets it up by default
+    /// (the kernel's demotion is its backstop, `[daemon] backstop = "kernel-demotion"`); false
+    /// models `backstop = "off"`, where reclaim swaps when tierd falls behind. Default true.
+    #[serde(default = "yes")]
     pub kernel_demotion_under_tierd: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_first_touch() -> u64 {
@@ -264,7 +269,7 @@ impl Default for Costs {
         Costs {
             first_touch_ns: default_first_touch(),
             migrate_overhead_ns: default_first_touch(),
-            kernel_demotion_under_tierd: false,
+            kernel_demotion_under_tierd: true,
         }
     }
 }
