@@ -141,7 +141,7 @@ const HOT_QUEUE_CAP: usize = 1 << 16;
 /// List entries [`Machine::hottest`] looks at per heat-1 page it is asked for.
 const WARM_LOOK_PER_PAGE: usize = 4;
 /// Most list entries one [`Machine::hottest`] call looks at for heat-1 pages.
-const WARM_LOOK_MAX: usize = 4096;
+const WARM_LOOK_MAX: usize = 16384;
 
 /// What kernel reclaim does with a page it evicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
