@@ -59,6 +59,12 @@ pub struct Status {
     pub tracker: String,
     /// Why that tracker (and what was missing for the better ones).
     pub tracker_why: String,
+    /// What moves pages: `"move_pages"` on a host, `"simulator"` under `run --sim`.
+    #[serde(default)]
+    pub mover: String,
+    /// Which kinds of memory that mover covers, and what happens to the rest.
+    #[serde(default)]
+    pub mover_why: String,
     /// What keeps reclaim from swapping when tierd falls behind: `"kernel-demotion"` or
     /// `"none"`.
     pub backstop: String,
@@ -521,6 +527,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         config: opts.config.clone(),
         tracker: tracker.name().to_string(),
         tracker_why: tracker.why().to_string(),
+        mover: "move_pages".into(),
+        mover_why: mover_why(config.mover.move_shared, backstop_active),
         conflicts,
         took_over: kernel_guard.changed_balancing()
             || (kernel_guard.changed_demotion() && !backstop_active),
@@ -913,6 +921,23 @@ fn update_status<B: Backend>(
     s.no_room_pages = totals.no_room;
 }
 
+/// What the host's `move_pages(2)` mover covers, and what is left to the kernel.
+fn mover_why(move_shared: bool, backstop: bool) -> String {
+    let pages = if move_shared {
+        "the anonymous pages of the processes in scope, shared ones too ([mover] move_shared)"
+    } else {
+        "the anonymous pages of the processes in scope, not those shared with other processes"
+    };
+    let rest = if backstop {
+        "the page cache, shared memory and other processes' pages are demoted by the kernel's \
+         reclaim (the backstop) when a node runs short"
+    } else {
+        "the page cache, shared memory and other processes' pages are left to reclaim, which \
+         swaps or drops them (backstop off)"
+    };
+    format!("move_pages(2) moves {pages}; {rest}")
+}
+
 /// `tierd status`: asks the running daemon.
 pub fn status(socket: &Path, json: bool) -> Result<String> {
     let report = match control::call(socket, &control::Request::Status)? {
@@ -944,6 +969,9 @@ pub fn status_text(s: &Status) -> String {
         s.pid, s.uptime_s, s.loops, s.last_loop_ms, s.processes
     );
     let _ = writeln!(out, "tracker: {}: {}", s.tracker, s.tracker_why);
+    if !s.mover.is_empty() {
+        let _ = writeln!(out, "mover: {}: {}", s.mover, s.mover_why);
+    }
     let _ = writeln!(out, "backstop: {}: {}", s.backstop, s.backstop_why);
     if !s.priority.is_empty() {
         let _ = writeln!(out, "priority: {}", s.priority);
@@ -1044,6 +1072,8 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         pid: std::process::id(),
         config: opts.config.clone(),
         tracker: "simulator".into(),
+        mover: "simulator".into(),
+        mover_why: "every page of the simulated machine, anonymous and page cache".into(),
         backstop: "none".into(),
         backstop_why: "tierd run --sim: the simulated machine's reclaim swaps, as on a host \
                        with [daemon] backstop = \"off\""
@@ -1317,6 +1347,8 @@ mod tests {
         let status = Status {
             pid: 42,
             loops: 7,
+            mover: "move_pages".into(),
+            mover_why: mover_why(false, true),
             moved_pages: [("0->1".to_string(), 5)].into_iter().collect(),
             ..Status::default()
         };
@@ -1324,6 +1356,11 @@ mod tests {
         let text = status_text(&serde_json::from_value(report.clone()).unwrap());
         assert!(text.starts_with("tierd pid 42 up 0 s, 7 loops"), "{text}");
         assert!(text.contains("moved 0->1: 5 pages"), "{text}");
+        assert!(
+            text.contains("mover: move_pages: move_pages(2) moves the anonymous pages of the")
+                && text.contains("demoted by the kernel's reclaim (the backstop)"),
+            "{text}"
+        );
         // A daemon that names a field otherwise: the CLI says so instead of printing 0.
         let loops = report.as_object_mut().unwrap().remove("loops").unwrap();
         report.as_object_mut().unwrap().insert("loop_count".into(), loops);
