@@ -228,6 +228,11 @@ pub struct Tierd<P> {
     last_alloc_ns: std::collections::BTreeMap<NodeId, u64>,
     /// The nodes quiet this tick (see [`PolicyConfig::quiet_ms`]).
     quiet: NodeMask,
+    /// Pages this tick's demotions placed on each node so far.
+    placed: std::collections::BTreeMap<NodeId, u64>,
+    /// Pages the previous tick's demotions placed on each node: a destination's drain as
+    /// much as its own allocations are, since the next tick places there again.
+    inflow: std::collections::BTreeMap<NodeId, u64>,
     /// Stranded nodes and where they drain to (placement repair).
     repair: std::collections::BTreeMap<NodeId, Vec<NodeId>>,
     /// The stranded nodes whose last pass found pages, or that were woken since.
@@ -288,6 +293,8 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             last_free: std::collections::BTreeMap::new(),
             last_alloc_ns: std::collections::BTreeMap::new(),
             quiet: NodeMask::EMPTY,
+            placed: std::collections::BTreeMap::new(),
+            inflow: std::collections::BTreeMap::new(),
             repair: std::collections::BTreeMap::new(),
             repair_awake: NodeMask::EMPTY,
             heat: Vec::new(),
@@ -430,8 +437,16 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         for plan in self.plans.iter().filter(|p| !p.destinations.is_empty()) {
             let drained = b.node_memory(plan.node).zip(self.goal(b, plan.node)).and_then(
                 |(m, (free, goal))| {
-                    let consumed =
-                        self.last_free.get(&plan.node).map_or(0, |l| l.saturating_sub(free));
+                    // What allocations took since the last tick, plus what the last tick's
+                    // demotions placed here: a destination of an urgent node is filled
+                    // again this tick, and its own demotion must not wait for time the
+                    // urgent one has used (daemon-cascade: the middle tier's housekeeping
+                    // deferred tick after tick while its source spilled past it).
+                    let consumed = self
+                        .last_free
+                        .get(&plan.node)
+                        .map_or(0, |l| l.saturating_sub(free))
+                        .saturating_add(self.inflow.get(&plan.node).copied().unwrap_or(0));
                     // At or below `high`, kswapd may be running: urgent whatever drained it.
                     // Above, only a drain that would reach `low` within URGENT_TICKS ticks
                     // counts: the kernel's own trickle (slab, page tables, per-CPU page lists
@@ -550,6 +565,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
                 match s {
                     Ok(_) => {
                         moved += 1;
+                        *self.placed.entry(dest).or_insert(0) += 1;
                         self.record_move(page, now_ns);
                     }
                     // Full: the next destination may take it.
@@ -571,6 +587,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         let page_size = b.page_size();
         let elapsed_ms = self.elapsed_ms(now_ns);
         self.last_tick_ns = Some(now_ns);
+        self.inflow = std::mem::take(&mut self.placed);
         self.observe_allocations(b, now_ns);
         let mut demote_budget = Self::per_tick(self.config.demote_mib_per_s, page_size, elapsed_ms);
         let plans = self.plans.clone();
@@ -1193,6 +1210,47 @@ mod tests {
         assert!(b.moves.iter().all(|m| m.1 == id(0)), "{:?}", b.moves);
         assert_eq!(stats.deferred, 33 - 20, "node 1 waits");
         assert_eq!(stats.urgent.to_string(), "0");
+    }
+
+    #[test]
+    fn a_destination_an_urgent_node_fills_demotes_without_waiting_for_time() {
+        // The kernel's default paths on the chain: node 0 falls back to node 2.
+        let topo = chain().0;
+        let graph =
+            PathGraph::from_toml("[node.0]\ntarget = 1\nfallback = \"2\"\n[node.1]\ntarget = 2\n")
+                .unwrap();
+        // 100-page nodes, 10% headroom: goal high 3 + 10 = 13 free; node 1, a destination
+        // that demotes itself, takes node 0's pages only down to high 3 + 5 = 8 free. Node 1
+        // starts at its goal (87 used, its pages first in the fake's cold order), node 0 at 80.
+        let mut on = vec![id(1); 87];
+        on.extend(vec![id(0); 80]);
+        let n = on.len();
+        let mut b =
+            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
+        let config = PolicyConfig {
+            quiet_ms: 0,
+            headroom_pct: 10.0,
+            promote: false,
+            ..PolicyConfig::default()
+        };
+        let mut p = Tierd::new(config, &topo, &graph);
+        assert_eq!(p.tick(0, &mut b), TickStats::default(), "nothing to do at first");
+        // A program takes 15 pages of node 0 and the backend has no time left in any tick:
+        // node 0 is urgent (goal high 3 + 2 x 15, at most a quarter: 28) and spills past
+        // node 1's floor to node 2.
+        b.on.extend([id(0); 15]);
+        b.hot.extend([false; 15]);
+        b.calls_left = Some(0);
+        let s = p.tick(10_000_000, &mut b);
+        assert_eq!((s.demoted, s.urgent.to_string()), (28 - 5, "0".to_string()), "{s:?}");
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 8);
+        // Nothing allocates on node 1, but the last tick placed 5 pages there and node 0
+        // places again: node 1 is urgent too and gets back to its goal with no time left.
+        b.moves.clear();
+        let s = p.tick(20_000_000, &mut b);
+        assert!(s.urgent.contains(id(1)), "{s:?}");
+        assert_eq!(b.moves.iter().filter(|m| (m.1, m.2) == (id(1), id(2))).count(), 5);
+        assert_eq!(b.node_memory(id(1)).unwrap().free, 13);
     }
 
     #[test]
