@@ -18,6 +18,7 @@ pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
+pub mod folio;
 pub mod kernel;
 pub mod meminfo;
 pub mod mover;

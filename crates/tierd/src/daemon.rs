@@ -1057,7 +1057,8 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     if !paths.state().path().exists() {
         paths.apply(&setup.graph, false).map_err(|e| anyhow!("the scenario's paths: {e}"))?;
     }
-    let policy_cfg = scenario.policy.clone();
+    let loaded = opts.config.exists();
+    let mut policy_cfg = sim_policy(&scenario.policy, loaded.then_some(&config));
     let mut graph = paths.table().snapshot();
     let mut policy: Tierd<u32> = Tierd::new(policy_cfg.clone(), &setup.topology, &graph);
     let mut cfg = setup.machine.clone();
@@ -1192,6 +1193,11 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
             for sig in signals.pending() {
                 if sig == signal_hook::consts::SIGHUP {
                     config = reload_for_sim(&opts.config, config);
+                    let new = sim_policy(&scenario.policy, Some(&config));
+                    if new != policy_cfg {
+                        policy_cfg = new;
+                        policy.replan(policy_cfg.clone(), &setup.topology, &graph);
+                    }
                     continue;
                 }
                 tracing::info!("signal {sig}: stopping");
@@ -1212,9 +1218,34 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// The policy `tierd run --sim` runs: the scenario's `[policy]`, and with a config file what
+/// that file says for the host, as `tierd run` reads it ([`policy_config`]: `[headroom]`,
+/// `[promotion]`, `[mover] max_mib_per_s`), so that one config tried on the simulated machine
+/// behaves as it will on the host. The scenario keeps what the host config has no say in:
+/// the simulated interval, the burst factor, fill and quiet nodes.
+fn sim_policy(scenario: &PolicyConfig, config: Option<&Config>) -> PolicyConfig {
+    let Some(c) = config else { return scenario.clone() };
+    PolicyConfig {
+        interval_ms: scenario.interval_ms,
+        burst_factor: scenario.burst_factor,
+        fill: scenario.fill,
+        quiet_ms: scenario.quiet_ms,
+        ..policy_config(c)
+    }
+}
+
+/// The config fields `tierd run --sim` applies on SIGHUP: the loop's interval and what
+/// [`sim_policy`] takes from the config, less `mover.max_mib_per_s`, which as on the host
+/// takes a restart.
+fn sim_reloads(field: &str) -> bool {
+    field == "daemon.interval_ms"
+        || field.starts_with("headroom.")
+        || field.starts_with("promotion.")
+}
+
 /// SIGHUP under `tierd run --sim`: re-reads the config, applies what the simulated loop
-/// uses (`daemon.interval_ms`) and says which changes need a restart and which mean nothing
-/// on the simulated machine. An unusable config keeps the old one.
+/// uses ([`sim_reloads`]) and says which changes need a restart and which mean nothing on the
+/// simulated machine. An unusable config keeps the old one.
 fn reload_for_sim(path: &Path, old: Config) -> Config {
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -1226,7 +1257,7 @@ fn reload_for_sim(path: &Path, old: Config) -> Config {
     let restart = Config::restart_needed(&old, &new);
     let unused: Vec<&str> = Config::changed_fields(&old, &new)
         .into_iter()
-        .filter(|f| !restart.contains(f) && *f != "daemon.interval_ms")
+        .filter(|f| !restart.contains(f) && !sim_reloads(f))
         .collect();
     tracing::info!("config reloaded from {}", path.display());
     if !restart.is_empty() {
@@ -1237,14 +1268,15 @@ fn reload_for_sim(path: &Path, old: Config) -> Config {
     }
     if !unused.is_empty() {
         tracing::warn!(
-            "config reload: {} changed but mean nothing under --sim (the scenario's [policy] \
-             drives the simulated machine)",
+            "config reload: {} changed but mean nothing on the simulated machine",
             unused.join(", ")
         );
     }
     // Keep what cannot change live, so the process goes on saying what it really uses.
     let mut applied = old;
     applied.daemon.interval_ms = new.daemon.interval_ms;
+    applied.headroom = new.headroom;
+    applied.promotion = new.promotion;
     applied
 }
 

@@ -39,8 +39,15 @@
 //! adjusted (one page more free on `from`, one less on `to`) so that the policy, which reads
 //! `node_memory` again within the same tick (promotion after an exchange, the next fallback
 //! target), sees its own moves; the next `refresh` replaces the figures with the kernel's.
-//! This also makes the backend contract hold over a fixture whose files do not change. A
-//! huge page counts as one page here until the next refresh.
+//! This also makes the backend contract hold over a fixture whose files do not change.
+//!
+//! **Huge pages.** One entry of a transparent huge page moves all of its base pages. While
+//! any node's `meminfo` shows huge pages (`AnonHugePages`, `ShmemHugePages`,
+//! `FileHugePages`), the pages a call moved are looked up in `pagemap` and `kpageflags`
+//! ([`crate::folio`]): a huge page is logged, and shifted in the view of free memory, as its
+//! base pages, once per call however many of its entries the call named, and all of its
+//! pages are placed on the target in the cache. The policy's own count stays one per entry
+//! it asked for; the log, and so the metrics, are in base pages (bytes = pages x page size).
 //!
 //! **Processes that exit** (`ESRCH`) are dropped for the rest of the window, their pages
 //! reported [`MoveError::NoEnt`]; pages the mover had confirmed moved before the exit are
@@ -146,6 +153,10 @@ pub struct LinuxBackend<M: PageMover> {
     /// Processes already listed in a log's `denied_pids`, until the tracker drops them.
     reported_pids: HashSet<Pid>,
     log: MoveLog,
+    /// Huge-page spans of moved pages, read while any node holds huge pages.
+    folios: crate::folio::Folios,
+    /// Whether the last refresh found transparent huge pages on any node.
+    huge_pages: bool,
     /// Until when this tick may do housekeeping ([`Backend::out_of_time`]); `None`: always.
     housekeeping_until: Option<std::time::Instant>,
 }
@@ -158,6 +169,8 @@ impl<M: PageMover> LinuxBackend<M> {
     pub fn new(root: SysRoot, mover: Mover<M>, page_size: u64) -> LinuxBackend<M> {
         assert!(page_size.is_power_of_two(), "page size {page_size} is not a power of two");
         LinuxBackend {
+            folios: crate::folio::Folios::new(root.clone()),
+            huge_pages: false,
             root,
             mover,
             page_size,
@@ -194,8 +207,13 @@ impl<M: PageMover> LinuxBackend<M> {
         let with_memory = read_has_memory(&self.root)?;
         let zones = read_zoneinfo(&self.root)?;
         let mut memory = BTreeMap::new();
+        let mut huge = 0;
         for node in online.and(&with_memory).iter() {
             let Some(info) = read_node_meminfo(&self.root, node)? else { continue };
+            huge += ["AnonHugePages", "ShmemHugePages", "FileHugePages"]
+                .iter()
+                .filter_map(|k| info.bytes.get(*k))
+                .sum::<u64>();
             let (Some(total), Some(free)) = (info.mem_total_bytes(), info.mem_free_bytes()) else {
                 continue;
             };
@@ -217,6 +235,7 @@ impl<M: PageMover> LinuxBackend<M> {
         }
         self.nodes = memory.keys().copied().collect();
         self.memory = memory;
+        self.huge_pages = huge > 0;
         Ok(())
     }
 

@@ -58,18 +58,19 @@ impl<M: PageMover> LinuxBackend<M> {
         }
         let out = self.mover.move_to(pid.0, &addrs, &[to]);
         let (results, failed) = self.settle(pid, &addrs, to, &out);
+        // The pages that moved, each with where it was.
+        let mut moved: Vec<(PageRef, Option<NodeId>)> = Vec::new();
         for (k, r) in at.iter().zip(results) {
             let r = r.unwrap_or(Err(failed));
             let page = refs[*k];
             status[idx[*k]] = r;
             match r {
                 Ok(_) => {
-                    if let Some(Seen::On(from)) = self.placement.get(&page).copied()
-                        && from != to
-                    {
-                        *self.log.moved.entry((from, to)).or_default() += 1;
-                        self.shift_free(from, to);
-                    }
+                    let from = match self.placement.get(&page) {
+                        Some(Seen::On(from)) if *from != to => Some(*from),
+                        _ => None,
+                    };
+                    moved.push((page, from));
                     self.placement.insert(page, Seen::On(to));
                 }
                 Err(MoveError::Fault | MoveError::NoEnt) => {
@@ -78,7 +79,40 @@ impl<M: PageMover> LinuxBackend<M> {
                 Err(_) => {}
             }
         }
+        self.log_moved(pid, to, &moved);
         self.account(pid, &out, u64::try_from(addrs.len()).unwrap_or(u64::MAX));
+    }
+
+    /// Logs `moved` (pages of `pid` now on `to`, each with the node it was on, `None` when it
+    /// was there already) in base pages: a page of a huge page counts as the huge page's
+    /// base pages, once however many of its entries the call named, and all of them are
+    /// placed on `to` in the cache (so that no later scan offers them as still on `from`).
+    /// Without huge pages on any node, one page each, with no further read.
+    pub(super) fn log_moved(&mut self, pid: Pid, to: NodeId, moved: &[(PageRef, Option<NodeId>)]) {
+        let spans = if self.huge_pages {
+            let vpns: Vec<_> = moved.iter().map(|(p, _)| p.vpn).collect();
+            self.folios.spans(pid, &vpns)
+        } else {
+            vec![None; moved.len()]
+        };
+        let mut counted = HashSet::new();
+        for (&(_, from), span) in moved.iter().zip(spans) {
+            let pages = match span {
+                None => 1,
+                Some(span) if counted.insert(span.first) => {
+                    for v in span.first.0..span.first.0 + span.pages {
+                        let other = PageRef { pid, vpn: crate::tracker::Vpn(v) };
+                        self.placement.insert(other, Seen::On(to));
+                    }
+                    span.pages
+                }
+                Some(_) => 0,
+            };
+            if let Some(from) = from {
+                *self.log.moved.entry((from, to)).or_default() += pages;
+                self.shift_free(from, to, pages);
+            }
+        }
     }
 
     /// Maps the mover's outcome for `addrs` (one process, target `to`) to one result per
@@ -195,13 +229,13 @@ impl<M: PageMover> LinuxBackend<M> {
         }
     }
 
-    /// One confirmed move in the cached view of free memory.
-    pub(super) fn shift_free(&mut self, from: NodeId, to: NodeId) {
+    /// A confirmed move of `pages` base pages in the cached view of free memory.
+    pub(super) fn shift_free(&mut self, from: NodeId, to: NodeId, pages: u64) {
         if let Some(m) = self.memory.get_mut(&from) {
-            m.free = (m.free + 1).min(m.total);
+            m.free = (m.free + pages).min(m.total);
         }
         if let Some(m) = self.memory.get_mut(&to) {
-            m.free = m.free.saturating_sub(1);
+            m.free = m.free.saturating_sub(pages);
         }
     }
 }

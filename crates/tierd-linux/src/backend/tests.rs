@@ -737,3 +737,67 @@ fn the_policy_demotes_node_zeros_coldest_pages_through_the_backend() {
         (0..2000).filter(|&i| b.mover().os().placement[&(PID, addrs(BASE, n)[i])] == id(1)).count();
     assert_eq!(moved_hot, 0);
 }
+
+/// Writes `value` at entry `index` of the binary file `path` (8 bytes each, little endian),
+/// making it as long as needed (sparse): a `pagemap` or `kpageflags` fixture.
+fn put_entry(path: &std::path::Path, index: u64, value: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f =
+        std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(path).unwrap();
+    f.write_all_at(&value.to_le_bytes(), index * 8).unwrap();
+}
+
+/// Pid 42's pages 0..512 at `BASE` as one transparent huge page at frames 0x4000.., with
+/// huge pages in node 0's meminfo when `in_meminfo`.
+fn huge_page_fixture(fx: &Fixture, in_meminfo: bool) {
+    use crate::folio::{KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_THP};
+    let pagemap = fx.root().proc.join(format!("{PID}/pagemap"));
+    let kpageflags = fx.root().proc.join("kpageflags");
+    for i in 0..512 {
+        put_entry(&pagemap, BASE / PS + i, (1 << 63) | (0x4000 + i));
+        let kind = if i == 0 { KPF_COMPOUND_HEAD } else { KPF_COMPOUND_TAIL };
+        put_entry(&kpageflags, 0x4000 + i, KPF_THP | kind);
+    }
+    let meminfo = fx.root().node_dir(id(0)).join("meminfo");
+    let mut text = std::fs::read_to_string(&meminfo).unwrap();
+    if in_meminfo {
+        text.push_str("Node 0 AnonHugePages:      2048 kB\n");
+    }
+    std::fs::write(&meminfo, text).unwrap();
+}
+
+#[test]
+fn a_moved_huge_page_is_logged_as_its_base_pages_once() {
+    let fx = machine();
+    huge_page_fixture(&fx, true);
+    let mut b = backend(&fx, 512, 64);
+    b.set_sample(sample(vec![region(PID, 0, 512, 0, 1)], 20));
+    let free = |b: &LinuxBackend<FakeMover>, n| b.node_memory(id(n)).unwrap().free;
+    let (free0, free1) = (free(&b, 0), free(&b, 1));
+    // Two entries of the huge page in one call: the kernel moves it once, 512 base pages.
+    let mut status = Vec::new();
+    b.move_pages(&[page(PID, 3), page(PID, 300)], id(1), &mut status);
+    assert_eq!(status, [Ok(id(1)), Ok(id(1))]);
+    let log = b.take_moves();
+    assert_eq!(log.moved.get(&(id(0), id(1))), Some(&512));
+    assert_eq!((free(&b, 0), free(&b, 1)), (free0 + 512, free1 - 512));
+    // Its other pages are on node 1 now: a scan of node 0 offers none of them, and a later
+    // move naming another of its entries logs nothing more.
+    let mut cold = Vec::new();
+    b.coldest(id(0), 512, &mut cold);
+    assert!(cold.is_empty(), "{cold:?}");
+    b.move_pages(&[page(PID, 7)], id(1), &mut status);
+    assert_eq!(b.take_moves().moved_total(), 0);
+}
+
+#[test]
+fn without_huge_pages_in_meminfo_a_page_counts_one_and_kpageflags_is_not_read() {
+    let fx = machine();
+    huge_page_fixture(&fx, false);
+    let mut b = backend(&fx, 512, 64);
+    b.set_sample(sample(vec![region(PID, 0, 512, 0, 1)], 20));
+    let mut status = Vec::new();
+    b.move_pages(&[page(PID, 3), page(PID, 300)], id(1), &mut status);
+    assert_eq!(b.take_moves().moved.get(&(id(0), id(1))), Some(&2));
+}
