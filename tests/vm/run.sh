@@ -4,7 +4,8 @@
 #
 #   tests/vm/run.sh                 all scenarios in tests/vm/scenarios/ and topologies/
 #   tests/vm/run.sh migrate ...     the named ones (scenarios/, topologies/, selftest/, pending/);
-#                                   NAME+hog runs NAME with two CPU-bound guest processes
+#                                   NAME+hog runs NAME with two CPU-bound guest processes,
+#                                   NAME+thp with transparent huge pages `always`
 #   tests/vm/run.sh --shell         a root shell in the guest on this terminal
 #   tests/vm/run.sh --list          the scenario names
 #
@@ -31,8 +32,9 @@ usage() {
 	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
-# NAME+VARIANT: scenario NAME under a variant the guest's init knows (only `hog`).
-VARIANTS=(hog)
+# NAME+VARIANT: scenario NAME under a variant the guest's init knows: `hog` (two CPU-bound
+# guest processes) or `thp` (transparent huge pages `always` where the scenario sets THP).
+VARIANTS=(hog thp)
 
 scenario_file() {
 	local name=${1%%+*} f

@@ -169,6 +169,15 @@ moves_and_kernel() {
 	echo "$t $k"
 }
 
+# The THP setting a scenario runs under: `always` under the thp variant (Debian's default),
+# else `never`; thp_setting also writes it: thp_setting.
+thp_setting() {
+	mode=never
+	[ "$TIERD_VM_VARIANT" = thp ] && mode=always
+	echo $mode >/sys/kernel/mm/transparent_hugepage/enabled
+	echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)"
+}
+
 # The hot-part check of the daemon scenarios: at least 90% of the workload's hot part on
 # node 0 at the end: hot_on_node0_check ON_NODE0 TOTAL. Under the hog variant it is a figure
 # and a note, not a failure: a workload starved by the hogs touches its hot part so slowly

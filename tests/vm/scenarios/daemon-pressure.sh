@@ -3,22 +3,24 @@
 # then the same workload with `tierd run` (auto paths): tierd keeps node 0's headroom by
 # demoting its coldest pages to node 1, and switches the kernel's demotion on as its
 # backstop, so that reclaim demotes instead of swapping whenever tierd falls behind (run
-# as daemon-pressure+hog with two CPU-bound guest processes). Checks: tierd reports the
+# as daemon-pressure+hog with two CPU-bound guest processes, and as daemon-pressure+thp
+# with transparent huge pages `always`, where the workload is mostly 2 MiB pages and tierd
+# counts each huge page it moves as its 512 base pages). Checks: tierd reports the
 # kernel-demotion backstop, swap-outs at most 1% of the reference, at least 90% of the hot
 # part on node 0 at the end, cold pages on node 1, every checksum holds, and tierd's moved
 # pages (demoted, promoted and repaired) are at least, within 1%, what the kernel migrated
 # for move_pages(2) (the migrate:mm_migrate_pages tracepoint, reason syscall_or_cpuset,
 # over tierd's whole run), and at most that plus the kernel's concurrent demotions (the
-# one race tierd cannot see through: see the check). pgmigrate_success less the kernel's pgdemote_* is printed beside it
-# (both from one /metrics snapshot): it also counts compaction, which a busy guest's
+# one race tierd cannot see through: see the check); under thp, at least 100 huge pages
+# faulted in. pgmigrate_success less the kernel's pgdemote_* is printed beside it (both
+# from one /metrics snapshot): it also counts compaction, which a busy guest's
 # reclaim triggers (compact_isolated 4 679 in one run where it was 2 370 above tierd's).
 # vm-timeout-s: 300
 
 zram_swap_on 1G
-# Base pages only: move_pages of one 4 KiB entry of a transparent huge page moves the whole
-# huge page, which pgmigrate_success counts and tierd (counting the entries it asked for and
-# saw move) does not, so the 1% comparison below needs THP off.
-echo never >/sys/kernel/mm/transparent_hugepage/enabled
+# THP never, or always under the thp variant (daemon-pressure+thp): the counts compared
+# below are base pages either way, a huge page's 512 of them included.
+thp_setting
 # Proactive compaction migrates whole pageblocks (512 pages) and pgmigrate_success counts
 # them too: off, so that the counter below is tierd's moves alone.
 echo 0 >/proc/sys/vm/compaction_proactiveness
@@ -32,6 +34,7 @@ step "with tierd run"
 tierd_config auto </dev/null
 kdem0=$(($(vmstat pgdemote_kswapd) + $(vmstat pgdemote_direct)))
 compact0=$(vmstat compact_isolated)
+thp0=$(vmstat thp_fault_alloc) thpmig0=$(vmstat thp_migration_success) thpsplit0=$(vmstat thp_migration_split)
 trace_migrations_on
 tierd_up
 # tierd's moves and the kernel's counters as of one loop (tierd mirrors them at the end of
@@ -89,6 +92,12 @@ figure kernel_demoted "$kdem"
 # what it could have moved, for a reader of a failed comparison below.
 figure compact_isolated "$(($(vmstat compact_isolated) - compact0))"
 figure pgmigrate_success_less_kernel "$migrated"
+# Huge pages: how many the workload faulted in, and how many migrated whole or split.
+thp=$(($(vmstat thp_fault_alloc) - thp0))
+figure thp_fault_alloc "$thp"
+figure thp_migration_success "$(($(vmstat thp_migration_success) - thpmig0))"
+figure thp_migration_split "$(($(vmstat thp_migration_split) - thpsplit0))"
+[ "$TIERD_VM_VARIANT" = thp ] && expect_ge "$thp" 100 "huge pages the workload faulted in under THP always"
 figure hot_on_node0 "$(kv node0 "$hot")/$hot_total"
 figure on_node1 "$(kv node1 "$end")"
 expect_eq "$(kv bad "$sum")" 0 "pages with bad content"

@@ -17,7 +17,7 @@
 # vm-timeout-s: 240
 
 zram_swap_on 1G
-echo never >/sys/kernel/mm/transparent_hugepage/enabled
+thp_setting
 echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 RATE=64          # [promotion] max_mib_per_s

@@ -12,7 +12,7 @@
 # vm-timeout-s: 400
 
 zram_swap_on 1G
-echo never >/sys/kernel/mm/transparent_hugepage/enabled
+thp_setting
 echo 0 >/proc/sys/kernel/numa_balancing
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
 
