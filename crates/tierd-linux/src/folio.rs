@@ -71,12 +71,19 @@ pub struct Folios {
     /// Why spans cannot be read, once that is known.
     why_not: Option<String>,
     block: Vec<u8>,
+    /// Blocks of flags read so far.
+    blocks_read: u64,
 }
 
 impl Folios {
     /// A reader under `root`; files are opened on first use.
     pub fn new(root: SysRoot) -> Folios {
-        Folios { root, kpageflags: None, why_not: None, block: Vec::new() }
+        Folios { root, kpageflags: None, why_not: None, block: Vec::new(), blocks_read: 0 }
+    }
+
+    /// How many blocks of [`MAX_FOLIO_PAGES`] flags the lookups have read.
+    pub fn blocks_read(&self) -> u64 {
+        self.blocks_read
     }
 
     /// Why huge pages count as one page each, if they do.
@@ -109,7 +116,14 @@ impl Folios {
             return out;
         }
         let Ok(Some(mut pagemap)) = Pagemap::open(&self.root, pid) else { return out };
+        // The entries of one huge page come one after another (a scan's order): a page in
+        // the span just found is in it without another read of 512 flags.
+        let mut last: Option<Span> = None;
         for (k, vpn) in vpns.iter().enumerate() {
+            if let Some(span) = last.filter(|s| (s.first.0..s.first.0 + s.pages).contains(&vpn.0)) {
+                out[k] = Some(span);
+                continue;
+            }
             let mut pfn = None;
             if pagemap.for_each(vpn.0..vpn.0 + 1, |_, e| pfn = e.pfn()).is_err() {
                 return out;
@@ -117,6 +131,7 @@ impl Folios {
             // No PFN (not present), or 0: the kernel hides frames from this reader.
             let Some(pfn) = pfn.map(|p| p.0).filter(|p| *p != 0) else { continue };
             out[k] = self.span_of(*vpn, pfn);
+            last = out[k].or(last);
         }
         out
     }
@@ -133,6 +148,7 @@ impl Folios {
             && u64::from_le_bytes(one) & KPF_THP != 0
             && file.read_exact_at(&mut buf, block * 8).is_ok())
         .then(|| {
+            self.blocks_read += 1;
             let flags: Vec<u64> = buf
                 .chunks_exact(8)
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8-byte chunk")))

@@ -779,6 +779,7 @@ fn a_moved_huge_page_is_logged_as_its_base_pages_once() {
     let mut status = Vec::new();
     b.move_pages(&[page(PID, 3), page(PID, 300)], id(1), &mut status);
     assert_eq!(status, [Ok(id(1)), Ok(id(1))]);
+    assert_eq!(b.folios.blocks_read(), 1, "the second entry is in the span the first found");
     let log = b.take_moves();
     assert_eq!(log.moved.get(&(id(0), id(1))), Some(&512));
     assert_eq!((free(&b, 0), free(&b, 1)), (free0 + 512, free1 - 512));
