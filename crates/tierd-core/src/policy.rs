@@ -1222,11 +1222,7 @@ mod tests {
         // 100-page nodes, 10% headroom: goal high 3 + 10 = 13 free; node 1, a destination
         // that demotes itself, takes node 0's pages only down to high 3 + 5 = 8 free. Node 1
         // starts at its goal (87 used, its pages first in the fake's cold order), node 0 at 80.
-        let mut on = vec![id(1); 87];
-        on.extend(vec![id(0); 80]);
-        let n = on.len();
-        let mut b =
-            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = fake(100, &[(1, 87, false), (0, 80, false)]);
         let config = PolicyConfig {
             quiet_ms: 0,
             headroom_pct: 10.0,

@@ -96,20 +96,7 @@ fn the_daemon_loop_runs_live_on_the_simulated_machine() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "tierd run --sim ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit}");
+    stop(&mut child);
     assert!(!socket.exists(), "the control socket is removed on exit");
 }
 
