@@ -577,14 +577,30 @@ fn sighup_does_not_kill_run_sim_and_a_reload_says_what_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = daemon(dir.path());
     let other = dir.path().join("other.sock");
-    fs::write(&d.config, config_text(&d.state, &other, d.port) + "[headroom]\ndefault_pct = 7\n")
-        .unwrap();
+    fs::write(
+        &d.config,
+        config_text(&d.state, &other, d.port)
+            + "[headroom]\ndefault_pct = 7\n[scope]\ncomm = \"^db$\"\n",
+    )
+    .unwrap();
     signal(&d.child, nix::sys::signal::Signal::SIGHUP);
     assert_eq!(wait_exit(&mut d.child, Duration::from_secs(2)), None, "SIGHUP killed it");
     let log = fs::read_to_string(&d.log).unwrap();
     assert!(log.contains("daemon.socket changed but only take effect after a restart"), "{log}");
-    assert!(log.contains("headroom.default_pct changed but mean nothing under --sim"), "{log}");
+    assert!(log.contains("scope.comm changed but mean nothing on the simulated machine"), "{log}");
+    assert!(!log.contains("headroom.default_pct changed"), "the headroom is applied: {log}");
     assert!(d.socket.exists() && !other.exists());
+    // The reloaded headroom runs: tierd status shows it for node 0.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (o, _) = cli(&d, &["status", "--json", "--socket", d.socket.to_str().unwrap()]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if s["nodes"][0]["headroom_pct"].as_f64().is_some_and(|p| (p - 7.0).abs() < 1e-9) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reloaded 7% headroom never showed: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     signal(&d.child, nix::sys::signal::Signal::SIGTERM);
     let status = wait_exit(&mut d.child, Duration::from_secs(10)).expect("SIGTERM stops it");
     assert!(status.success(), "{status:?}");
