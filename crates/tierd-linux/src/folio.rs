@@ -15,8 +15,8 @@
 //! contiguous PTEs; a huge page that a partial `mremap` left scattered is counted right and
 //! only its place in the backend's placement cache is approximate.
 //!
-//! Both files are root-only; without them every page counts as one, as before, and
-//! [`Folios::why_not`] says so.
+//! Both files are root-only; without them every page counts as one, as before, and one
+//! warning says so.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -68,7 +68,7 @@ pub fn folio_in_block(flags: &[u64], at: usize) -> Option<(usize, usize)> {
 pub struct Folios {
     root: SysRoot,
     kpageflags: Option<File>,
-    /// Why spans cannot be read, once that is known.
+    /// Why spans cannot be read, once that is known: the file is not opened again.
     why_not: Option<String>,
     block: Vec<u8>,
     /// Blocks of flags read so far.
@@ -81,14 +81,11 @@ impl Folios {
         Folios { root, kpageflags: None, why_not: None, block: Vec::new(), blocks_read: 0 }
     }
 
-    /// How many blocks of [`MAX_FOLIO_PAGES`] flags the lookups have read.
-    pub fn blocks_read(&self) -> u64 {
+    /// How many blocks of [`MAX_FOLIO_PAGES`] flags the lookups have read (for the tests
+    /// that check a huge page's span is read once).
+    #[cfg(test)]
+    pub(crate) fn blocks_read(&self) -> u64 {
         self.blocks_read
-    }
-
-    /// Why huge pages count as one page each, if they do.
-    pub fn why_not(&self) -> Option<&str> {
-        self.why_not.as_deref()
     }
 
     fn flags_file(&mut self) -> Option<&File> {
