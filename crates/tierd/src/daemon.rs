@@ -698,7 +698,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
             }
             last_kernel_moves = Some(kernel_moves);
-            metrics.record_vmstat(&vm);
+            metrics.record_vmstat(&vm, page_size);
         }
         let elapsed = t0.elapsed();
         if tick.demoted + tick.promoted + tick.failed > 0
@@ -1175,7 +1175,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
             ("pgdemote_kswapd".to_string(), m.counters.kernel_demoted),
         ]
         .into();
-        metrics.record_vmstat(&vm);
+        metrics.record_vmstat(&vm, page);
         let elapsed = t0.elapsed();
         metrics.loop_seconds.observe(elapsed.as_secs_f64());
         {

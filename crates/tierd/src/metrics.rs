@@ -66,6 +66,23 @@ pub struct BackstopLabel {
     pub repair: String,
 }
 
+/// What moved pages (`tierd_moved_bytes_total{mover="move_pages"}`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MoverLabel {
+    /// [`MOVER_MOVE_PAGES`] or [`MOVER_KERNEL_DEMOTION`].
+    pub mover: String,
+}
+
+/// tierd's own mover: `move_pages(2)` calls on the host, the simulated machine's
+/// `move_pages` under `run --sim`.
+pub const MOVER_MOVE_PAGES: &str = "move_pages";
+/// The kernel's own demotion, tierd's backstop: `pgdemote_kswapd`, `pgdemote_direct` and
+/// `pgdemote_khugepaged` since tierd started (zero while the backstop is off).
+pub const MOVER_KERNEL_DEMOTION: &str = "kernel-demotion";
+
+/// The `/proc/vmstat` counters of the kernel's demotion (base pages).
+const KERNEL_DEMOTIONS: [&str; 3] = ["pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged"];
+
 /// Which way a move went, for the per-edge counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MoveKind {
@@ -122,6 +139,12 @@ pub struct Metrics {
     pub housekeeping_backlog_pages: Gauge<u64, AtomicU64>,
     /// The kernel's own counters, copied from `/proc/vmstat`.
     pub kernel: Family<VmstatLabel, Gauge>,
+    /// Bytes moved per mover: tierd's `move_pages` and the kernel's demotion (the
+    /// backstop), so a dashboard shows who moved how much.
+    pub moved_bytes: Family<MoverLabel, Counter>,
+    /// The kernel's demotion counters as last seen (`None` before the first loop): what
+    /// the kernel demoted before tierd started is not the backstop's work.
+    kernel_demoted_seen: std::sync::Mutex<Option<u64>>,
 }
 
 /// The `/proc/vmstat` counters mirrored as `tierd_kernel_vmstat{counter=...}`.
@@ -192,6 +215,8 @@ impl Metrics {
             cpu_us_per_gib_minute: Gauge::default(),
             housekeeping_backlog_pages: Gauge::default(),
             kernel: Family::default(),
+            moved_bytes: Family::default(),
+            kernel_demoted_seen: std::sync::Mutex::new(None),
         };
         registry.register(
             "demoted_pages",
@@ -261,6 +286,11 @@ impl Metrics {
             "The kernel's own migration and swap counters from /proc/vmstat",
             m.kernel.clone(),
         );
+        registry.register(
+            "moved_bytes",
+            "Bytes moved per mover: tierd's move_pages, the kernel's demotion (the backstop) since tierd started",
+            m.moved_bytes.clone(),
+        );
         Metrics { registry: registry.registry, series: registry.series, ..m }
     }
 
@@ -281,6 +311,9 @@ impl Metrics {
         };
         p.get_or_create(&edge).inc_by(pages);
         b.get_or_create(&edge).inc_by(pages.saturating_mul(page_size));
+        self.moved_bytes
+            .get_or_create(&MoverLabel { mover: MOVER_MOVE_PAGES.into() })
+            .inc_by(pages.saturating_mul(page_size));
     }
 
     /// Sets the backstop series: `label` at 1, any other at 0.
@@ -296,14 +329,27 @@ impl Metrics {
         self.backstop.get_or_create(label).set(1);
     }
 
-    /// Copies the kernel counters tierd mirrors out of a `/proc/vmstat` map.
-    pub fn record_vmstat(&self, vmstat: &std::collections::BTreeMap<String, u64>) {
+    /// Copies the kernel counters tierd mirrors out of a `/proc/vmstat` map, and adds what
+    /// the kernel demoted since the last call to the kernel-demotion mover's bytes
+    /// (`page_size`: the kernel's base page, the unit of its counters). The first call only
+    /// takes the counters as they stand.
+    pub fn record_vmstat(&self, vmstat: &std::collections::BTreeMap<String, u64>, page_size: u64) {
         for key in KERNEL_COUNTERS {
             if let Some(v) = vmstat.get(*key) {
                 let label = VmstatLabel { counter: (*key).to_string() };
                 self.kernel.get_or_create(&label).set(i64::try_from(*v).unwrap_or(i64::MAX));
             }
         }
+        let demoted: u64 = KERNEL_DEMOTIONS.iter().filter_map(|k| vmstat.get(*k)).sum();
+        let mut seen =
+            self.kernel_demoted_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mover =
+            self.moved_bytes.get_or_create(&MoverLabel { mover: MOVER_KERNEL_DEMOTION.into() });
+        if let Some(last) = *seen {
+            // A counter that went back (it cannot, short of a reboot) restarts the count.
+            mover.inc_by(demoted.saturating_sub(last).saturating_mul(page_size));
+        }
+        *seen = Some(demoted);
     }
 
     /// The OpenMetrics text.
@@ -430,7 +476,12 @@ mod tests {
         });
         metrics.move_failures.get_or_create(&ErrnoLabel { errno: "EBUSY".into() }).inc();
         let vmstat = [("pgdemote_kswapd".to_string(), 7u64), ("nr_free_pages".into(), 1)].into();
-        metrics.record_vmstat(&vmstat);
+        metrics.record_vmstat(&vmstat, 4096);
+        // The kernel demoted 3 more pages (1 direct) since the first look: 12 KiB are the
+        // backstop's; the 7 from before tierd's first loop are not.
+        let later =
+            [("pgdemote_kswapd".to_string(), 9u64), ("pgdemote_direct".to_string(), 1)].into();
+        metrics.record_vmstat(&later, 4096);
         metrics.housekeeping_backlog_pages.set(3);
         let ep = Endpoint::start("127.0.0.1:0", Arc::clone(&metrics)).unwrap();
         let body = get(ep.addr(), "/metrics");
@@ -443,7 +494,10 @@ mod tests {
             "tierd_backstop{mechanism=\"kernel-demotion\",repair=\"yes\"} 1",
             "tierd_backstop{mechanism=\"none\",repair=\"no\"} 0",
             "tierd_move_failures_total{errno=\"EBUSY\"} 1",
-            "tierd_kernel_vmstat{counter=\"pgdemote_kswapd\"} 7",
+            "tierd_kernel_vmstat{counter=\"pgdemote_kswapd\"} 9",
+            // 10 + 2 + 5 pages moved by tierd, 3 by the kernel's demotion.
+            "tierd_moved_bytes_total{mover=\"move_pages\"} 69632",
+            "tierd_moved_bytes_total{mover=\"kernel-demotion\"} 12288",
             "tierd_housekeeping_backlog_pages 3",
             "# EOF",
         ] {
@@ -473,7 +527,7 @@ mod tests {
         m.loop_seconds.observe(0.02);
         m.cpu_us_per_gib_minute.set(6);
         m.housekeeping_backlog_pages.set(7);
-        m.record_vmstat(&[("pswpin".to_string(), 8u64)].into());
+        m.record_vmstat(&[("pswpin".to_string(), 8u64)].into(), 4096);
         let text = m.encode();
         let written: std::collections::BTreeSet<&str> = text
             .lines()

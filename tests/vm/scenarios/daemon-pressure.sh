@@ -45,7 +45,8 @@ until http_get 9877 /metrics | grep -q '^tierd_kernel_vmstat{counter="pgmigrate_
 	[ $i -gt 100 ] && fail "no tierd_kernel_vmstat in /metrics after 10 s"
 	usleep 100000
 done
-set -- $(moves_and_kernel "$(http_get 9877 /metrics)")
+first=$(http_get 9877 /metrics)
+set -- $(moves_and_kernel "$first")
 moves0=$1 kmig0=$2
 tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
 expect_eq "$(tierd_backstop)" kernel-demotion "the backstop in tierd status"
@@ -72,6 +73,18 @@ set -- $(moves_and_kernel "$metrics")
 all_moves=$1
 moves=$(($1 - moves0)) migrated=$(($2 - kmig0))
 kdem=$(($(vmstat pgdemote_kswapd) + $(vmstat pgdemote_direct) - kdem0))
+# Bytes per mover, from the same snapshot: tierd's move_pages is every page it counted
+# moved; the kernel's demotion (the backstop) what the kernel demoted from tierd's first
+# loop on: at least what it demoted after the first snapshot, at most what it demoted
+# after tierd started.
+kernel_demotions() { echo $(($(mirrored pgdemote_kswapd "$1") + $(mirrored pgdemote_direct "$1") + $(mirrored pgdemote_khugepaged "$1"))); }
+by_move_pages=$(metric_sum 'tierd_moved_bytes_total{mover="move_pages"}' "$metrics")
+by_kernel=$(metric_sum 'tierd_moved_bytes_total{mover="kernel-demotion"}' "$metrics")
+figure moved_bytes_move_pages "$by_move_pages"
+figure moved_bytes_kernel_demotion "$by_kernel"
+expect_eq "$by_move_pages" "$((all_moves * 4096))" "tierd_moved_bytes_total{mover=move_pages} against tierd's $all_moves moved pages"
+expect_ge "$by_kernel" "$((($(kernel_demotions "$metrics") - $(kernel_demotions "$first")) * 4096))" "tierd_moved_bytes_total{mover=kernel-demotion} against the kernel's demotions after the first snapshot"
+expect_le "$by_kernel" "$((($(kernel_demotions "$metrics") - kdem0) * 4096))" "tierd_moved_bytes_total{mover=kernel-demotion} against the kernel's demotions since tierd started"
 cost=$(tierd status --socket /tmp/tierd/control.sock --json | sed -n 's/.*"cpu_ms_per_gib_minute": *\([0-9.]*\).*/\1/p')
 figure cpu_ms_per_gib_minute "${cost:-unknown}"
 reap tierd || fail "tierd run exited non-zero on SIGTERM"
