@@ -170,6 +170,28 @@ pub struct RunOptions {
     pub take_over: bool,
     /// The sysfs/procfs roots.
     pub root: SysRoot,
+    /// The global `--state`: replaces the config's `[paths] state`, on reloads too.
+    pub state: Option<PathBuf>,
+    /// The global `--socket`: replaces the config's `[daemon] socket`, on reloads too.
+    pub socket: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// The config file as this run uses it: `path` (the options' config, or none for the
+    /// defaults) with the command line's `--state` and `--socket` in place of its own.
+    fn config(&self, path: Option<&Path>) -> Result<Config> {
+        let mut c = match path {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(s) = &self.state {
+            c.paths.state.clone_from(s);
+        }
+        if let Some(s) = &self.socket {
+            c.daemon.socket.clone_from(s);
+        }
+        Ok(c)
+    }
 }
 
 /// The policy's parameters from the daemon config.
@@ -465,7 +487,7 @@ fn kernel_settings(
 #[allow(clippy::too_many_lines)] // one linear setup, one loop, one teardown
 pub fn run(opts: &RunOptions) -> Result<()> {
     let started = Instant::now();
-    let mut config = Config::load(&opts.config)?;
+    let mut config = opts.config(Some(&opts.config))?;
     let root = opts.root.clone();
     let priority = set_priority(&config.daemon, &root);
     let topology = tierd_linux::read_topology(&root).context("reading the NUMA topology")?;
@@ -751,7 +773,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     tracing::info!("signal {sig}: stopping");
                     break 'outer;
                 }
-                match Config::load(&opts.config) {
+                match opts.config(Some(&opts.config)) {
                     Ok(new) => {
                         tracing::info!("config reloaded from {}", opts.config.display());
                         let restart = Config::restart_needed(&config, &new);
@@ -1025,8 +1047,7 @@ pub fn status_text(s: &Status) -> String {
 pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     use tierd_sim::machine::{Machine, Reclaim};
     let started = Instant::now();
-    let mut config =
-        if opts.config.exists() { Config::load(&opts.config)? } else { Config::default() };
+    let mut config = opts.config(opts.config.exists().then_some(opts.config.as_path()))?;
     let mut scenario = match scenario_file {
         Some(f) => {
             let text = crate::input::read_text(
@@ -1192,7 +1213,7 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         loop {
             for sig in signals.pending() {
                 if sig == signal_hook::consts::SIGHUP {
-                    config = reload_for_sim(&opts.config, config);
+                    config = reload_for_sim(opts, config);
                     let new = sim_policy(&scenario.policy, Some(&config));
                     if new != policy_cfg {
                         policy_cfg = new;
@@ -1246,8 +1267,9 @@ fn sim_reloads(field: &str) -> bool {
 /// SIGHUP under `tierd run --sim`: re-reads the config, applies what the simulated loop
 /// uses ([`sim_reloads`]) and says which changes need a restart and which mean nothing on the
 /// simulated machine. An unusable config keeps the old one.
-fn reload_for_sim(path: &Path, old: Config) -> Config {
-    let new = match Config::load(path) {
+fn reload_for_sim(opts: &RunOptions, old: Config) -> Config {
+    let path = &opts.config;
+    let new = match opts.config(Some(path)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config reload failed, keeping the old configuration: {e}");

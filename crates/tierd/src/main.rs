@@ -40,10 +40,12 @@ struct Global {
     /// has one, as the fixture trees do].
     #[arg(long, global = true, value_name = "DIR")]
     procfs_root: Option<PathBuf>,
-    /// The state file that keeps the path table.
-    #[arg(long, global = true, value_name = "PATH", default_value = tierd::state::DEFAULT_STATE)]
-    state: PathBuf,
-    /// The control socket a long-running tierd serves [default: <state>.sock].
+    /// The state file that keeps the path table [default: /var/lib/tierd/paths.toml; for
+    /// `tierd run`, the config's `[paths] state`, which this replaces].
+    #[arg(long, global = true, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// The control socket a long-running tierd serves [default: <state>.sock; for `tierd
+    /// run`, the config's `[daemon] socket`, which this replaces].
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
 }
@@ -194,8 +196,8 @@ fn main() -> ExitCode {
     });
     let env = Env {
         root: tierd_linux::SysRoot { sys: g.sysfs_root, proc: procfs },
-        state: g.state,
-        socket: g.socket,
+        state: g.state.clone().unwrap_or_else(|| PathBuf::from(tierd::state::DEFAULT_STATE)),
+        socket: g.socket.clone(),
     };
     let result = match cli.command {
         Command::Topology { json } => commands::topology(&env, json).map(|s| (s, true)),
@@ -217,7 +219,13 @@ fn main() -> ExitCode {
             commands::mount(&env, &mountpoint).map(|()| (String::new(), true))
         }
         Command::Run { config, take_over, sim } => {
-            let opts = tierd::daemon::RunOptions { config, take_over, root: env.root.clone() };
+            let opts = tierd::daemon::RunOptions {
+                config,
+                take_over,
+                root: env.root.clone(),
+                state: g.state,
+                socket: g.socket,
+            };
             match sim {
                 Some(s) if s.as_os_str() == "default" => tierd::daemon::run_sim(&opts, None),
                 Some(s) => tierd::daemon::run_sim(&opts, Some(&s)),

@@ -199,3 +199,54 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn the_global_state_and_socket_replace_the_configs_for_run_and_its_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_socket, config_state) =
+        (dir.path().join("config.sock"), dir.path().join("config.toml"));
+    let (socket, state) = (dir.path().join("cli.sock"), dir.path().join("cli-paths.toml"));
+    let config = dir.path().join("tierd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\nstate = {config_state:?}\n\
+             [daemon]\ninterval_ms = 50\nsocket = {config_socket:?}\nmetrics_addr = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr");
+    let mut child = Reaped(
+        Command::new(TIERD)
+            .arg("--state")
+            .arg(&state)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["run", "--sim", "default", "--config"])
+            .arg(&config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    headroom_in_status(&socket, 0, deadline);
+    assert!(state.exists(), "the path table is kept in the --state file");
+    assert!(!config_socket.exists() && !config_state.exists(), "the config's files are unused");
+    // A reload keeps the command line's files: the socket still answers and no restart is
+    // asked for (the config's own state and socket are not what runs).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload logged");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&socket)["tracker"], "simulator");
+    stop(&mut child.0);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!stderr.contains("after a restart"), "{stderr}");
+    assert!(!socket.exists(), "the control socket is removed on exit");
+}
