@@ -13,11 +13,12 @@
 # growing; the log has exactly one line for the reload error, one for the path change, one
 # for the good reload, one for the killed workload's exit; the FUSE path survives
 # the reload; both surviving workloads' checksums hold; tierd exits 0 on SIGQUIT, with its
-# socket removed, the tree unmounted and the kernel's demotion put back.
+# socket removed, the tree unmounted and the kernel's demotion put back. The thp variant runs
+# the same story with THP `always`.
 # vm-timeout-s: 300
 
 zram_swap_on 1G
-echo never >/sys/kernel/mm/transparent_hugepage/enabled
+thp_setting
 echo false >/sys/kernel/mm/numa/demotion_enabled
 echo 0 >/proc/sys/kernel/numa_balancing
 SOCK=/tmp/tierd/control.sock
