@@ -149,6 +149,12 @@ impl PageError {
     }
 }
 
+/// The name of an errno a [`crate::backend::MoveLog`] counts pages under: a per-page error
+/// ([`PageError::name`]), or `ESRCH` for the pages of a process that exited mid-request.
+pub fn failure_name(errno: i32) -> &'static str {
+    if errno == libc::ESRCH { "ESRCH" } else { PageError::from_errno(errno).name() }
+}
+
 impl fmt::Display for PageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -445,6 +451,13 @@ pub fn mbind(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_named_with_esrch_for_an_exited_process() {
+        assert_eq!(failure_name(libc::ESRCH), "ESRCH");
+        assert_eq!(failure_name(libc::EBUSY), "EBUSY");
+        assert_eq!(failure_name(libc::E2BIG), "EOTHER");
+    }
 
     fn node(n: usize) -> NodeId {
         NodeId::new(n).unwrap()

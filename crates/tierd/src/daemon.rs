@@ -13,6 +13,10 @@
 //! (placement repair, `tierd_core::backstop`). The daemon also gives itself the priority of
 //! a latency-critical system daemon (nice, locked memory, OOM score).
 //!
+//! The loop itself is [`step::Daemon`] over a host, one type for both commands:
+//! [`linux::LinuxHost`] here, [`sim::SimHost`] under `tierd run --sim`. This file sets each
+//! up and tears it down.
+//!
 //! Around the loop: the state file and its lock (the path table, shared with `tierd path`
 //! and the FUSE tree), the control socket (`tierd path ...`, `tierd status`), the metrics
 //! endpoint, an optional FUSE tree, the kernel's tiering promotion (warned about, or taken
@@ -29,20 +33,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
-use tierd_core::backend::Backend;
 use tierd_core::policy::{PolicyConfig, Tierd};
 use tierd_core::{NodeId, PathGraph, Topology};
-use tierd_linux::backend::{LinuxBackend, MoveLog};
+use tierd_linux::backend::LinuxBackend;
 use tierd_linux::mover::{Mover, MoverLimits, SysMover};
-use tierd_linux::scope::{self, Selection};
+use tierd_linux::scope::Selection;
 use tierd_linux::tracker::{self, Pid, Tracker, TrackerContext, TrackerKind};
 use tierd_linux::{SysRoot, kernel};
 
 use crate::config::{Backstop, Config, DaemonConfig, PathsSource};
 use crate::control;
-use crate::metrics::{self, BackstopLabel, ErrnoLabel, Metrics, MoveKind, NodeLabel};
+use crate::metrics::{self, BackstopLabel, Metrics};
 use crate::paths::Paths;
 use crate::state::StateFile;
+
+mod linux;
+mod sim;
+mod step;
+
+use linux::LinuxHost;
+use sim::SimHost;
+use step::{Daemon, Parts};
 
 /// What `tierd status` shows. Field names are stable (`tierd status --json`); the CLI reads
 /// the daemon's report back into this type, so a field the two disagree on is an error, not
@@ -487,7 +498,7 @@ fn kernel_settings(
 #[allow(clippy::too_many_lines)] // one linear setup, one loop, one teardown
 pub fn run(opts: &RunOptions) -> Result<()> {
     let started = Instant::now();
-    let mut config = opts.config(Some(&opts.config))?;
+    let config = opts.config(Some(&opts.config))?;
     let root = opts.root.clone();
     let priority = set_priority(&config.daemon, &root);
     let topology = tierd_linux::read_topology(&root).context("reading the NUMA topology")?;
@@ -513,7 +524,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let (kernel_guard, backstop_active, backstop_off_why) =
         kernel_settings(&root, &config, take_over)?;
     let kernel_auto = tierd_core::auto::auto(&topology);
-    let mut backstop = BackstopState {
+    let backstop = BackstopState {
         kernel: kernel_auto.targets,
         homes: topology.cpu_nodes().and(&topology.memory_nodes()),
         active: backstop_active,
@@ -540,7 +551,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ctx.damon.sample_us = config.tracker.sample_us;
     ctx.damon.aggr_us = config.tracker.aggregate_ms * 1000;
     let kind: TrackerKind = config.tracker.kind.into();
-    let mut tracker: Box<dyn Tracker> = tracker::open(kind, &ctx)?;
+    let tracker: Box<dyn Tracker> = tracker::open(kind, &ctx)?;
     tracing::info!(tracker = tracker.name(), "{}", tracker.why());
 
     // Status, control socket, metrics, FUSE.
@@ -564,248 +575,33 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         None => None,
     };
 
-    let mut backend = LinuxBackend::new(
+    let backend = LinuxBackend::new(
         root.clone(),
         Mover::new(SysMover::new(config.mover.move_shared), mover_limits(&config, page_size)),
         page_size,
     );
-    let mut graph = paths.table().snapshot();
-    let mut policy_cfg = policy_config(&config);
-    let mut policy: Tierd<tracker::PageRef> = Tierd::new(policy_cfg.clone(), &topology, &graph);
-    backstop.update(&graph, &mut policy, &metrics, &status);
-    let mut selection = selection(&config)?;
+    let selection = selection(&config)?;
     let mut signals = signal_hook::iterator::Signals::new(crate::mount::SIGNALS)?;
-    let mut once = Once::default();
-    let mut pids: Vec<Pid> = Vec::new();
-    let mut first_seen: BTreeMap<Pid, Instant> = BTreeMap::new();
-    // Processes whose exit the tracker reported and that are still in `pids`.
-    let mut said_gone: BTreeSet<Pid> = BTreeSet::new();
-    let mut totals = MoveLog::default();
-    let mut cpu = CpuCost::default();
-    let mut tracked_bytes = 0u64;
-    let mut last_kernel_moves: Option<u64> = None;
-    let mut kernel_moved_loops_ago = u32::MAX;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         socket = %config.daemon.socket.display(),
         metrics = endpoint.as_ref().map(|e| e.addr().to_string()).unwrap_or_default(),
         "tierd running"
     );
-
-    let mut loops = 0u64;
-    'outer: loop {
-        let t0 = Instant::now();
-        loops += 1;
-        // Who is in scope.
-        match scope::processes(&root, &selection) {
-            Ok(procs) => {
-                // A process joins the tracker once it has lived a second: short-lived
-                // commands (a shell loop, a health check) have nothing worth moving, and
-                // each change of the set re-commits DAMON's targets, which resets what
-                // it learned about the long-lived ones.
-                let listed: BTreeSet<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
-                first_seen.retain(|p, _| listed.contains(p));
-                for p in &listed {
-                    first_seen.entry(*p).or_insert(t0);
-                }
-                let now: Vec<Pid> = listed
-                    .iter()
-                    .copied()
-                    .filter(|p| {
-                        t0.duration_since(first_seen[p]) >= MIN_PROCESS_AGE || pids.contains(p)
-                    })
-                    .collect();
-                if now != pids {
-                    // A process gone from the listing before the tracker saw it exit: the
-                    // tracker will not report it, so say it here, unless the tracker did.
-                    for p in left_scope(&pids, &now) {
-                        if !said_gone.remove(&p) {
-                            tracing::info!(pid = p.0, "process left scope (exited)");
-                        }
-                    }
-                    if let Err(e) = tracker.set_pids(&now) {
-                        once.warn(format!("set_pids:{e}"), &format!("tracker: {e}"));
-                    }
-                    pids = now;
-                }
-            }
-            Err(e) => once.warn(format!("scope:{e}"), &format!("listing processes: {e}")),
-        }
-        // The last window of accesses.
-        let mut scan = Duration::ZERO;
-        match tracker.sample() {
-            Ok(sample) => {
-                metrics.tracker_scan_seconds.observe(sample.took.as_secs_f64());
-                scan = sample.took;
-                tracked_bytes = sample.covered_bytes;
-                // Processes the tracker saw exit: said here, once; the listing that no
-                // longer has them does not say it again.
-                for p in &sample.dropped {
-                    if !said_gone.contains(p) {
-                        tracing::info!(pid = p.0, "process left scope (exited)");
-                    }
-                    if pids.contains(p) {
-                        said_gone.insert(*p);
-                    }
-                }
-                let min_heat = config.promotion.min_heat.min(sample.max_accesses.max(1));
-                if min_heat != policy_cfg.promote_min_heat {
-                    tracing::info!(
-                        "tracker counts at most {} accesses per window: promotion heat threshold {} -> {min_heat}",
-                        sample.max_accesses,
-                        policy_cfg.promote_min_heat
-                    );
-                    policy_cfg.promote_min_heat = min_heat;
-                    policy.replan(policy_cfg.clone(), &topology, &graph);
-                }
-                backend.set_sample(sample);
-            }
-            Err(e) => once.warn(format!("sample:{e}"), &format!("tracker sample: {e}")),
-        }
-        if let Err(e) = backend.refresh() {
-            once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
-        }
-        // Whether the kernel's own demotion (the backstop) or promotion moved pages lately,
-        // from the counters read at the end of the last loop. Reclaim comes in bursts:
-        // moves keep checking placement for a few loops after the kernel's last one, not
-        // only in the loop that saw it, and stranded nodes are looked at until the
-        // backend's placement cache has been emptied once since (its scans may not see the
-        // kernel's latest moves before that), and once per cache lifetime anyway.
-        // With the backstop on, the kernel may start demoting in the middle of a long tick
-        // (a starved loop's tick took 17-25 s under the hog), long after the last counters:
-        // then every move checks placement first.
-        backend.set_kernel_moving(backstop.active || kernel_moved_loops_ago < KERNEL_MOVING_LOOPS);
-        if kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
-            || loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
-        {
-            policy.wake_repair();
-        }
-        // Paths changed through the socket or the FUSE tree: re-plan.
-        let now_graph = paths.table().snapshot();
-        if now_graph != graph {
-            tracing::info!("migration paths changed: re-planning");
-            graph = now_graph;
-            policy.replan(policy_cfg.clone(), &topology, &graph);
-            backstop.update(&graph, &mut policy, &metrics, &status);
-        }
-        let now_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let tick_start = Instant::now();
-        // Housekeeping gets half an interval a loop: a node that programs allocate on is
-        // observed again soon, however much a lower tier has to pass on.
-        backend.set_housekeeping_until(Some(
-            tick_start + Duration::from_millis(config.daemon.interval_ms / 2),
-        ));
-        let tick = policy.tick(now_ns, &mut backend);
-        metrics.housekeeping_backlog_pages.set(tick.deferred);
-        let tick_took = tick_start.elapsed();
-        let log = backend.take_moves();
-        record(&metrics, &log, &graph, &backstop, page_size);
-        for pid in &log.denied_pids {
-            once.warn(
-                format!("denied:{pid}"),
-                &format!(
-                    "may not move pages of pid {pid}: run tierd as root with CAP_SYS_NICE, or narrow [scope]"
-                ),
-            );
-        }
-        merge(&mut totals, &log);
-        // The kernel's counters after this loop's moves are in the metrics: one snapshot of
-        // `/metrics` has tierd's moves and the kernel's `pgmigrate_success`/`pgdemote_*` as
-        // of the same moment, so the two can be compared exactly.
-        if let Ok(vm) = tierd_linux::read_vmstat(&root) {
-            let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
-            if last_kernel_moves.is_some_and(|last| last != kernel_moves) {
-                kernel_moved_loops_ago = 0;
-            } else {
-                kernel_moved_loops_ago = kernel_moved_loops_ago.saturating_add(1);
-            }
-            last_kernel_moves = Some(kernel_moves);
-            metrics.record_vmstat(&vm, page_size);
-        }
-        let elapsed = t0.elapsed();
-        if tick.demoted + tick.promoted + tick.failed > 0
-            || elapsed > Duration::from_millis(config.daemon.interval_ms)
-        {
-            tracing::debug!(
-                demoted = tick.demoted,
-                promoted = tick.promoted,
-                failed = tick.failed,
-                guarded = tick.guarded,
-                deferred = tick.deferred,
-                repaired = tick.repaired,
-                urgent = %tick.urgent,
-                scan_ms = scan.as_millis(),
-                policy_ms = tick_took.as_millis(),
-                loop_ms = elapsed.as_millis(),
-                "tick"
-            );
-        }
-        metrics.loop_seconds.observe(elapsed.as_secs_f64());
-        let cost = cpu.add(tracked_bytes);
-        if let Some(ms) = cost {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a gauge in µs
-            metrics.cpu_us_per_gib_minute.set((ms * 1e3) as u64);
-        }
-        {
-            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.tracked_mib = tracked_bytes >> 20;
-            s.cpu_ms_per_gib_minute = cost;
-            metrics.tracked_bytes.set(tracked_bytes);
-            s.last_error.clone_from(&once.last);
-        }
-        update_status(
-            &status,
-            &backend,
-            &paths,
-            &config,
-            &totals,
-            pids.len(),
-            loops,
-            elapsed,
-            &metrics,
-        );
-
-        // Wait for the next interval, answering signals meanwhile.
-        let deadline = t0 + Duration::from_millis(config.daemon.interval_ms);
-        loop {
-            for sig in signals.pending() {
-                if sig != signal_hook::consts::SIGHUP {
-                    tracing::info!("signal {sig}: stopping");
-                    break 'outer;
-                }
-                match opts.config(Some(&opts.config)) {
-                    Ok(new) => {
-                        tracing::info!("config reloaded from {}", opts.config.display());
-                        let restart = Config::restart_needed(&config, &new);
-                        if !restart.is_empty() {
-                            tracing::warn!(
-                                "config reload: {} changed but only take effect after a restart",
-                                restart.join(", ")
-                            );
-                        }
-                        if let Err(e) = seed_paths(&new, &topology, &paths, false) {
-                            tracing::warn!("config reload: {e}; keeping the old paths");
-                        }
-                        selection = selection_or_old(&new, selection);
-                        policy_cfg = policy_config(&new);
-                        policy.replan(policy_cfg.clone(), &topology, &graph);
-                        config = new;
-                    }
-                    Err(e) => {
-                        tracing::error!("config reload failed, keeping the old configuration: {e}");
-                    }
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
-        }
-    }
+    let host = LinuxHost::new(
+        root.clone(),
+        backend,
+        tracker,
+        topology.clone(),
+        selection,
+        backstop,
+        started,
+    );
+    let mut daemon = Daemon::new(host, Parts { topology, paths, config, metrics, status });
+    let result = daemon.run(opts, &mut signals);
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    if let Err(e) = tracker.stop() {
+    if let Err(e) = daemon.host.tracker().stop() {
         tracing::warn!("stopping the tracker: {e}");
     }
     if let Some(session) = fuse {
@@ -815,8 +611,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     drop(endpoint);
     kernel_guard.restore().context("restoring the kernel's tiering settings")?;
     drop(lock);
-    tracing::info!("stopped after {loops} loops");
-    Ok(())
+    tracing::info!("stopped after {} loops", daemon.loops());
+    result
 }
 
 /// The processes of `before` that are not in `now`.
@@ -852,95 +648,6 @@ fn mount_tree(
     cfg.acl = fuser::SessionACL::All;
     fuser::spawn_mount(crate::mount::PathFs::new(Arc::clone(paths), topology.clone()), mnt, &cfg)
         .with_context(|| format!("mounting the path tree on {}", mnt.display()))
-}
-
-fn record(
-    metrics: &Metrics,
-    log: &MoveLog,
-    graph: &PathGraph,
-    backstop: &BackstopState,
-    page_size: u64,
-) {
-    for ((from, to), pages) in &log.moved {
-        // A move along a path edge (target or fallback) is a demotion; off a stranded node
-        // onto its repair destinations, a repair; any other, a promotion.
-        let kind = if graph.entry(*from).destinations().any(|d| d == *to) {
-            MoveKind::Demotion
-        } else if backstop.is_repair(*from, *to) {
-            MoveKind::Repair
-        } else {
-            MoveKind::Promotion
-        };
-        metrics.record_move(kind, u32::from(*from), u32::from(*to), *pages, page_size);
-    }
-    for (errno, pages) in &log.failures {
-        let name = tierd_linux::sys::PageError::from_errno(*errno).name().to_string();
-        metrics.move_failures.get_or_create(&ErrnoLabel { errno: name }).inc_by(*pages);
-    }
-}
-
-fn merge(total: &mut MoveLog, log: &MoveLog) {
-    for (k, v) in &log.moved {
-        *total.moved.entry(*k).or_default() += v;
-    }
-    for (k, v) in &log.failures {
-        *total.failures.entry(*k).or_default() += v;
-    }
-    total.no_room += log.no_room;
-    total.busy_retry += log.busy_retry;
-    total.gone += log.gone;
-    total.denied += log.denied;
-    total.calls += log.calls;
-    total.busy_time += log.busy_time;
-}
-
-#[allow(clippy::too_many_arguments)]
-fn update_status<B: Backend>(
-    status: &Mutex<Status>,
-    backend: &B,
-    paths: &Paths,
-    config: &Config,
-    totals: &MoveLog,
-    processes: usize,
-    loops: u64,
-    elapsed: Duration,
-    metrics: &Metrics,
-) {
-    // The backend read every node's memory this loop (and follows its own moves): no
-    // second read of meminfo here.
-    let page = backend.page_size();
-    let mut nodes = Vec::new();
-    for n in backend.memory_nodes().iter() {
-        let (total, free) = backend
-            .node_memory(n)
-            .map_or((0, 0), |m| (m.total.saturating_mul(page), m.free.saturating_mul(page)));
-        let label = NodeLabel { node: u32::from(n) };
-        metrics
-            .node_total_bytes
-            .get_or_create(&label)
-            .set(i64::try_from(total).unwrap_or(i64::MAX));
-        metrics.node_free_bytes.get_or_create(&label).set(i64::try_from(free).unwrap_or(i64::MAX));
-        let target = paths.table().next_migration_node(n);
-        nodes.push(NodeStatus {
-            node: u32::from(n),
-            total_mib: total >> 20,
-            free_mib: free >> 20,
-            headroom_pct: target.map(|_| config.headroom_pct(n)),
-            target: target.map(u32::from),
-        });
-    }
-    let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    s.nodes = nodes;
-    s.processes = processes;
-    s.loops = loops;
-    s.last_loop_ms = elapsed.as_secs_f64() * 1e3;
-    s.moved_pages = totals.moved.iter().map(|((f, t), v)| (format!("{f}->{t}"), *v)).collect();
-    s.failures = totals
-        .failures
-        .iter()
-        .map(|(e, v)| (tierd_linux::sys::PageError::from_errno(*e).name().to_string(), *v))
-        .collect();
-    s.no_room_pages = totals.no_room;
 }
 
 /// What the host's `move_pages(2)` mover covers, and what is left to the kernel.
@@ -1047,7 +754,7 @@ pub fn status_text(s: &Status) -> String {
 pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
     use tierd_sim::machine::{Machine, Reclaim};
     let started = Instant::now();
-    let mut config = opts.config(opts.config.exists().then_some(opts.config.as_path()))?;
+    let config = opts.config(opts.config.exists().then_some(opts.config.as_path()))?;
     let mut scenario = match scenario_file {
         Some(f) => {
             let text = crate::input::read_text(
@@ -1079,16 +786,17 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         paths.apply(&setup.graph, false).map_err(|e| anyhow!("the scenario's paths: {e}"))?;
     }
     let loaded = opts.config.exists();
-    let mut policy_cfg = sim_policy(&scenario.policy, loaded.then_some(&config));
-    let mut graph = paths.table().snapshot();
-    let mut policy: Tierd<u32> = Tierd::new(policy_cfg.clone(), &setup.topology, &graph);
+    let policy_cfg = sim_policy(&scenario.policy, loaded.then_some(&config));
+    // Which nodes the machine tracks hot pages on: those the policy promotes from.
+    let policy: Tierd<u32> =
+        Tierd::new(policy_cfg.clone(), &setup.topology, &paths.table().snapshot());
     let mut cfg = setup.machine.clone();
     cfg.reclaim = Reclaim::Swap;
     for (slot, p) in cfg.promotable.iter_mut().enumerate() {
         *p = policy_cfg.promote
             && NodeId::new(slot).and_then(|n| policy.promotion_target(n)).is_some();
     }
-    let mut m = Machine::new(cfg);
+    let machine = Machine::new(cfg);
 
     let status = Arc::new(Mutex::new(Status {
         pid: std::process::id(),
@@ -1117,126 +825,24 @@ pub fn run_sim(opts: &RunOptions, scenario_file: Option<&Path>) -> Result<()> {
         "tierd running on the simulated machine"
     );
 
-    let interval_ns = policy_cfg.interval_ms.max(1) * 1_000_000;
-    let n = m.node_count();
-    let mut seen = vec![vec![0u64; n]; n];
-    let mut at = 0usize;
-    let mut loops = 0u64;
-    'outer: loop {
-        let t0 = Instant::now();
-        loops += 1;
-        let until = m.now_ns() + interval_ns;
-        while m.now_ns() < until && !m.all_killed() {
-            let end = (at + 1024).min(trace.accesses.len());
-            m.run(&trace.accesses[at..end]);
-            at = if end == trace.accesses.len() { 0 } else { end };
-        }
-        if m.all_killed() {
-            tracing::error!(
-                "every simulated process was OOM-killed (no free memory and the swap device \
-                 full); stopping: give the scenario more memory or a larger [swap] size_mib"
-            );
-            break 'outer;
-        }
-        let now_graph = paths.table().snapshot();
-        if now_graph != graph {
-            tracing::info!("migration paths changed: re-planning");
-            graph = now_graph;
-            policy.replan(policy_cfg.clone(), &setup.topology, &graph);
-        }
-        let tick = policy.tick(m.now_ns(), &mut m);
-        metrics.housekeeping_backlog_pages.set(tick.deferred);
-        m.end_window();
-        let page = scenario.page_size;
-        let mut moved = BTreeMap::new();
-        for (from, row) in seen.iter_mut().enumerate() {
-            for (to, last) in row.iter_mut().enumerate() {
-                let now = m.counters.moves[from][to];
-                if now > *last {
-                    let (f, t) = (m.node_id(from), m.node_id(to));
-                    let kind = if graph.entry(f).destinations().any(|d| d == t) {
-                        MoveKind::Demotion
-                    } else {
-                        MoveKind::Promotion
-                    };
-                    metrics.record_move(kind, u32::from(f), u32::from(t), now - *last, page);
-                    *last = now;
-                }
-                if now > 0 {
-                    moved.insert(format!("{}->{}", m.node_id(from), m.node_id(to)), now);
-                }
-            }
-        }
-        let mut nodes = Vec::new();
-        for slot in 0..n {
-            let id = m.node_id(slot);
-            let total = (m.used(slot) + m.free(slot)) * page;
-            let free = m.free(slot) * page;
-            let label = NodeLabel { node: u32::from(id) };
-            metrics
-                .node_total_bytes
-                .get_or_create(&label)
-                .set(i64::try_from(total).unwrap_or(i64::MAX));
-            metrics
-                .node_free_bytes
-                .get_or_create(&label)
-                .set(i64::try_from(free).unwrap_or(i64::MAX));
-            let target = paths.table().next_migration_node(id);
-            nodes.push(NodeStatus {
-                node: u32::from(id),
-                total_mib: total >> 20,
-                free_mib: free >> 20,
-                headroom_pct: target.map(|_| policy_cfg.headroom_pct_of(id)),
-                target: target.map(u32::from),
-            });
-        }
-        let vm: BTreeMap<String, u64> = [
-            ("pswpout".to_string(), m.counters.swap_out),
-            ("pswpin".to_string(), m.counters.swap_in),
-            ("pgdemote_kswapd".to_string(), m.counters.kernel_demoted),
-        ]
-        .into();
-        metrics.record_vmstat(&vm, page);
-        let elapsed = t0.elapsed();
-        metrics.loop_seconds.observe(elapsed.as_secs_f64());
-        {
-            let mut s = status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.nodes = nodes;
-            s.moved_pages = moved;
-            s.loops = loops;
-            s.last_loop_ms = elapsed.as_secs_f64() * 1e3;
-            s.processes = scenario.process.len();
-            s.tracked_mib = (u64::from(trace.pages()) * page) >> 20;
-            metrics.tracked_bytes.set(u64::from(trace.pages()) * page);
-        }
-        let deadline = t0 + Duration::from_millis(config.daemon.interval_ms);
-        loop {
-            for sig in signals.pending() {
-                if sig == signal_hook::consts::SIGHUP {
-                    config = reload_for_sim(opts, config);
-                    let new = sim_policy(&scenario.policy, Some(&config));
-                    if new != policy_cfg {
-                        policy_cfg = new;
-                        policy.replan(policy_cfg.clone(), &setup.topology, &graph);
-                    }
-                    continue;
-                }
-                tracing::info!("signal {sig}: stopping");
-                break 'outer;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
-        }
-    }
+    let tracked = u64::from(trace.pages()) * scenario.page_size;
+    let host = SimHost::new(
+        machine,
+        trace.accesses,
+        scenario.policy.clone(),
+        scenario.process.len(),
+        tracked,
+        loaded,
+    );
+    let topology = setup.topology;
+    let mut daemon = Daemon::new(host, Parts { topology, paths, config, metrics, status });
+    let result = daemon.run(opts, &mut signals);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     drop(server);
     drop(endpoint);
     drop(lock);
-    tracing::info!("stopped after {loops} loops");
-    Ok(())
+    tracing::info!("stopped after {} loops", daemon.loops());
+    result
 }
 
 /// The policy `tierd run --sim` runs: the scenario's `[policy]`, and with a config file what
@@ -1267,13 +873,13 @@ fn sim_reloads(field: &str) -> bool {
 /// SIGHUP under `tierd run --sim`: re-reads the config, applies what the simulated loop
 /// uses ([`sim_reloads`]) and says which changes need a restart and which mean nothing on the
 /// simulated machine. An unusable config keeps the old one.
-fn reload_for_sim(opts: &RunOptions, old: Config) -> Config {
+fn reload_for_sim(opts: &RunOptions, old: Config) -> (Config, bool) {
     let path = &opts.config;
     let new = match opts.config(Some(path)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config reload failed, keeping the old configuration: {e}");
-            return old;
+            return (old, false);
         }
     };
     let restart = Config::restart_needed(&old, &new);
@@ -1299,7 +905,7 @@ fn reload_for_sim(opts: &RunOptions, old: Config) -> Config {
     applied.daemon.interval_ms = new.daemon.interval_ms;
     applied.headroom = new.headroom;
     applied.promotion = new.promotion;
-    applied
+    (applied, true)
 }
 
 #[cfg(test)]
@@ -1449,3 +1055,6 @@ mod tests {
         assert_eq!(left_scope(&p(&[]), &p(&[1])), p(&[]));
     }
 }
+
+#[cfg(test)]
+mod loop_tests;

@@ -13,10 +13,10 @@ fn source(file: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file)).unwrap()
 }
 
-/// The code that ships: the text before the file's `#[cfg(test)]` module, without `//`
+/// The code that ships: the text before the file's `#[cfg(test)] mod`, without `//`
 /// comments (a commented-out update sets nothing).
 fn shipped(text: &str) -> String {
-    let code = text.find("#[cfg(test)]").map_or(text, |at| &text[..at]);
+    let code = text.find("#[cfg(test)]\nmod ").map_or(text, |at| &text[..at]);
     code.lines().map(|l| l.find("//").map_or(l, |c| &l[..c])).collect::<Vec<_>>().join("\n")
 }
 
@@ -28,6 +28,21 @@ fn fields(metrics_rs: &str) -> Vec<String> {
         .filter_map(|l| l.trim().strip_prefix("pub "))
         .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_string()))
         .collect()
+}
+
+/// The `.rs` files under `dir`, subdirectories included, as paths relative to it.
+fn rust_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if path.is_dir() {
+            out.extend(rust_files(&path).into_iter().map(|f| format!("{name}/{f}")));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(name);
+        }
+    }
+    out
 }
 
 const UPDATES: [&str; 4] = [".inc(", ".inc_by(", ".set(", ".observe("];
@@ -70,10 +85,9 @@ fn every_exported_metric_is_set_by_the_daemon() {
     let fields = fields(&metrics_rs);
     assert!(fields.len() >= 10, "fields of Metrics: {fields:?}");
     let others: Vec<(String, String)> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|f| Path::new(f).extension().is_some_and(|e| e == "rs") && f != "metrics.rs")
+        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+            .into_iter()
+            .filter(|f| f != "metrics.rs")
             .map(|f| {
                 let text = source(&f);
                 (f, shipped(&text))
