@@ -13,8 +13,8 @@
 //! (placement repair, `tierd_core::backstop`). The daemon also gives itself the priority of
 //! a latency-critical system daemon (nice, locked memory, OOM score).
 //!
-//! The loop itself is [`step::Daemon`] over a host, one type for both commands:
-//! [`linux::LinuxHost`] here, [`sim::SimHost`] under `tierd run --sim`. This file sets each
+//! The loop itself is `step::Daemon` over a host, one type for both commands:
+//! `linux::LinuxHost` here, `sim::SimHost` under `tierd run --sim`. This file sets each
 //! up and tears it down.
 //!
 //! Around the loop: the state file and its lock (the path table, shared with `tierd path`
