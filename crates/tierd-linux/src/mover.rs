@@ -44,8 +44,9 @@ pub trait PageMover {
         addrs: &[usize],
         status: &mut [PageStatus],
     ) -> Result<(), SysError>;
-    /// The time now; a fake clock in tests.
-    fn now(&mut self) -> Instant {
+    /// The time now; a fake clock in tests. The backend's housekeeping budget and the
+    /// daemon's policy clock read it too, so a test can make a tick slow deterministically.
+    fn now(&self) -> Instant {
         Instant::now()
     }
     /// Waits; a fake clock in tests only advances.
@@ -184,6 +185,11 @@ impl<M: PageMover> Mover<M> {
     /// The OS seam (the fake, in tests).
     pub fn os(&mut self) -> &mut M {
         &mut self.os
+    }
+
+    /// The OS seam's clock: real time, or the fake's.
+    pub fn clock(&self) -> Instant {
+        self.os.now()
     }
 
     /// The current batch size.
@@ -456,7 +462,7 @@ pub mod fake {
             Ok(())
         }
 
-        fn now(&mut self) -> Instant {
+        fn now(&self) -> Instant {
             self.clock
         }
 

@@ -193,9 +193,14 @@ impl<M: PageMover> LinuxBackend<M> {
 
     /// Sets until when the coming tick may do housekeeping (demotion that can wait); after
     /// that [`Backend::out_of_time`] says so and the policy leaves the rest to the next tick.
-    /// `None`: no limit.
+    /// `None`: no limit. The time is the mover's clock ([`LinuxBackend::now`]).
     pub fn set_housekeeping_until(&mut self, until: Option<std::time::Instant>) {
         self.housekeeping_until = until;
+    }
+
+    /// The time by the mover's clock: real time, or a fake mover's virtual clock.
+    pub fn now(&self) -> std::time::Instant {
+        self.mover.clock()
     }
 
     /// Re-reads the online memory nodes, each node's `MemTotal`/`MemFree` (per-node
@@ -368,7 +373,7 @@ impl<M: PageMover> Backend for LinuxBackend<M> {
     }
 
     fn out_of_time(&self) -> bool {
-        self.housekeeping_until.is_some_and(|t| std::time::Instant::now() >= t)
+        self.housekeeping_until.is_some_and(|t| self.mover.clock() >= t)
     }
 
     fn move_pages(&mut self, pages: &[PageRef], to: NodeId, status: &mut Vec<MoveStatus>) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tierd_core::policy::{PolicyConfig, Tierd};
@@ -47,7 +47,8 @@ pub(crate) struct LinuxHost<M: PageMover> {
 }
 
 impl<M: PageMover> LinuxHost<M> {
-    /// A host over `root` with its backend, tracker and backstop.
+    /// A host over `root` with its backend, tracker and backstop; `started` is by the
+    /// backend's clock ([`LinuxBackend::now`]).
     pub fn new(
         root: SysRoot,
         backend: LinuxBackend<M>,
@@ -180,12 +181,15 @@ impl<M: PageMover> Host for LinuxHost<M> {
         Ok(Some(advance))
     }
 
-    fn before_tick(&mut self, until: Instant) {
+    fn before_tick(&mut self, budget: Duration) {
+        let until = self.backend.now() + budget;
         self.backend.set_housekeeping_until(Some(until));
     }
 
+    /// Time since start by the mover's clock (a fake mover's virtual one in tests).
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let since = self.backend.now().saturating_duration_since(self.started);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn take_moves(&mut self) -> Moves {

@@ -330,3 +330,32 @@ fn a_broken_reload_keeps_the_config_and_a_good_one_changes_the_policy() {
     b.step();
     assert_eq!(b.status().nodes.iter().find(|n| n.node == 0).unwrap().headroom_pct, Some(20.0));
 }
+
+#[test]
+fn a_slow_tick_leaves_housekeeping_for_the_next_one() {
+    // 20% headroom: node 1 (1000 pages free, above `high`, nothing draining it) should keep
+    // 150 + 3276 free, 2426 pages of housekeeping. On the fake mover's clock every page takes
+    // 1 ms: the first batch of 1024 overruns the half interval (50 ms) the tick may spend.
+    let extra = 4096;
+    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
+    let mut b = bed([8000, 1000, 8000], &cfg, |f| {
+        for i in PAGES..PAGES + extra {
+            f.placement.insert((PID, addr(i)), id(1));
+        }
+        f.per_page = std::time::Duration::from_millis(1);
+    });
+    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    let want = 150 + 3276 - 1000;
+    let batch = tierd_core::policy::HOUSEKEEPING_BATCH;
+    b.step();
+    assert_eq!(b.moved(1, 2), batch, "{:?}", b.daemon.moved());
+    let backlog = format!("tierd_housekeeping_backlog_pages {}", want - batch);
+    assert!(b.daemon.parts.metrics.encode().contains(&backlog), "want {backlog}");
+    // The kernel's figures follow the moves; the next tick goes on with the next batch
+    // and again leaves the rest.
+    set_free(&b.fx, [8000, 1000 + batch, 8000 - batch]);
+    b.step();
+    assert_eq!(b.moved(1, 2), 2 * batch, "{:?}", b.daemon.moved());
+    let backlog = format!("tierd_housekeeping_backlog_pages {}", want - 2 * batch);
+    assert!(b.daemon.parts.metrics.encode().contains(&backlog), "want {backlog}");
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Result;
 use tierd_core::policy::{PolicyConfig, Tierd};
@@ -88,7 +88,7 @@ impl Host for SimHost {
         Ok(Some(Advance::default()))
     }
 
-    fn before_tick(&mut self, _until: Instant) {}
+    fn before_tick(&mut self, _budget: Duration) {}
 
     fn now_ns(&self) -> u64 {
         self.machine.now_ns()

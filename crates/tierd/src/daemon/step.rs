@@ -60,8 +60,8 @@ pub(crate) trait Host {
     /// Brings the backend's view up to the next tick. `Ok(None)` stops the daemon (the
     /// host said why).
     fn advance(&mut self, policy: &mut Tierd<Self::Page>) -> Result<Option<Advance>>;
-    /// Right before the tick, which may take until `until` for housekeeping.
-    fn before_tick(&mut self, until: Instant);
+    /// Right before the tick, which may spend `budget` of the host's clock on housekeeping.
+    fn before_tick(&mut self, budget: Duration);
     /// The policy's clock, ns.
     fn now_ns(&self) -> u64;
     /// What the tick moved.
@@ -185,7 +185,7 @@ impl<H: Host> Daemon<H> {
         let tick_start = Instant::now();
         // Housekeeping gets half an interval a loop: a node that programs allocate on is
         // observed again soon, however much a lower tier has to pass on.
-        self.host.before_tick(tick_start + interval / 2);
+        self.host.before_tick(interval / 2);
         let now_ns = self.host.now_ns();
         let tick = self.policy.tick(now_ns, self.host.backend());
         self.parts.metrics.housekeeping_backlog_pages.set(tick.deferred);
