@@ -1,6 +1,6 @@
 //! The mover: moves a process's pages to a node with batched `move_pages(2)` calls, handles
-//! every per-page status, falls back to the next target when one is full, and counts only
-//! what a placement query confirms.
+//! every per-page status, hands back the pages the node is full for, and counts only what a
+//! placement query confirms.
 //!
 //! The OS sits behind the narrow [`PageMover`] trait ([`SysMover`] for the real syscalls), so
 //! tests drive the mover with a fake that returns scripted per-page results.
@@ -11,8 +11,9 @@
 //!   back when calls are quick.
 //! - *A rate limit* (MiB/s), so that migration traffic can't starve the workload's own
 //!   memory bandwidth.
-//! - *Per-page status*: `EBUSY` pages are handed back to retry later; `ENOMEM` pages go to
-//!   the next target (the fallback nodes); `EFAULT`/`ENOENT` pages are gone (unmapped or
+//! - *Per-page status*: `EBUSY` pages are handed back to retry later; `ENOMEM` pages are
+//!   handed back as no room (the policy offers them to its next destination, the fallback
+//!   nodes); `EFAULT`/`ENOENT` pages are gone (unmapped or
 //!   swapped) and dropped; `EACCES`/`EPERM` are a scope problem the caller reports once. A
 //!   process that exits mid-batch (`ESRCH`) ends the request, nothing lost. tierd never
 //!   swaps or drops anything itself: pages that no target can take stay where they are.
@@ -197,24 +198,12 @@ impl<M: PageMover> Mover<M> {
         self.batch
     }
 
-    /// Moves `addrs` (page-aligned virtual addresses of `pid`) to the first of `targets`
-    /// that takes them; pages a target is full for go on to the next.
-    pub fn move_to(&mut self, pid: u32, addrs: &[usize], targets: &[NodeId]) -> MoveOutcome {
+    /// Moves `addrs` (page-aligned virtual addresses of `pid`) to `to`. Pages `to` has no
+    /// room for come back in [`MoveOutcome::no_room`], where they still are: the caller (the
+    /// policy, through the backend) offers them to its next destination.
+    pub fn move_to(&mut self, pid: u32, addrs: &[usize], to: NodeId) -> MoveOutcome {
         let mut out = MoveOutcome::default();
-        let mut todo: Vec<usize> = addrs.to_vec();
-        for (i, &to) in targets.iter().enumerate() {
-            if todo.is_empty() || out.stopped.is_some() {
-                break;
-            }
-            let full = self.move_all(pid, &todo, to, &mut out);
-            todo = full;
-            if i + 1 == targets.len() {
-                out.no_room.append(&mut todo);
-            }
-        }
-        if targets.is_empty() {
-            out.no_room = todo;
-        }
+        out.no_room = self.move_all(pid, addrs, to, &mut out);
         out
     }
 
@@ -495,7 +484,7 @@ mod tests {
     fn moves_in_batches_and_counts_what_the_query_confirms() {
         let addrs = pages(10);
         let mut m = mover(FakeMover::new(PID, &addrs, id(0)), 4);
-        let out = m.move_to(PID, &addrs, &[id(1)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!(out.moved_total(), 10);
         assert_eq!(m.os().count_on(PID, id(1)), 10);
         let moves: Vec<_> = m.os().calls.iter().filter(|c| matches!(c, Call::Move(..))).collect();
@@ -507,22 +496,16 @@ mod tests {
     }
 
     #[test]
-    fn full_target_falls_back_and_nothing_is_dropped() {
+    fn a_full_target_leaves_the_rest_in_place_and_reports_it() {
         let addrs = pages(10);
         let mut fake = FakeMover::new(PID, &addrs, id(0));
         fake.room.insert(id(1), 3);
-        fake.room.insert(id(2), 4);
         let mut m = mover(fake, 64);
-        let out = m.move_to(PID, &addrs, &[id(1), id(2)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!(out.moved.get(&id(1)), Some(&3));
-        assert_eq!(out.moved.get(&id(2)), Some(&4));
-        assert_eq!(out.no_room.len(), 3, "left in place, reported");
-        assert_eq!(m.os().count_on(PID, id(0)), 3);
-        assert_eq!(
-            out.failures.get(&libc::ENOMEM),
-            Some(&(7 + 3)),
-            "7 full on node 1, then 3 on node 2"
-        );
+        assert_eq!(out.no_room.len(), 7, "left in place, reported");
+        assert_eq!(m.os().count_on(PID, id(0)), 7);
+        assert_eq!(out.failures.get(&libc::ENOMEM), Some(&7), "7 full on node 1");
     }
 
     #[test]
@@ -532,10 +515,10 @@ mod tests {
         fake.fail_once.insert(addrs[0], libc::EBUSY);
         fake.busy_but_moved.push(addrs[1]);
         let mut m = mover(fake, 64);
-        let out = m.move_to(PID, &addrs, &[id(1)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!(out.busy, [addrs[0]]);
         assert_eq!(out.moved_total(), 5, "the THP entry reported EBUSY but moved");
-        let again = m.move_to(PID, &out.busy, &[id(1)]);
+        let again = m.move_to(PID, &out.busy, id(1));
         assert_eq!(again.moved_total(), 1);
         assert_eq!(m.os().count_on(PID, id(1)), 6);
     }
@@ -548,7 +531,7 @@ mod tests {
         fake.fail_once.insert(addrs[1], libc::EFAULT);
         fake.fail_once.insert(addrs[2], libc::EACCES);
         let mut m = mover(fake, 64);
-        let out = m.move_to(PID, &addrs, &[id(1)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!((out.gone, out.denied, out.moved_total()), (2, 1, 1));
         assert!(out.busy.is_empty() && out.no_room.is_empty());
     }
@@ -559,7 +542,7 @@ mod tests {
         let mut fake = FakeMover::new(PID, &addrs, id(0));
         fake.exit_after = Some((PID, 1));
         let mut m = mover(fake, 4);
-        let out = m.move_to(PID, &addrs, &[id(1)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!(out.stopped, Some(Stop::ProcessGone));
         assert_eq!(out.moved_total(), 0, "the query after the first batch found the process gone");
         assert_eq!(out.gone, 10);
@@ -571,10 +554,10 @@ mod tests {
         let mut fake = FakeMover::new(PID, &addrs, id(0));
         fake.per_page = Duration::from_micros(20); // 1024 pages = 20.5 ms > 20 ms
         let mut m = mover(fake, 1024);
-        m.move_to(PID, &addrs[..1024], &[id(1)]);
+        m.move_to(PID, &addrs[..1024], id(1));
         assert_eq!(m.batch(), 512);
         m.os().per_page = Duration::from_nanos(100);
-        m.move_to(PID, &addrs[1024..], &[id(1)]);
+        m.move_to(PID, &addrs[1024..], id(1));
         assert_eq!(m.batch(), 1024);
     }
 
@@ -589,7 +572,7 @@ mod tests {
         };
         let mut m = Mover::new(fake, limits);
         let start = m.os().clock;
-        let out = m.move_to(PID, &addrs, &[id(1)]);
+        let out = m.move_to(PID, &addrs, id(1));
         assert_eq!(out.moved_total(), 1024);
         // Four batches of 256: the first goes at once, each later one waits 0.25 s.
         assert_eq!(m.os().clock - start, Duration::from_millis(750));

@@ -563,7 +563,7 @@ fn migrate(a: &MigrateArgs) -> Result<bool, String> {
                 page_size: u64::try_from(sys::page_size()).unwrap_or(4096),
             };
             let mut m = Mover::new(SysMover::new(false), limits);
-            let out = m.move_to(std::process::id(), &r.addrs(0..r.pages()), &[to]);
+            let out = m.move_to(std::process::id(), &r.addrs(0..r.pages()), to);
             moved = usize::try_from(out.moved_total()).unwrap_or(usize::MAX);
             busy = out.busy.len();
             not_migrated = r.pages() - moved;

@@ -56,7 +56,7 @@ impl<M: PageMover> LinuxBackend<M> {
                 *self.log.failures.entry(libc::EFAULT).or_default() += 1;
             }
         }
-        let out = self.mover.move_to(pid.0, &addrs, &[to]);
+        let out = self.mover.move_to(pid.0, &addrs, to);
         let (results, failed) = self.settle(pid, &addrs, to, &out);
         // The pages that moved, each with where it was.
         let mut moved: Vec<(PageRef, Option<NodeId>)> = Vec::new();
