@@ -588,15 +588,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         metrics = endpoint.as_ref().map(|e| e.addr().to_string()).unwrap_or_default(),
         "tierd running"
     );
-    let host = LinuxHost::new(
-        root.clone(),
+    let host = LinuxHost {
+        root: root.clone(),
         backend,
         tracker,
-        topology.clone(),
+        topology: topology.clone(),
         selection,
         backstop,
         started,
-    );
+        seen: linux::LoopState::default(),
+    };
     let mut daemon = Daemon::new(host, Parts { topology, paths, config, metrics, status });
     let result = daemon.run(opts, &mut signals);
 

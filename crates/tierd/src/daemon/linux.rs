@@ -23,15 +23,22 @@ use crate::config::Config;
 use crate::metrics::{Metrics, MoveKind};
 use crate::paths::Paths;
 
-/// The host: what one loop reads from Linux and moves there.
+/// The host: what one loop reads from Linux and moves there. Built whole by `run` (and
+/// the loop's tests); what it learns loop by loop is in [`LoopState`].
 pub(crate) struct LinuxHost<M: PageMover> {
-    root: SysRoot,
-    backend: LinuxBackend<M>,
-    tracker: Box<dyn Tracker>,
-    topology: Topology,
-    selection: Selection,
-    backstop: BackstopState,
-    started: Instant,
+    pub(super) root: SysRoot,
+    pub(super) backend: LinuxBackend<M>,
+    pub(super) tracker: Box<dyn Tracker>,
+    pub(super) topology: Topology,
+    pub(super) selection: Selection,
+    pub(super) backstop: BackstopState,
+    /// When the daemon started, by the backend's clock ([`LinuxBackend::now`]).
+    pub(super) started: Instant,
+    pub(super) seen: LoopState,
+}
+
+/// What a [`LinuxHost`] keeps from one loop to the next.
+pub(crate) struct LoopState {
     /// Warnings said once, and the last for `tierd status`.
     once: Once,
     /// The processes the tracker watches.
@@ -46,26 +53,9 @@ pub(crate) struct LinuxHost<M: PageMover> {
     loops: u64,
 }
 
-impl<M: PageMover> LinuxHost<M> {
-    /// A host over `root` with its backend, tracker and backstop; `started` is by the
-    /// backend's clock ([`LinuxBackend::now`]).
-    pub fn new(
-        root: SysRoot,
-        backend: LinuxBackend<M>,
-        tracker: Box<dyn Tracker>,
-        topology: Topology,
-        selection: Selection,
-        backstop: BackstopState,
-        started: Instant,
-    ) -> LinuxHost<M> {
-        LinuxHost {
-            root,
-            backend,
-            tracker,
-            topology,
-            selection,
-            backstop,
-            started,
+impl Default for LoopState {
+    fn default() -> LoopState {
+        LoopState {
             once: Once::default(),
             pids: Vec::new(),
             first_seen: BTreeMap::new(),
@@ -77,7 +67,9 @@ impl<M: PageMover> LinuxHost<M> {
             loops: 0,
         }
     }
+}
 
+impl<M: PageMover> LinuxHost<M> {
     /// The tracker, to stop it when the daemon ends.
     pub fn tracker(&mut self) -> &mut dyn Tracker {
         self.tracker.as_mut()
@@ -91,33 +83,33 @@ impl<M: PageMover> LinuxHost<M> {
                 // moving, and each change of the set re-commits DAMON's targets, which
                 // resets what it learned about the long-lived ones.
                 let listed: BTreeSet<Pid> = procs.iter().map(|p| Pid(p.pid)).collect();
-                self.first_seen.retain(|p, _| listed.contains(p));
+                self.seen.first_seen.retain(|p, _| listed.contains(p));
                 for p in &listed {
-                    self.first_seen.entry(*p).or_insert(t0);
+                    self.seen.first_seen.entry(*p).or_insert(t0);
                 }
                 let now: Vec<Pid> = listed
                     .iter()
                     .copied()
                     .filter(|p| {
-                        t0.duration_since(self.first_seen[p]) >= MIN_PROCESS_AGE
-                            || self.pids.contains(p)
+                        t0.duration_since(self.seen.first_seen[p]) >= MIN_PROCESS_AGE
+                            || self.seen.pids.contains(p)
                     })
                     .collect();
-                if now != self.pids {
+                if now != self.seen.pids {
                     // A process gone from the listing before the tracker saw it exit: the
                     // tracker will not report it, so say it here, unless the tracker did.
-                    for p in left_scope(&self.pids, &now) {
-                        if !self.said_gone.remove(&p) {
+                    for p in left_scope(&self.seen.pids, &now) {
+                        if !self.seen.said_gone.remove(&p) {
                             tracing::info!(pid = p.0, "process left scope (exited)");
                         }
                     }
                     if let Err(e) = self.tracker.set_pids(&now) {
-                        self.once.warn(format!("set_pids:{e}"), &format!("tracker: {e}"));
+                        self.seen.once.warn(format!("set_pids:{e}"), &format!("tracker: {e}"));
                     }
-                    self.pids = now;
+                    self.seen.pids = now;
                 }
             }
-            Err(e) => self.once.warn(format!("scope:{e}"), &format!("listing processes: {e}")),
+            Err(e) => self.seen.once.warn(format!("scope:{e}"), &format!("listing processes: {e}")),
         }
     }
 }
@@ -135,7 +127,7 @@ impl<M: PageMover> Host for LinuxHost<M> {
     }
 
     fn advance(&mut self, policy: &mut Tierd<PageRef>) -> Result<Option<Advance>> {
-        self.loops += 1;
+        self.seen.loops += 1;
         self.scope(Instant::now());
         // The last window of accesses.
         let mut advance = Advance::default();
@@ -143,23 +135,23 @@ impl<M: PageMover> Host for LinuxHost<M> {
             Ok(sample) => {
                 advance.scan = sample.took;
                 advance.max_accesses = Some(sample.max_accesses);
-                self.tracked_bytes = sample.covered_bytes;
+                self.seen.tracked_bytes = sample.covered_bytes;
                 // Processes the tracker saw exit: said here, once; the listing that no
                 // longer has them does not say it again.
                 for p in &sample.dropped {
-                    if !self.said_gone.contains(p) {
+                    if !self.seen.said_gone.contains(p) {
                         tracing::info!(pid = p.0, "process left scope (exited)");
                     }
-                    if self.pids.contains(p) {
-                        self.said_gone.insert(*p);
+                    if self.seen.pids.contains(p) {
+                        self.seen.said_gone.insert(*p);
                     }
                 }
                 self.backend.set_sample(sample);
             }
-            Err(e) => self.once.warn(format!("sample:{e}"), &format!("tracker sample: {e}")),
+            Err(e) => self.seen.once.warn(format!("sample:{e}"), &format!("tracker sample: {e}")),
         }
         if let Err(e) = self.backend.refresh() {
-            self.once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
+            self.seen.once.warn(format!("refresh:{e}"), &format!("reading node memory: {e}"));
         }
         // Whether the kernel's own demotion (the backstop) or promotion moved pages lately,
         // from the counters read at the end of the last loop. Reclaim comes in bursts:
@@ -171,10 +163,10 @@ impl<M: PageMover> Host for LinuxHost<M> {
         // (a starved loop's tick took 17-25 s under the hog), long after the last counters:
         // then every move checks placement first.
         self.backend.set_kernel_moving(
-            self.backstop.active || self.kernel_moved_loops_ago < KERNEL_MOVING_LOOPS,
+            self.backstop.active || self.seen.kernel_moved_loops_ago < KERNEL_MOVING_LOOPS,
         );
-        if self.kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
-            || self.loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
+        if self.seen.kernel_moved_loops_ago < 2 * tierd_linux::backend::PLACEMENT_WINDOWS
+            || self.seen.loops.is_multiple_of(u64::from(tierd_linux::backend::PLACEMENT_WINDOWS))
         {
             policy.wake_repair();
         }
@@ -195,7 +187,7 @@ impl<M: PageMover> Host for LinuxHost<M> {
     fn take_moves(&mut self) -> Moves {
         let log = self.backend.take_moves();
         for pid in &log.denied_pids {
-            self.once.warn(
+            self.seen.once.warn(
                 format!("denied:{pid}"),
                 &format!(
                     "may not move pages of pid {pid}: run tierd as root with CAP_SYS_NICE, or narrow [scope]"
@@ -223,12 +215,12 @@ impl<M: PageMover> Host for LinuxHost<M> {
     fn vmstat(&mut self) -> Option<BTreeMap<String, u64>> {
         let vm = tierd_linux::read_vmstat(&self.root).ok()?;
         let kernel_moves: u64 = KERNEL_MOVES.iter().filter_map(|k| vm.get(*k)).sum();
-        if self.last_kernel_moves.is_some_and(|last| last != kernel_moves) {
-            self.kernel_moved_loops_ago = 0;
+        if self.seen.last_kernel_moves.is_some_and(|last| last != kernel_moves) {
+            self.seen.kernel_moved_loops_ago = 0;
         } else {
-            self.kernel_moved_loops_ago = self.kernel_moved_loops_ago.saturating_add(1);
+            self.seen.kernel_moved_loops_ago = self.seen.kernel_moved_loops_ago.saturating_add(1);
         }
-        self.last_kernel_moves = Some(kernel_moves);
+        self.seen.last_kernel_moves = Some(kernel_moves);
         Some(vm)
     }
 
@@ -243,16 +235,16 @@ impl<M: PageMover> Host for LinuxHost<M> {
     }
 
     fn publish(&mut self, s: &mut Status, metrics: &Metrics) {
-        let cost = self.cpu.add(self.tracked_bytes);
+        let cost = self.seen.cpu.add(self.seen.tracked_bytes);
         if let Some(ms) = cost {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a gauge in µs
             metrics.cpu_us_per_gib_minute.set((ms * 1e3) as u64);
         }
-        metrics.tracked_bytes.set(self.tracked_bytes);
-        s.processes = self.pids.len();
-        s.tracked_mib = self.tracked_bytes >> 20;
+        metrics.tracked_bytes.set(self.seen.tracked_bytes);
+        s.processes = self.seen.pids.len();
+        s.tracked_mib = self.seen.tracked_bytes >> 20;
         s.cpu_ms_per_gib_minute = cost;
-        s.last_error.clone_from(&self.once.last);
+        s.last_error.clone_from(&self.seen.once.last);
     }
 
     fn policy_config(&self, config: &Config) -> PolicyConfig {

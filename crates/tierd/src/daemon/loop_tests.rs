@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tierd_core::{NodeId, PathGraph};
 use tierd_linux::backend::LinuxBackend;
@@ -15,7 +14,7 @@ use tierd_linux::scope::Selection;
 use tierd_linux::tracker::{Error, Pid, Region, Sample, Tracker};
 use tierd_linux::zoneinfo::{Watermarks, zoneinfo_text};
 
-use super::linux::LinuxHost;
+use super::linux::{LinuxHost, LoopState};
 use super::step::{Daemon, Host, Parts};
 use super::{BackstopState, RunOptions, Status};
 use crate::config::Config;
@@ -155,15 +154,17 @@ fn bed(free: [u64; 3], config: &str, mover: impl FnOnce(&mut FakeMover)) -> Bed 
         on_how: "already on",
         plan: tierd_core::backstop::Backstop::default(),
     };
-    let host = LinuxHost::new(
-        fx.root().clone(),
+    let started = backend.now();
+    let host = LinuxHost {
+        root: fx.root().clone(),
         backend,
-        Box::new(scripted),
-        topology.clone(),
-        Selection::Pids(vec![PID]),
+        tracker: Box::new(scripted),
+        topology: topology.clone(),
+        selection: Selection::Pids(vec![PID]),
         backstop,
-        Instant::now(),
-    );
+        started,
+        seen: LoopState::default(),
+    };
     let parts = Parts {
         topology,
         paths: Arc::clone(&paths),
