@@ -20,7 +20,7 @@ use super::{
     Status, left_scope, policy_config, seed_paths, selection_or_old,
 };
 use crate::config::Config;
-use crate::metrics::{Metrics, MoveKind};
+use crate::metrics::Metrics;
 use crate::paths::Paths;
 
 /// The host: what one loop reads from Linux and moves there. Built whole by `run` (and
@@ -202,14 +202,8 @@ impl<M: PageMover> Host for LinuxHost<M> {
         Moves { moved: log.moved, failures, no_room: log.no_room }
     }
 
-    fn kind(&self, graph: &PathGraph, from: NodeId, to: NodeId) -> MoveKind {
-        if graph.entry(from).destinations().any(|d| d == to) {
-            MoveKind::Demotion
-        } else if self.backstop.is_repair(from, to) {
-            MoveKind::Repair
-        } else {
-            MoveKind::Promotion
-        }
+    fn is_repair(&self, from: NodeId, to: NodeId) -> bool {
+        self.backstop.is_repair(from, to)
     }
 
     fn vmstat(&mut self) -> Option<BTreeMap<String, u64>> {

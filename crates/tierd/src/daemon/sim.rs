@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Result;
+use tierd_core::PathGraph;
 use tierd_core::policy::{PolicyConfig, Tierd};
-use tierd_core::{NodeId, PathGraph};
 use tierd_sim::machine::Machine;
 
 use super::step::{Advance, Host, Moves};
 use super::{RunOptions, Status, reload_for_sim, sim_policy};
 use crate::config::Config;
-use crate::metrics::{Metrics, MoveKind};
+use crate::metrics::Metrics;
 use crate::paths::Paths;
 
 /// The host: the simulated machine and the trace it replays.
@@ -108,14 +108,6 @@ impl Host for SimHost {
             }
         }
         moves
-    }
-
-    fn kind(&self, graph: &PathGraph, from: NodeId, to: NodeId) -> MoveKind {
-        if graph.entry(from).destinations().any(|d| d == to) {
-            MoveKind::Demotion
-        } else {
-            MoveKind::Promotion
-        }
     }
 
     /// The machine's reclaim counters, under the kernel's names.

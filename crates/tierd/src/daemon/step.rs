@@ -66,9 +66,11 @@ pub(crate) trait Host {
     fn now_ns(&self) -> u64;
     /// What the tick moved.
     fn take_moves(&mut self) -> Moves;
-    /// Which way a move went: a path edge is a demotion, off a stranded node a repair, any
-    /// other a promotion.
-    fn kind(&self, graph: &PathGraph, from: NodeId, to: NodeId) -> MoveKind;
+    /// Whether a move off a path edge is placement repair (off a node the backstop can fill
+    /// that no path reaches); none on a host without a backstop.
+    fn is_repair(&self, _from: NodeId, _to: NodeId) -> bool {
+        false
+    }
     /// The kernel's counters after the tick (the metrics mirror them), if the host has them.
     fn vmstat(&mut self) -> Option<BTreeMap<String, u64>>;
     /// The paths changed and the policy was re-planned for `graph`.
@@ -228,7 +230,14 @@ impl<H: Host> Daemon<H> {
     fn record(&mut self, moves: Moves) {
         let page = self.host.backend_ref().page_size();
         for (&(from, to), &pages) in &moves.moved {
-            let kind = self.host.kind(&self.graph, from, to);
+            // A path edge is a demotion, off a stranded node a repair, any other a promotion.
+            let kind = if self.graph.entry(from).destinations().any(|d| d == to) {
+                MoveKind::Demotion
+            } else if self.host.is_repair(from, to) {
+                MoveKind::Repair
+            } else {
+                MoveKind::Promotion
+            };
             self.parts.metrics.record_move(kind, u32::from(from), u32::from(to), pages, page);
             *self.moved.entry((from, to)).or_default() += pages;
         }
