@@ -482,27 +482,30 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         now_ns: u64,
         stats: &mut TickStats,
     ) -> u64 {
-        let pending = self.coldest_unguarded(b, plan, want, now_ns, stats);
+        if plan.destinations.is_empty() {
+            return 0;
+        }
+        let pending = self.coldest_unguarded(b, plan.node, want, now_ns, stats);
         let (moved, left) = self.place(b, plan, pending, now_ns, stats);
         stats.failed += left.len() as u64;
         moved
     }
 
-    /// Up to `want` of `plan.node`'s coldest pages, less those the ping-pong guard holds.
+    /// Up to `want` of `node`'s coldest pages, less those the ping-pong guard holds.
     fn coldest_unguarded<B: Backend<Page = P>>(
         &mut self,
         b: &mut B,
-        plan: &NodePlan,
+        node: NodeId,
         want: u64,
         now_ns: u64,
         stats: &mut TickStats,
     ) -> Vec<P> {
-        if want == 0 || plan.destinations.is_empty() {
+        if want == 0 {
             return Vec::new();
         }
         let want_usize = usize::try_from(want).unwrap_or(usize::MAX);
         self.heat.clear();
-        b.coldest(plan.node, want_usize, &mut self.heat);
+        b.coldest(node, want_usize, &mut self.heat);
         let mut pending: Vec<P> = Vec::with_capacity(self.heat.len());
         for h in std::mem::take(&mut self.heat) {
             if self.recently_moved(h.page, now_ns) {
@@ -695,9 +698,9 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         // The victims, found by one look at `to`'s coldest: several looks in one tick, with
         // no access between them, would find the pages the first look aged as idle.
         let mut victims = match up {
-            Some(up) if free.saturating_sub(goal) < need => {
+            Some(up) if free.saturating_sub(goal) < need && !up.destinations.is_empty() => {
                 let want = need - free.saturating_sub(goal);
-                self.coldest_unguarded(b, up, want, now_ns, stats)
+                self.coldest_unguarded(b, up.node, want, now_ns, stats)
             }
             _ => Vec::new(),
         };
@@ -823,6 +826,11 @@ mod tests {
         NodeId::new(n).unwrap()
     }
 
+    /// A policy that only demotes, keeping `headroom_pct`.
+    fn demoting(headroom_pct: f64) -> PolicyConfig {
+        PolicyConfig { headroom_pct, promote: false, ..PolicyConfig::default() }
+    }
+
     /// A fake of `total` pages a node holding, in page order, `count` pages on `node`, hot
     /// or not, for each `(node, count, hot)`.
     fn fake(total: u64, parts: &[(usize, usize, bool)]) -> Fake {
@@ -911,14 +919,12 @@ mod tests {
 
     #[test]
     fn an_exchange_larger_than_the_lower_nodes_room_goes_in_rounds() {
-        let (topo, graph) = chain();
         // 4000 pages a node: node 0 full of cold pages, node 1 holding 3000 hot ones. Node 1
         // has room for a few hundred of node 0's victims at a time; each round's promotions
         // make room for the next round's victims.
         let mut b = fake(4000, &[(0, 4000, false), (1, 3000, true)]);
-        let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config, &topo, &graph);
-        let s = p.tick(0, &mut b);
+        let s = on_chain(PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() })
+            .tick(0, &mut b);
         assert_eq!(s.promoted, 3000, "{s:?}");
         assert_eq!(s.failed, 0, "{s:?}");
         let m = b.node_memory(id(0)).unwrap();
@@ -951,6 +957,12 @@ mod tests {
         (topo, graph)
     }
 
+    /// A policy over [`chain`].
+    fn on_chain(config: PolicyConfig) -> Tierd<u32> {
+        let (topo, graph) = chain();
+        Tierd::new(config, &topo, &graph)
+    }
+
     /// The chain's machine with the user's path `0 -> 2`: node 1 terminal, reached by no
     /// path (stranded when the kernel's backstop demotes node 0 to it).
     fn skip_node_1() -> (Topology, PathGraph) {
@@ -963,11 +975,7 @@ mod tests {
         // of node 0 onto node 1. Repair drains node 1 onto node 2, hot pages included (a hot
         // page is promoted from the path, not from the stranded node).
         let (topo, graph) = skip_node_1();
-        let mut on = vec![id(0); 50];
-        on.extend(vec![id(1); 30]);
-        let mut hot = vec![false; 80];
-        hot[79] = true;
-        let mut b = Fake { on, hot, total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = fake(100, &[(0, 50, false), (1, 29, false), (1, 1, true)]);
         let config = PolicyConfig { promote: false, ..PolicyConfig::default() };
         let mut p = Tierd::new(config, &topo, &graph);
         let s = p.tick(0, &mut b);
@@ -987,13 +995,7 @@ mod tests {
     #[test]
     fn an_empty_stranded_node_sleeps_until_woken() {
         let (topo, graph) = skip_node_1();
-        let mut b = Fake {
-            on: vec![id(0); 10],
-            hot: vec![false; 10],
-            total: 100,
-            moves: Vec::new(),
-            calls_left: None,
-        };
+        let mut b = fake(100, &[(0, 10, false)]);
         let mut p =
             Tierd::new(PolicyConfig { promote: false, ..PolicyConfig::default() }, &topo, &graph);
         p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
@@ -1011,9 +1013,7 @@ mod tests {
     #[test]
     fn repair_waits_for_time_and_leaves_a_backlog() {
         let (topo, graph) = skip_node_1();
-        let on = vec![id(1); 40];
-        let mut b =
-            Fake { on, hot: vec![false; 40], total: 100, moves: Vec::new(), calls_left: Some(0) };
+        let mut b = Fake { calls_left: Some(0), ..fake(100, &[(1, 40, false)]) };
         let mut p = Tierd::new(PolicyConfig::default(), &topo, &graph);
         p.set_repair(std::collections::BTreeMap::from([(id(1), vec![id(2)])]));
         let s = p.tick(0, &mut b);
@@ -1025,16 +1025,9 @@ mod tests {
 
     #[test]
     fn headroom_grows_with_an_allocation_burst() {
-        let (topo, graph) = chain();
-        let mut b = Fake {
-            on: vec![id(0); 100],
-            hot: vec![false; 100],
-            total: 100,
-            moves: vec![],
-            calls_left: None,
-        };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut b = fake(100, &[(0, 100, false)]);
+        let config = demoting(10.0);
+        let mut p = on_chain(config);
         p.tick(0, &mut b);
         assert_eq!(b.node_memory(id(0)).unwrap().free, 13, "high 3 + 10% of 100");
         // 12 new pages allocated on node 0 in the interval: keep twice that free (at most a
@@ -1048,24 +1041,14 @@ mod tests {
 
     #[test]
     fn a_destination_that_demotes_itself_is_filled_only_to_the_middle_of_its_headroom() {
-        let (topo, graph) = chain();
         // Node 0 full, node 1 with 20 free pages (above its goal of high 3 + 10), node 2
         // empty. Node 1 passes its cold pages on to node 2, so node 0 may fill it only down
         // to high 3 + half its headroom (5) = 8 free, not to its low watermark (2): filled
         // that far in one tick, kswapd would wake there before node 1's own demotion makes
         // room the next tick.
-        let mut on = vec![id(0); 100];
-        on.extend(vec![id(1); 80]);
-        let mut b =
-            Fake { on, hot: vec![false; 180], total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = fake(100, &[(0, 100, false), (1, 80, false)]);
         // The headroom kept always, as the daemon keeps it.
-        let config = PolicyConfig {
-            headroom_pct: 10.0,
-            promote: false,
-            quiet_ms: 0,
-            ..PolicyConfig::default()
-        };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut p = on_chain(PolicyConfig { quiet_ms: 0, ..demoting(10.0) });
         p.tick(0, &mut b);
         assert_eq!(b.node_memory(id(1)).unwrap().free, 8, "{:?}", b.moves);
         // A later tick (past the ping-pong guard of the pages that just came in), node 1,
@@ -1077,12 +1060,11 @@ mod tests {
 
     #[test]
     fn a_quiet_node_gives_up_its_headroom_until_the_next_allocation() {
-        let (topo, graph) = chain();
         // Node 0: 85 of 100 pages used (free 15, goal high 3 + 10% = 13); 5 warm pages on
         // node 1 would fill room above the goal.
         let mut b = Warm(fake(100, &[(0, 85, false), (1, 5, true)]));
         let config = PolicyConfig { headroom_pct: 10.0, quiet_ms: 100, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut p = on_chain(config);
         // Watched for less than 100 ms: the headroom holds, 2 pages fill the room above it.
         assert_eq!(p.tick(0, &mut b).promoted, 2);
         assert_eq!(p.tick(50_000_000, &mut b).promoted, 0);
@@ -1099,24 +1081,17 @@ mod tests {
 
     #[test]
     fn a_node_that_allocations_drain_demotes_before_a_deeper_one() {
-        let (topo, graph) = chain();
         // A budget of 2 pages a tick. Node 1's goal is high 3 + 20% = 23 free, node 0's high
         // 3 + 10% = 13. Node 1 starts at 18 free: the first tick moves 2 of its pages to
         // node 2 and leaves it below its goal, with nothing allocating on it.
-        let mut on = vec![id(0); 80];
-        on.extend(vec![id(1); 82]);
-        let n = on.len();
-        let mut b =
-            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
+        let mut b = fake(100, &[(0, 80, false), (1, 82, false)]);
         let config = PolicyConfig {
             quiet_ms: 0,
-            headroom_pct: 10.0,
             node_headroom_pct: [("1".to_string(), 20.0)].into_iter().collect(),
             demote_mib_per_s: 1,
-            promote: false,
-            ..PolicyConfig::default()
+            ..demoting(10.0)
         };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut p = on_chain(config);
         p.tick(0, &mut b);
         assert_eq!(b.moves.iter().map(|m| (m.1, m.2)).collect::<Vec<_>>(), [(id(1), id(2)); 2]);
         assert_eq!(b.node_memory(id(1)).unwrap().free, 20);
@@ -1141,14 +1116,7 @@ mod tests {
         // Node 1 is 100 pages free of 4000, its goal high 3 + 80% = 3203: 3103 to demote,
         // with nothing allocating on it (housekeeping). Time for two calls: two batches of
         // 1024 pages move, the rest waits for the next tick.
-        let on = vec![id(1); 3900];
-        let mut b = Fake {
-            on,
-            hot: vec![false; 3900],
-            total: 4000,
-            moves: Vec::new(),
-            calls_left: Some(2),
-        };
+        let mut b = Fake { calls_left: Some(2), ..fake(4000, &[(1, 3900, false)]) };
         let config = PolicyConfig {
             node_headroom_pct: [("1".to_string(), 80.0)].into_iter().collect(),
             promote: false,
@@ -1168,12 +1136,8 @@ mod tests {
     /// Nodes 0 and 1 (100 pages each, `used0` and `used1` in use) both demoting straight to
     /// node 2 with 10% headroom (goal: high 3 + 10 = 13 free), after a first tick.
     fn side_by_side(used0: usize, used1: usize) -> (Fake, Tierd<u32>) {
-        let mut on = vec![id(0); used0];
-        on.extend(vec![id(1); used1]);
-        let n = on.len();
-        let mut b =
-            Fake { on, hot: vec![false; n], total: 100, moves: Vec::new(), calls_left: None };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut b = fake(100, &[(0, used0, false), (1, used1, false)]);
+        let config = demoting(10.0);
         let (topo, graph) = side_by_side_paths();
         let mut p = Tierd::new(config, &topo, &graph);
         assert_eq!(p.tick(0, &mut b), TickStats::default(), "nothing to do at first");
@@ -1223,13 +1187,7 @@ mod tests {
         // that demotes itself, takes node 0's pages only down to high 3 + 5 = 8 free. Node 1
         // starts at its goal (87 used, its pages first in the fake's cold order), node 0 at 80.
         let mut b = fake(100, &[(1, 87, false), (0, 80, false)]);
-        let config = PolicyConfig {
-            quiet_ms: 0,
-            headroom_pct: 10.0,
-            promote: false,
-            ..PolicyConfig::default()
-        };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut p = Tierd::new(PolicyConfig { quiet_ms: 0, ..demoting(10.0) }, &topo, &graph);
         assert_eq!(p.tick(0, &mut b), TickStats::default(), "nothing to do at first");
         // A program takes 15 pages of node 0 and the backend has no time left in any tick:
         // node 0 is urgent (goal high 3 + 2 x 15, at most a quarter: 28) and spills past
@@ -1268,9 +1226,8 @@ mod tests {
 
     #[test]
     fn budgets_cover_the_time_since_the_last_tick() {
-        let (topo, graph) = chain();
         let config = PolicyConfig { interval_ms: 10, ..PolicyConfig::default() };
-        let mut p: Tierd<u32> = Tierd::new(config, &topo, &graph);
+        let mut p = on_chain(config);
         assert_eq!(p.elapsed_ms(5_000_000), 10, "the first tick covers one interval");
         p.last_tick_ns = Some(0);
         assert_eq!(p.elapsed_ms(5_000_000), 10, "at least one interval");
@@ -1283,11 +1240,8 @@ mod tests {
     #[test]
     fn replanning_keeps_the_ping_pong_guard() {
         let (topo, graph) = chain();
-        let mut on = vec![id(0); 100];
-        on.extend(vec![id(1); 20]);
-        let mut b =
-            Fake { on, hot: vec![false; 120], total: 100, moves: Vec::new(), calls_left: None };
-        let config = PolicyConfig { headroom_pct: 10.0, promote: false, ..PolicyConfig::default() };
+        let mut b = fake(100, &[(0, 100, false), (1, 20, false)]);
+        let config = demoting(10.0);
         let mut p = Tierd::new(config.clone(), &topo, &graph);
         p.tick(0, &mut b);
         let moved: Vec<u32> = b.moves.iter().map(|(page, _, _)| *page).collect();
@@ -1329,8 +1283,7 @@ mod tests {
 
     #[test]
     fn promotion_targets_follow_the_graph() {
-        let (topo, graph) = chain();
-        let p: Tierd<u32> = Tierd::new(PolicyConfig::default(), &topo, &graph);
+        let p = on_chain(PolicyConfig::default());
         assert_eq!(p.promotion_target(id(0)), None);
         assert_eq!(p.promotion_target(id(1)), Some(id(0)));
         assert_eq!(p.promotion_target(id(2)), Some(id(0)));
@@ -1338,11 +1291,9 @@ mod tests {
 
     #[test]
     fn keeps_headroom_and_promotes_hot_pages_once() {
-        let (topo, graph) = chain();
         // 100 pages per node, node 0 full of cold pages, node 2 holding 10 hot ones.
         let mut b = fake(100, &[(0, 100, false), (2, 10, true)]);
-        let config = PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() };
-        let mut p = Tierd::new(config, &topo, &graph);
+        let mut p = on_chain(PolicyConfig { headroom_pct: 10.0, ..PolicyConfig::default() });
         let s = p.tick(0, &mut b);
         assert_eq!(s.promoted, 10);
         // Every demotion went 0 -> 1, every promotion 2 -> 0.

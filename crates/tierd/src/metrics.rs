@@ -138,7 +138,7 @@ pub struct Metrics {
     /// Housekeeping demotion the last loop left for later (its time was spent), in pages.
     pub housekeeping_backlog_pages: Gauge<u64, AtomicU64>,
     /// The kernel's own counters, copied from `/proc/vmstat`.
-    pub kernel: Family<VmstatLabel, Gauge>,
+    pub kernel_vmstat: Family<VmstatLabel, Gauge>,
     /// Bytes moved per mover: tierd's `move_pages` and the kernel's demotion (the
     /// backstop), so a dashboard shows who moved how much.
     pub moved_bytes: Family<MoverLabel, Counter>,
@@ -164,6 +164,47 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// Each family's help text, by its name (the field's).
+const HELP: &[(&str, &str)] = &[
+    ("demoted_pages", "Pages tierd demoted, per edge"),
+    ("demoted_bytes", "Bytes tierd demoted, per edge"),
+    ("promoted_pages", "Pages tierd promoted, per edge"),
+    ("promoted_bytes", "Bytes tierd promoted, per edge"),
+    (
+        "repaired_pages",
+        "Pages tierd moved off nodes no migration path reaches (the backstop's), per edge",
+    ),
+    (
+        "repaired_bytes",
+        "Bytes tierd moved off nodes no migration path reaches (the backstop's), per edge",
+    ),
+    ("backstop", "What keeps reclaim from swapping while tierd falls behind (the series at 1)"),
+    ("move_failures", "Per-page move failures by errno"),
+    ("node_free_bytes", "Free memory per node"),
+    ("node_total_bytes", "Memory per node"),
+    ("tracker_scan_seconds", "Time one access-tracker sample took"),
+    ("tracked_bytes", "Memory of the processes in scope that the last tracker sample covered"),
+    ("loop_seconds", "Time one daemon loop took"),
+    ("cpu_us_per_gib_minute", "tierd CPU time per GiB of tracked memory per minute, microseconds"),
+    (
+        "housekeeping_backlog_pages",
+        "Demotion from nodes no allocation drains that the last loop left for later, pages",
+    ),
+    ("kernel_vmstat", "The kernel's own migration and swap counters from /proc/vmstat"),
+    (
+        "moved_bytes",
+        "Bytes moved per mover: tierd's move_pages, the kernel's demotion (the backstop) since tierd started",
+    ),
+];
+
+/// The help text of family `name` (a family without one is a bug the tests catch: every
+/// test that builds [`Metrics`] registers them all).
+fn help(name: &str) -> &'static str {
+    HELP.iter()
+        .find(|(n, _)| *n == name)
+        .map_or_else(|| panic!("no help text for {name}"), |(_, h)| h)
 }
 
 /// The prefix of every family.
@@ -214,82 +255,34 @@ impl Metrics {
             loop_seconds: Histogram::new(buckets()),
             cpu_us_per_gib_minute: Gauge::default(),
             housekeeping_backlog_pages: Gauge::default(),
-            kernel: Family::default(),
+            kernel_vmstat: Family::default(),
             moved_bytes: Family::default(),
             kernel_demoted_seen: std::sync::Mutex::new(None),
         };
-        registry.register(
-            "demoted_pages",
-            "Pages tierd demoted, per edge",
-            m.demoted_pages.clone(),
-        );
-        registry.register(
-            "demoted_bytes",
-            "Bytes tierd demoted, per edge",
-            m.demoted_bytes.clone(),
-        );
-        registry.register(
-            "promoted_pages",
-            "Pages tierd promoted, per edge",
-            m.promoted_pages.clone(),
-        );
-        registry.register(
-            "promoted_bytes",
-            "Bytes tierd promoted, per edge",
-            m.promoted_bytes.clone(),
-        );
-        registry.register(
-            "repaired_pages",
-            "Pages tierd moved off nodes no migration path reaches (the backstop's), per edge",
-            m.repaired_pages.clone(),
-        );
-        registry.register(
-            "repaired_bytes",
-            "Bytes tierd moved off nodes no migration path reaches (the backstop's), per edge",
-            m.repaired_bytes.clone(),
-        );
-        registry.register(
-            "backstop",
-            "What keeps reclaim from swapping while tierd falls behind (the series at 1)",
-            m.backstop.clone(),
-        );
-        registry.register(
-            "move_failures",
-            "Per-page move failures by errno",
-            m.move_failures.clone(),
-        );
-        registry.register("node_free_bytes", "Free memory per node", m.node_free_bytes.clone());
-        registry.register("node_total_bytes", "Memory per node", m.node_total_bytes.clone());
-        registry.register(
-            "tracker_scan_seconds",
-            "Time one access-tracker sample took",
-            m.tracker_scan_seconds.clone(),
-        );
-        registry.register(
-            "tracked_bytes",
-            "Memory of the processes in scope that the last tracker sample covered",
-            m.tracked_bytes.clone(),
-        );
-        registry.register("loop_seconds", "Time one daemon loop took", m.loop_seconds.clone());
-        registry.register(
-            "cpu_us_per_gib_minute",
-            "tierd CPU time per GiB of tracked memory per minute, microseconds",
-            m.cpu_us_per_gib_minute.clone(),
-        );
-        registry.register(
-            "housekeeping_backlog_pages",
-            "Demotion from nodes no allocation drains that the last loop left for later, pages",
-            m.housekeeping_backlog_pages.clone(),
-        );
-        registry.register(
-            "kernel_vmstat",
-            "The kernel's own migration and swap counters from /proc/vmstat",
-            m.kernel.clone(),
-        );
-        registry.register(
-            "moved_bytes",
-            "Bytes moved per mover: tierd's move_pages, the kernel's demotion (the backstop) since tierd started",
-            m.moved_bytes.clone(),
+        // Every family under its field's name, with its help from `HELP`.
+        macro_rules! register {
+            ($($field:ident),+ $(,)?) => {
+                $( registry.register(stringify!($field), help(stringify!($field)), m.$field.clone()); )+
+            };
+        }
+        register!(
+            demoted_pages,
+            demoted_bytes,
+            promoted_pages,
+            promoted_bytes,
+            repaired_pages,
+            repaired_bytes,
+            backstop,
+            move_failures,
+            node_free_bytes,
+            node_total_bytes,
+            tracker_scan_seconds,
+            tracked_bytes,
+            loop_seconds,
+            cpu_us_per_gib_minute,
+            housekeeping_backlog_pages,
+            kernel_vmstat,
+            moved_bytes,
         );
         Metrics { registry: registry.registry, series: registry.series, ..m }
     }
@@ -337,7 +330,7 @@ impl Metrics {
         for key in KERNEL_COUNTERS {
             if let Some(v) = vmstat.get(*key) {
                 let label = VmstatLabel { counter: (*key).to_string() };
-                self.kernel.get_or_create(&label).set(i64::try_from(*v).unwrap_or(i64::MAX));
+                self.kernel_vmstat.get_or_create(&label).set(i64::try_from(*v).unwrap_or(i64::MAX));
             }
         }
         let demoted: u64 = KERNEL_DEMOTIONS.iter().filter_map(|k| vmstat.get(*k)).sum();

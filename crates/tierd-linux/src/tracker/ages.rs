@@ -16,7 +16,7 @@ const AGE: u8 = 0x7f;
 
 /// Ages of every scanned page, window to window.
 #[derive(Debug, Default)]
-pub(crate) struct Ages {
+pub struct Ages {
     prev: HashMap<(Pid, u64), Vec<u8>>,
     cur: HashMap<(Pid, u64), Vec<u8>>,
 }

@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use super::ages::{Ages, push_page};
+use super::bits::{BitTracker, PageBits};
 use super::pagemap::{Pagemap, read_anon_vmas};
-use super::{Error, Pid, Sample, Tracker, TrackerContext, io_error, is_permission, unique};
+use super::{Error, Pid, Sample, TrackerContext, io_error, is_permission};
 use crate::SysRoot;
 
 /// `sys/kernel/mm/page_idle/bitmap`.
@@ -42,16 +42,15 @@ struct Mapping {
 }
 
 /// See the module documentation.
+pub type IdleTracker = BitTracker<IdleBits>;
+
+/// The idle bits of the page frames: the bitmap and the `pagemap` that names the frames.
 #[derive(Debug)]
-pub struct IdleTracker {
+pub struct IdleBits {
     root: SysRoot,
     page_size: u64,
-    why: String,
     bitmap: File,
     path: PathBuf,
-    pids: Vec<Pid>,
-    ages: Ages,
-    window_start: Option<Instant>,
 }
 
 impl IdleTracker {
@@ -99,18 +98,14 @@ impl IdleTracker {
         if let Some(a) = auto_why {
             why = format!("{why}; {a}");
         }
-        Ok(IdleTracker {
-            root: ctx.root.clone(),
-            page_size: ctx.page_size,
+        Ok(BitTracker::new(
+            IdleBits { root: ctx.root.clone(), page_size: ctx.page_size, bitmap, path },
             why,
-            bitmap,
-            path,
-            pids: Vec::new(),
-            ages: Ages::default(),
-            window_start: None,
-        })
+        ))
     }
+}
 
+impl IdleBits {
     /// The present pages of `pid`'s tracked mappings and how many pages were absent;
     /// `None` when the process is gone.
     fn pages_of(&self, pid: Pid) -> Result<Option<(Vec<Mapping>, u64)>, Error> {
@@ -208,36 +203,19 @@ fn runs(sorted: impl Iterator<Item = u64>) -> Vec<(u64, usize)> {
     out
 }
 
-impl Tracker for IdleTracker {
-    fn name(&self) -> &'static str {
-        "idle"
-    }
+impl PageBits for IdleBits {
+    const NAME: &'static str = "idle";
 
-    fn why(&self) -> &str {
-        &self.why
-    }
-
-    fn set_pids(&mut self, pids: &[Pid]) -> Result<(), Error> {
-        let pids = unique(pids);
-        for &p in &pids {
-            if self.pids.binary_search(&p).is_err()
-                && let Some((maps, _)) = self.pages_of(p)?
-            {
-                // A process new to the scope starts its first window now.
-                self.mark(maps.iter().flat_map(|m| m.pages.iter().map(|&(_, pfn)| pfn)))?;
-            }
+    fn start(&mut self, pid: Pid) -> Result<(), Error> {
+        if let Some((maps, _)) = self.pages_of(pid)? {
+            self.mark(maps.iter().flat_map(|m| m.pages.iter().map(|&(_, pfn)| pfn)))?;
         }
-        self.pids = pids;
-        self.window_start.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    fn sample(&mut self) -> Result<Sample, Error> {
-        let t0 = Instant::now();
-        let mut s = Sample { max_accesses: 1, ..Sample::default() };
-        s.window = self.window_start.map(|w| t0 - w).unwrap_or_default();
+    fn read(&mut self, pids: &[Pid], ages: &mut Ages, s: &mut Sample) -> Result<(), Error> {
         let mut scanned = Vec::new();
-        for &pid in &self.pids {
+        for &pid in pids {
             match self.pages_of(pid)? {
                 None => s.dropped.push(pid),
                 Some((maps, absent)) => {
@@ -255,7 +233,7 @@ impl Tracker for IdleTracker {
         let ps = self.page_size;
         for (pid, maps) in &scanned {
             for m in maps {
-                let state = self.ages.mapping(*pid, m.first, m.len);
+                let state = ages.mapping(*pid, m.first, m.len);
                 for &(vpn, pfn) in &m.pages {
                     let idle = words[&(pfn / 64)] & (1 << (pfn % 64)) != 0;
                     let i = usize::try_from(vpn - m.first).expect("index within the mapping");
@@ -264,19 +242,7 @@ impl Tracker for IdleTracker {
                 }
             }
         }
-        self.mark(all_pfns())?;
-        self.pids.retain(|p| !s.dropped.contains(p));
-        self.ages.finish();
-        self.window_start = Some(Instant::now());
-        s.covered_bytes = s.regions.iter().map(super::Region::len).sum();
-        s.took = t0.elapsed();
-        Ok(s)
-    }
-
-    fn stop(&mut self) -> Result<(), Error> {
-        // Idle bits left set are harmless: the kernel clears them on the next access.
-        self.pids.clear();
-        Ok(())
+        self.mark(all_pfns())
     }
 }
 
@@ -284,6 +250,7 @@ impl Tracker for IdleTracker {
 mod tests {
     use super::super::fake::{FakeHost, entry};
     use super::*;
+    use crate::tracker::Tracker as _;
 
     const BASE: u64 = 0x1000_0000;
 

@@ -45,6 +45,7 @@ pub mod pagemap;
 pub mod softdirty;
 
 mod ages;
+pub mod bits;
 
 /// A process id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -16,23 +16,22 @@
 //! written page per window: keep windows in seconds, not milliseconds.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::ages::{Ages, push_page};
+use super::bits::{BitTracker, PageBits};
 use super::pagemap::{Pagemap, process_gone, read_anon_vmas};
-use super::{Error, KernelWriter, Pid, Sample, Tracker, TrackerContext, is_permission, unique};
+use super::{Error, KernelWriter, Pid, Sample, TrackerContext, is_permission};
 use crate::SysRoot;
 
 /// See the module documentation.
+pub type SoftDirtyTracker = BitTracker<SoftDirtyBits>;
+
+/// The soft-dirty bits of the processes' page tables: `clear_refs` and `pagemap`.
 #[derive(Debug)]
-pub struct SoftDirtyTracker {
+pub struct SoftDirtyBits {
     root: SysRoot,
     page_size: u64,
     writer: Arc<dyn KernelWriter>,
-    why: String,
-    pids: Vec<Pid>,
-    ages: Ages,
-    window_start: Option<Instant>,
 }
 
 impl SoftDirtyTracker {
@@ -62,17 +61,16 @@ impl SoftDirtyTracker {
         if let Some(a) = auto_why {
             why = format!("{why}; {a}");
         }
-        Ok(SoftDirtyTracker {
+        let bits = SoftDirtyBits {
             root: ctx.root.clone(),
             page_size: ctx.page_size,
             writer: Arc::clone(&ctx.writer),
-            why,
-            pids: Vec::new(),
-            ages: Ages::default(),
-            window_start: None,
-        })
+        };
+        Ok(BitTracker::new(bits, why))
     }
+}
 
+impl SoftDirtyBits {
     /// Clears the soft-dirty bits of `pid`. `Ok(false)` when the process is gone.
     fn clear(&self, pid: Pid) -> Result<bool, Error> {
         let path = self.root.proc.join(pid.0.to_string()).join("clear_refs");
@@ -99,7 +97,7 @@ impl SoftDirtyTracker {
     }
 
     /// Scans `pid`, appending its regions; `Ok(false)` when it is gone.
-    fn scan(&mut self, pid: Pid, s: &mut Sample) -> Result<bool, Error> {
+    fn scan(&self, pid: Pid, ages: &mut Ages, s: &mut Sample) -> Result<bool, Error> {
         let Some(vmas) = read_anon_vmas(&self.root, pid)? else { return Ok(false) };
         let Some(mut pm) = Pagemap::open(&self.root, pid)? else { return Ok(false) };
         let ps = self.page_size;
@@ -108,7 +106,7 @@ impl SoftDirtyTracker {
         for vma in &vmas {
             let vpns = vma.vpns(ps);
             let len = usize::try_from(vpns.end - vpns.start).unwrap_or(usize::MAX);
-            let state = self.ages.mapping(pid, vpns.start, len);
+            let state = ages.mapping(pid, vpns.start, len);
             let first = vpns.start;
             let regions = &mut s.regions;
             let alive = pm.for_each(vpns, |vpn, e| {
@@ -165,50 +163,21 @@ pub fn probe(
     Ok(e.present().then_some(e.soft_dirty()))
 }
 
-impl Tracker for SoftDirtyTracker {
-    fn name(&self) -> &'static str {
-        "softdirty"
+impl PageBits for SoftDirtyBits {
+    const NAME: &'static str = "softdirty";
+
+    fn start(&mut self, pid: Pid) -> Result<(), Error> {
+        self.clear(pid).map(drop)
     }
 
-    fn why(&self) -> &str {
-        &self.why
-    }
-
-    fn set_pids(&mut self, pids: &[Pid]) -> Result<(), Error> {
-        let pids = unique(pids);
-        for &p in &pids {
-            if self.pids.binary_search(&p).is_err() {
-                // A process new to the scope starts its first window now.
-                self.clear(p)?;
-            }
-        }
-        self.pids = pids;
-        self.window_start.get_or_insert_with(Instant::now);
-        Ok(())
-    }
-
-    fn sample(&mut self) -> Result<Sample, Error> {
-        let t0 = Instant::now();
-        let mut s = Sample { max_accesses: 1, ..Sample::default() };
-        s.window = self.window_start.map(|w| t0 - w).unwrap_or_default();
-        for pid in self.pids.clone() {
-            if !self.scan(pid, &mut s)? || !self.clear(pid)? {
+    fn read(&mut self, pids: &[Pid], ages: &mut Ages, s: &mut Sample) -> Result<(), Error> {
+        for &pid in pids {
+            if !self.scan(pid, ages, s)? || !self.clear(pid)? {
                 let mark = s.regions.iter().position(|r| r.pid == pid).unwrap_or(s.regions.len());
                 s.regions.truncate(mark);
                 s.dropped.push(pid);
             }
         }
-        self.pids.retain(|p| !s.dropped.contains(p));
-        self.ages.finish();
-        self.window_start = Some(Instant::now());
-        s.covered_bytes = s.regions.iter().map(super::Region::len).sum();
-        s.took = t0.elapsed();
-        Ok(s)
-    }
-
-    fn stop(&mut self) -> Result<(), Error> {
-        // Nothing was created in the kernel; soft-dirty bits left behind are harmless.
-        self.pids.clear();
         Ok(())
     }
 }
@@ -218,6 +187,7 @@ mod tests {
     use super::super::fake::{FakeHost, entry};
     use super::super::pagemap::{PM_PRESENT, PM_SOFT_DIRTY, PM_SWAPPED};
     use super::*;
+    use crate::tracker::Tracker as _;
 
     const BASE: u64 = 0x1000_0000;
 
