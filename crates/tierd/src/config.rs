@@ -279,6 +279,15 @@ pub enum ConfigError {
     },
 }
 
+/// When a change to a config field takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applies {
+    /// At the next reload (SIGHUP).
+    Reload,
+    /// Only when tierd restarts: a reload says it did not apply it.
+    Restart,
+}
+
 impl Config {
     /// Reads and validates `path`.
     /// The file must be a regular file of at most [`crate::input::MAX_TEXT_BYTES`], owned
@@ -294,71 +303,57 @@ impl Config {
         })
     }
 
-    /// Every field, as `section.field` (a map such as `headroom.node` is one field).
-    pub const FIELDS: &'static [&'static str] = &[
-        "paths.source",
-        "paths.state",
-        "headroom.default_pct",
-        "headroom.node",
-        "scope.cgroup",
-        "scope.pids",
-        "scope.comm",
-        "tracker.kind",
-        "tracker.sample_us",
-        "tracker.aggregate_ms",
-        "mover.max_mib_per_s",
-        "mover.pages_per_call",
-        "mover.max_call_ms",
-        "mover.move_shared",
-        "promotion.enabled",
-        "promotion.min_heat",
-        "promotion.max_mib_per_s",
-        "promotion.min_residence_ms",
-        "daemon.interval_ms",
-        "daemon.metrics_addr",
-        "daemon.socket",
-        "daemon.mount",
-        "daemon.take_over",
-        "daemon.backstop",
-        "daemon.nice",
-        "daemon.lock_memory",
-        "daemon.oom_score_adj",
+    /// Every field, as `section.field` (a map such as `headroom.node` is one field), with
+    /// when a change to it takes effect. The host loop (`tierd run`) sets up once at start,
+    /// and cannot change while it runs, the state file and its lock, the tracker, the mover's
+    /// limits, the listeners, the FUSE mount and the kernel take-over.
+    pub const FIELDS: &'static [(&'static str, Applies)] = &[
+        ("paths.source", Applies::Reload),
+        ("paths.state", Applies::Restart),
+        ("headroom.default_pct", Applies::Reload),
+        ("headroom.node", Applies::Reload),
+        ("scope.cgroup", Applies::Reload),
+        ("scope.pids", Applies::Reload),
+        ("scope.comm", Applies::Reload),
+        ("tracker.kind", Applies::Restart),
+        ("tracker.sample_us", Applies::Restart),
+        ("tracker.aggregate_ms", Applies::Restart),
+        ("mover.max_mib_per_s", Applies::Restart),
+        ("mover.pages_per_call", Applies::Restart),
+        ("mover.max_call_ms", Applies::Restart),
+        ("mover.move_shared", Applies::Restart),
+        ("promotion.enabled", Applies::Reload),
+        ("promotion.min_heat", Applies::Reload),
+        ("promotion.max_mib_per_s", Applies::Reload),
+        ("promotion.min_residence_ms", Applies::Reload),
+        ("daemon.interval_ms", Applies::Reload),
+        ("daemon.metrics_addr", Applies::Restart),
+        ("daemon.socket", Applies::Restart),
+        ("daemon.mount", Applies::Restart),
+        ("daemon.take_over", Applies::Restart),
+        ("daemon.backstop", Applies::Restart),
+        ("daemon.nice", Applies::Restart),
+        ("daemon.lock_memory", Applies::Restart),
+        ("daemon.oom_score_adj", Applies::Restart),
     ];
 
-    /// Fields the host loop (`tierd run`) sets up once at start and cannot change while it
-    /// runs: the state file and its lock, the tracker, the mover's limits, the listeners, the
-    /// FUSE mount and the kernel take-over.
-    pub const RESTART_FIELDS: &'static [&'static str] = &[
-        "paths.state",
-        "tracker.kind",
-        "tracker.sample_us",
-        "tracker.aggregate_ms",
-        "mover.max_mib_per_s",
-        "mover.pages_per_call",
-        "mover.max_call_ms",
-        "mover.move_shared",
-        "daemon.metrics_addr",
-        "daemon.socket",
-        "daemon.mount",
-        "daemon.take_over",
-        "daemon.backstop",
-        "daemon.nice",
-        "daemon.lock_memory",
-        "daemon.oom_score_adj",
-    ];
+    /// The fields a reload cannot apply ([`Applies::Restart`]).
+    pub fn restart_fields() -> impl Iterator<Item = &'static str> {
+        Config::FIELDS.iter().filter(|(_, a)| *a == Applies::Restart).map(|(f, _)| *f)
+    }
 
     /// The fields whose values differ between `old` and `new`, in [`Config::FIELDS`] order.
     pub fn changed_fields(old: &Config, new: &Config) -> Vec<&'static str> {
         let (a, b) = (old.field_values(), new.field_values());
-        Config::FIELDS.iter().copied().filter(|f| a.get(*f) != b.get(*f)).collect()
+        Config::FIELDS.iter().map(|(f, _)| *f).filter(|f| a.get(*f) != b.get(*f)).collect()
     }
 
     /// What a reload from `old` to `new` cannot apply: the changed fields that need a
-    /// restart ([`Config::RESTART_FIELDS`]). A reload applies the others and says these.
+    /// restart ([`Applies::Restart`]). A reload applies the others and says these.
     pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         Config::changed_fields(old, new)
             .into_iter()
-            .filter(|f| Config::RESTART_FIELDS.contains(f))
+            .filter(|f| Config::restart_fields().any(|r| r == *f))
             .collect()
     }
 
@@ -482,13 +477,19 @@ mod tests {
     fn every_field_is_listed_for_reloads() {
         let mut full = Config::default();
         full.scope.comm = Some("x".into());
+        full.scope.cgroup = Some("/sys/fs/cgroup/db".into());
+        full.scope.pids = Some(vec![1]);
+        full.headroom.node.insert("1".into(), 5.0);
         full.daemon.mount = Some("/mnt".into());
         let named: Vec<String> = full.field_values().into_keys().collect();
         for f in &named {
-            assert!(Config::FIELDS.contains(&f.as_str()), "{f} is missing from Config::FIELDS");
+            assert!(
+                Config::FIELDS.iter().any(|(name, _)| name == f),
+                "{f} is missing from Config::FIELDS"
+            );
         }
-        for f in Config::RESTART_FIELDS {
-            assert!(Config::FIELDS.contains(f), "{f} is not a field");
+        for (f, _) in Config::FIELDS {
+            assert!(named.iter().any(|n| n == f), "{f} in Config::FIELDS is not a field");
         }
     }
 
