@@ -207,20 +207,10 @@ impl Placement {
     /// The placement of pages `range`.
     fn of_range(r: &Region, range: Range<usize>, batch: usize) -> Result<Placement, String> {
         let mut p = Placement::default();
-        let mut from = range.start;
-        while from < range.end {
-            let to = (from + batch).min(range.end);
-            let addrs = r.addrs(from..to);
-            let mut st = vec![PageStatus::UNSET; addrs.len()];
-            sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
-            for s in st {
-                match s.get() {
-                    Ok(n) => *p.nodes.entry(n).or_default() += 1,
-                    Err(e) => *p.errors.entry(e.name()).or_default() += 1,
-                }
-            }
-            from = to;
-        }
+        query_range(r, range, batch, |s| match s.get() {
+            Ok(n) => *p.nodes.entry(n).or_default() += 1,
+            Err(e) => *p.errors.entry(e.name()).or_default() += 1,
+        })?;
         Ok(p)
     }
 
@@ -309,15 +299,7 @@ fn best_window(on: &[bool], len: usize) -> usize {
 /// Which pages are on `node`.
 fn pages_on(r: &Region, node: NodeId, batch: usize) -> Result<Vec<bool>, String> {
     let mut on = Vec::with_capacity(r.pages());
-    let mut from = 0;
-    while from < r.pages() {
-        let to = (from + batch).min(r.pages());
-        let addrs = r.addrs(from..to);
-        let mut st = vec![PageStatus::UNSET; addrs.len()];
-        sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
-        on.extend(st.iter().map(|s| s.get().ok() == Some(node)));
-        from = to;
-    }
+    query_range(r, 0..r.pages(), batch, |s| on.push(s.get().ok() == Some(node)))?;
     Ok(on)
 }
 
@@ -385,18 +367,29 @@ fn watch_ranges(
 ) -> Result<(), String> {
     let mut i = 0;
     for range in ranges {
-        let mut from = range.start;
-        while from < range.end {
-            let to = (from + batch).min(range.end);
-            let addrs = r.addrs(from..to);
-            let mut st = vec![PageStatus::UNSET; addrs.len()];
-            sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
-            for s in st {
-                watch.observe(i, s.get().ok(), now);
-                i += 1;
-            }
-            from = to;
-        }
+        query_range(r, range.clone(), batch, |s| {
+            watch.observe(i, s.get().ok(), now);
+            i += 1;
+        })?;
+    }
+    Ok(())
+}
+
+/// Where each page of `range` is, in order, `batch` pages a query: `each` sees its status.
+fn query_range(
+    r: &Region,
+    range: Range<usize>,
+    batch: usize,
+    mut each: impl FnMut(PageStatus),
+) -> Result<(), String> {
+    let mut from = range.start;
+    while from < range.end {
+        let to = (from + batch).min(range.end);
+        let addrs = r.addrs(from..to);
+        let mut st = vec![PageStatus::UNSET; addrs.len()];
+        sys::query_pages(Target::Current, &addrs, &mut st).map_err(|e| e.to_string())?;
+        st.into_iter().for_each(&mut each);
+        from = to;
     }
     Ok(())
 }

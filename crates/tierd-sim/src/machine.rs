@@ -371,18 +371,6 @@ pub struct Machine {
     pub counters: Counters,
 }
 
-fn int_sqrt(x: u64) -> u64 {
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let mut r = (x as f64).sqrt() as u64;
-    while r * r > x {
-        r -= 1;
-    }
-    while (r + 1) * (r + 1) <= x {
-        r += 1;
-    }
-    r
-}
-
 impl Machine {
     /// A machine with every page untouched and every node free.
     pub fn new(cfg: MachineConfig) -> Machine {
@@ -816,7 +804,7 @@ impl Machine {
         let [inactive, active] =
             [INACTIVE_LIST, ACTIVE_LIST].map(|l| self.nodes[slot].lists[kind + l].len);
         let gb = ((inactive + active) * self.page_size) >> 30;
-        let ratio = if gb == 0 { 1 } else { int_sqrt(10 * gb) };
+        let ratio = if gb == 0 { 1 } else { (10 * gb).isqrt() };
         inactive * ratio < active
     }
 

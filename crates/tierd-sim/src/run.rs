@@ -58,19 +58,6 @@ pub struct Setup {
     pub fast: Vec<bool>,
 }
 
-/// `int_sqrt` as the kernel's: the floor of the square root.
-fn int_sqrt(x: u64) -> u64 {
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let mut r = (x as f64).sqrt() as u64;
-    while r * r > x {
-        r -= 1;
-    }
-    while (r + 1) * (r + 1) <= x {
-        r += 1;
-    }
-    r
-}
-
 /// `[min, low, high]` watermarks per node, in pages, as `__setup_per_zone_wmarks` derives
 /// them (one zone per node): `min_free_kbytes` (by default `calculate_min_free_kbytes`:
 /// `int_sqrt(lowmem_kbytes * 16)` clamped to 128..=262144) is split across nodes in
@@ -85,7 +72,7 @@ pub fn watermarks(
     let total: u64 = node_pages.iter().sum();
     let lowmem_kbytes = total * (page_size / 1024).max(1);
     let min_free =
-        min_free_kbytes.unwrap_or_else(|| int_sqrt(lowmem_kbytes * 16).clamp(128, 262_144));
+        min_free_kbytes.unwrap_or_else(|| (lowmem_kbytes * 16).isqrt().clamp(128, 262_144));
     let pages_min = min_free * 1024 / page_size;
     node_pages
         .iter()

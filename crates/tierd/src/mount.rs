@@ -180,6 +180,18 @@ const TTL: Duration = Duration::from_secs(1);
 /// The longest store: sysfs passes at most `PAGE_SIZE` bytes to `store()`.
 pub const MAX_STORE: usize = 4096;
 
+/// `Filesystem` methods that answer `errno` and nothing else: `refuse! { EPERM: name(argument
+/// types) -> reply type; ... }`.
+macro_rules! refuse {
+    ($errno:ident: $($name:ident($($arg:ty),*) -> $reply:ty;)*) => {
+        $(
+            fn $name(&self, _req: &Request, $(_: $arg,)* reply: $reply) {
+                reply.error(Errno::$errno);
+            }
+        )*
+    };
+}
+
 impl Filesystem for PathFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(dir) = Inode::from_ino(parent.into()) else {
@@ -301,72 +313,16 @@ impl Filesystem for PathFs {
         }
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: fuser::ReplyEmpty) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: fuser::ReplyEmpty) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
-        reply: fuser::ReplyEmpty,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EPERM);
+    // The tree's shape is the kernel's: nothing is removed, renamed or created in it.
+    refuse! {
+        EPERM:
+        unlink(INodeNo, &OsStr) -> fuser::ReplyEmpty;
+        rmdir(INodeNo, &OsStr) -> fuser::ReplyEmpty;
+        rename(INodeNo, &OsStr, INodeNo, &OsStr, fuser::RenameFlags) -> fuser::ReplyEmpty;
+        mkdir(INodeNo, &OsStr, u32, u32) -> ReplyEntry;
+        mknod(INodeNo, &OsStr, u32, u32, u32) -> ReplyEntry;
+        symlink(INodeNo, &OsStr, &std::path::Path) -> ReplyEntry;
+        link(INodeNo, INodeNo, &OsStr) -> ReplyEntry;
     }
 
     fn create(
