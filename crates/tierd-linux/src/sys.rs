@@ -295,33 +295,7 @@ pub fn query_pages(
     status: &mut [PageStatus],
 ) -> Result<(), SysError> {
     same_len("status", pages.len(), status.len())?;
-    if pages.is_empty() {
-        return Ok(());
-    }
-    let pid = target.raw()?;
-    let count = c_ulong::try_from(pages.len()).map_err(|_| SysError::BadArgument {
-        what: "pages",
-        detail: "too many pages for one call".into(),
-    })?;
-    // SAFETY: `pages` holds `count` addresses (usize has the size and alignment of a
-    // pointer) that the kernel only reads; `status` holds `count` c_ints (PageStatus is
-    // repr(transparent) over c_int) that the kernel writes and that we borrow mutably for
-    // the call; a NULL `nodes` selects query mode, which changes no mapping.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            c_long::from(pid),
-            count,
-            pages.as_ptr().cast::<*const c_void>(),
-            std::ptr::null::<c_int>(),
-            status.as_mut_ptr().cast::<c_int>(),
-            c_long::from(0u8),
-        )
-    };
-    if rc < 0 {
-        return Err(last_error("move_pages"));
-    }
-    Ok(())
+    raw_move_pages(target, pages, None, status, 0).map(drop)
 }
 
 /// Moves each page `pages[i]` to `nodes[i]`: `move_pages(pid, n, pages, nodes, status, flags)`.
@@ -340,6 +314,20 @@ pub fn move_pages(
 ) -> Result<usize, SysError> {
     same_len("nodes", pages.len(), nodes.len())?;
     same_len("status", pages.len(), status.len())?;
+    let raw_nodes: Vec<c_int> = nodes.iter().map(|n| n.as_i32()).collect();
+    raw_move_pages(target, pages, Some(&raw_nodes), status, scope.flag())
+}
+
+/// `move_pages(2)` on slices of one length (the callers check): with `nodes`, a move; without,
+/// a query. Returns the kernel's count of pages not migrated.
+fn raw_move_pages(
+    target: Target,
+    pages: &[usize],
+    nodes: Option<&[c_int]>,
+    status: &mut [PageStatus],
+    flags: c_int,
+) -> Result<usize, SysError> {
+    debug_assert!(status.len() == pages.len() && nodes.is_none_or(|n| n.len() == pages.len()));
     if pages.is_empty() {
         return Ok(0);
     }
@@ -348,20 +336,22 @@ pub fn move_pages(
         what: "pages",
         detail: "too many pages for one call".into(),
     })?;
-    let raw_nodes: Vec<c_int> = nodes.iter().map(|n| n.as_i32()).collect();
-    // SAFETY: `pages` and `raw_nodes` hold `count` entries each (addresses the size of a
-    // pointer; c_int node numbers), read by the kernel only; `status` holds `count` c_ints
-    // (PageStatus is repr(transparent) over c_int) that the kernel writes while we borrow
-    // it mutably. Migration keeps every page's contents, so no Rust-visible memory changes.
+    let nodes = nodes.map_or(std::ptr::null(), <[c_int]>::as_ptr);
+    // SAFETY: `pages` holds `count` addresses (usize has the size and alignment of a
+    // pointer) and `nodes`, when not NULL, `count` c_int node numbers, both read by the
+    // kernel only; `status` holds `count` c_ints (PageStatus is repr(transparent) over
+    // c_int) that the kernel writes while we borrow it mutably. A NULL `nodes` selects query
+    // mode, which changes no mapping; a move keeps every page's contents, so no
+    // Rust-visible memory changes either way.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_move_pages,
             c_long::from(pid),
             count,
             pages.as_ptr().cast::<*const c_void>(),
-            raw_nodes.as_ptr(),
+            nodes,
             status.as_mut_ptr().cast::<c_int>(),
-            c_long::from(scope.flag()),
+            c_long::from(flags),
         )
     };
     if rc < 0 {

@@ -82,6 +82,41 @@ reap() {
 	return $rc
 }
 
+# Waits up to SECS for PID, a child of this shell, to end and returns its exit status; fails
+# the scenario, naming WHAT, when it does not end in time: wait_exit PID SECS WHAT.
+wait_exit() {
+	i=0
+	while kill -0 "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -gt $(($2 * 10)) ] && fail "$3 did not end within $2 s"
+		usleep 100000
+	done
+	wait "$1"
+}
+
+# Runs CMD... while the shell command SAMPLE prints a line every SECS seconds into the
+# console; sets OUT to CMD's output (also printed) and RC to its exit status:
+# sampled_run SECS SAMPLE CMD...
+sampled_run() {
+	secs=$1
+	sample=$2
+	shift 2
+	(while :; do eval "$sample"; sleep "$secs"; done) &
+	sampler=$!
+	OUT=$("$@")
+	RC=$?
+	echo "$OUT"
+	kill $sampler
+}
+
+# The setting of the daemon scenarios that compare with the kernel alone: zram swap of 1 GiB,
+# THP as the variant says (thp_setting), NUMA balancing off: daemon_setup.
+daemon_setup() {
+	zram_swap_on 1G
+	thp_setting
+	echo 0 >/proc/sys/kernel/numa_balancing
+}
+
 # Prints an HTTP resource on the guest's loopback: http_get PORT PATH.
 http_get() { wget -q -O - "http://127.0.0.1:$1$2"; }
 

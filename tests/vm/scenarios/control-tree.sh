@@ -65,13 +65,7 @@ cat $S
 
 step "unmount on SIGTERM"
 kill -TERM $pid
-i=0
-while kill -0 $pid 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && fail "tierd mount still running 10 s after SIGTERM"
-	usleep 100000
-done
-wait $pid
+wait_exit $pid 10 "tierd mount after SIGTERM"
 rc=$?
 cat /tmp/mount.log
 expect_eq "$rc" 0 "exit status of tierd mount after SIGTERM"

@@ -10,9 +10,7 @@
 # 0, and every checksum of both workloads holds.
 # vm-timeout-s: 300
 
-zram_swap_on 1G
-thp_setting
-echo 0 >/proc/sys/kernel/numa_balancing
+daemon_setup
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
 
 reference_run $LOAD
@@ -45,22 +43,11 @@ cat /tmp/node1load.log
 echo "node1 free after the fill: $(awk '/MemFree/ {print $4}' /sys/devices/system/node/node1/meminfo) kB"
 
 step "600 MiB on node 0"
-( while :; do echo "t=$(cut -d' ' -f1 /proc/uptime) pswpout=$(vmstat pswpout) node0_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo) node1_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node1/meminfo) node2_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node2/meminfo)"; sleep 2; done ) &
-sampler=$!
-out=$($LOAD)
-rc=$?
-echo "$out"
-kill $sampler
-[ $rc = 0 ] || fail "tierd-memload (node 0) exited $rc"
+sampled_run 2 'echo "t=$(cut -d" " -f1 /proc/uptime) pswpout=$(vmstat pswpout) node0_free_kb=$(awk "/MemFree/ {print \$4}" /sys/devices/system/node/node0/meminfo) node1_free_kb=$(awk "/MemFree/ {print \$4}" /sys/devices/system/node/node1/meminfo) node2_free_kb=$(awk "/MemFree/ {print \$4}" /sys/devices/system/node/node2/meminfo)"' $LOAD
+out=$OUT
+[ $RC = 0 ] || fail "tierd-memload (node 0) exited $RC"
 # The node 1 workload ends on its own (its duration) with its report.
-pid1=$(cat /tmp/node1load.pid)
-i=0
-while kill -0 "$pid1" 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -gt 900 ] && fail "the node 1 workload did not end"
-	usleep 100000
-done
-wait "$pid1"
+wait_exit "$(cat /tmp/node1load.pid)" 90 "the node 1 workload"
 rc1=$?
 cat /tmp/node1load.log
 [ $rc1 = 0 ] || fail "tierd-memload (node 1) exited $rc1"

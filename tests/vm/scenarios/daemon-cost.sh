@@ -14,9 +14,7 @@
 # figure is per base page it moved, a huge page counted as its 512.
 # vm-timeout-s: 240
 
-zram_swap_on 1G
-thp_setting
-echo 0 >/proc/sys/kernel/numa_balancing
+daemon_setup
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
 
 step "the kernel's demotion alone"

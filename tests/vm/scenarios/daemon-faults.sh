@@ -124,14 +124,7 @@ expect_eq "$(cat /tmp/tree/node0/migration_path)" 2 "node0/migration_path after 
 
 step "the workloads end"
 for w in second survivor; do
-	pid=$(cat /tmp/$w.pid)
-	i=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -gt 1200 ] && fail "$w did not end"
-		usleep 100000
-	done
-	wait "$pid" || { cat /tmp/$w.log; fail "$w exited non-zero"; }
+	wait_exit "$(cat /tmp/$w.pid)" 120 "$w" || { cat /tmp/$w.log; fail "$w exited non-zero"; }
 	cat /tmp/$w.log
 done
 tierd status --socket $SOCK

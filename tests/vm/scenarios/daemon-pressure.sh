@@ -51,13 +51,9 @@ moves0=$1 kmig0=$2
 tierd status --socket /tmp/tierd/control.sock || fail "tierd status"
 expect_eq "$(tierd_backstop)" kernel-demotion "the backstop in tierd status"
 expect_eq "$(cat /sys/kernel/mm/numa/demotion_enabled)" true "demotion_enabled while tierd runs"
-( while :; do echo "t=$(cut -d' ' -f1 /proc/uptime) pswpout=$(vmstat pswpout) pgmigrate_success=$(vmstat pgmigrate_success) node0_free_kb=$(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo)"; sleep 1; done ) &
-sampler=$!
-out=$($LOAD)
-rc=$?
-echo "$out"
-kill $sampler
-[ $rc = 0 ] || fail "tierd-memload exited $rc"
+sampled_run 1 'echo "t=$(cut -d" " -f1 /proc/uptime) pswpout=$(vmstat pswpout) pgmigrate_success=$(vmstat pgmigrate_success) node0_free_kb=$(awk "/MemFree/ {print \$4}" /sys/devices/system/node/node0/meminfo)"' $LOAD
+out=$OUT
+[ $RC = 0 ] || fail "tierd-memload exited $RC"
 # The workload is gone: tierd has nothing left to move. Read both counters together.
 sleep 1
 tierd status --socket /tmp/tierd/control.sock

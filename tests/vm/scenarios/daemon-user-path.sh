@@ -11,9 +11,7 @@
 # the socket prints the user's table.
 # vm-timeout-s: 400
 
-zram_swap_on 1G
-thp_setting
-echo 0 >/proc/sys/kernel/numa_balancing
+daemon_setup
 LOAD="tierd-memload run --size-mib 600 --bind 0 --hot-pct 11 --fill-mib-per-s 32 --duration-s 15"
 
 reference_run $LOAD
