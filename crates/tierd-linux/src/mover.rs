@@ -28,23 +28,24 @@ use tierd_core::NodeId;
 
 use crate::sys::{self, MoveScope, PageError, PageStatus, SysError, Target};
 
+/// One call's pages: `addrs`, page-aligned virtual addresses of process `pid`, and `status`,
+/// as long, for the kernel's answer per page.
+#[derive(Debug)]
+pub struct PageBatch<'a> {
+    /// The process.
+    pub pid: u32,
+    /// Its pages.
+    pub addrs: &'a [usize],
+    /// Per page: the node it is on, or why not.
+    pub status: &'a mut [PageStatus],
+}
+
 /// The syscalls the mover needs.
 pub trait PageMover {
     /// `move_pages(pid, addrs, [to; n], status)`.
-    fn move_pages(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        to: NodeId,
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError>;
+    fn move_pages(&mut self, batch: PageBatch<'_>, to: NodeId) -> Result<(), SysError>;
     /// `move_pages(pid, addrs, NULL, status)`: where each page is now.
-    fn query(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError>;
+    fn query(&mut self, batch: PageBatch<'_>) -> Result<(), SysError>;
     /// The time now; a fake clock in tests. The backend's housekeeping budget and the
     /// daemon's policy clock read it too, so a test can make a tick slow deterministically.
     fn now(&self) -> Instant {
@@ -75,26 +76,16 @@ impl SysMover {
 }
 
 impl PageMover for SysMover {
-    fn move_pages(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        to: NodeId,
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError> {
+    fn move_pages(&mut self, batch: PageBatch<'_>, to: NodeId) -> Result<(), SysError> {
+        let PageBatch { pid, addrs, status } = batch;
         self.nodes.clear();
         self.nodes.resize(addrs.len(), to);
         let scope = self.scope.unwrap_or(MoveScope::Exclusive);
         sys::move_pages(Target::Pid(pid), addrs, &self.nodes, status, scope).map(|_| ())
     }
 
-    fn query(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError> {
-        sys::query_pages(Target::Pid(pid), addrs, status)
+    fn query(&mut self, batch: PageBatch<'_>) -> Result<(), SysError> {
+        sys::query_pages(Target::Pid(batch.pid), batch.addrs, batch.status)
     }
 }
 
@@ -225,7 +216,8 @@ impl<M: PageMover> Mover<M> {
             let start = self.os.now();
             self.status.clear();
             self.status.resize(n, PageStatus::UNSET);
-            let result = self.os.move_pages(pid, batch, to, &mut self.status);
+            let result =
+                self.os.move_pages(PageBatch { pid, addrs: batch, status: &mut self.status }, to);
             out.calls += 1;
             let took = self.os.now().saturating_duration_since(start);
             out.busy_time += took;
@@ -246,7 +238,7 @@ impl<M: PageMover> Mover<M> {
             // page is now comes from the query, which is what the counts trust.
             let moved_status = std::mem::take(&mut self.status);
             self.status = vec![PageStatus::UNSET; n];
-            let verified = self.os.query(pid, batch, &mut self.status);
+            let verified = self.os.query(PageBatch { pid, addrs: batch, status: &mut self.status });
             out.calls += 1;
             if verified.as_ref().err().and_then(SysError::errno) == Some(libc::ESRCH) {
                 out.stopped = Some(Stop::ProcessGone);
@@ -319,7 +311,7 @@ pub mod fake {
 
     use tierd_core::NodeId;
 
-    use super::PageMover;
+    use super::{PageBatch, PageMover};
     use crate::sys::{PageStatus, SysError};
 
     /// One recorded call.
@@ -391,13 +383,8 @@ pub mod fake {
     }
 
     impl PageMover for FakeMover {
-        fn move_pages(
-            &mut self,
-            pid: u32,
-            addrs: &[usize],
-            to: NodeId,
-            status: &mut [PageStatus],
-        ) -> Result<(), SysError> {
+        fn move_pages(&mut self, batch: PageBatch<'_>, to: NodeId) -> Result<(), SysError> {
+            let PageBatch { pid, addrs, status } = batch;
             self.calls.push(Call::Move(pid, addrs.len(), to));
             self.gone(pid)?;
             self.clock += self.per_page * u32::try_from(addrs.len()).unwrap_or(u32::MAX);
@@ -436,12 +423,8 @@ pub mod fake {
             Ok(())
         }
 
-        fn query(
-            &mut self,
-            pid: u32,
-            addrs: &[usize],
-            status: &mut [PageStatus],
-        ) -> Result<(), SysError> {
+        fn query(&mut self, batch: PageBatch<'_>) -> Result<(), SysError> {
+            let PageBatch { pid, addrs, status } = batch;
             self.calls.push(Call::Query(pid, addrs.len()));
             self.gone(pid)?;
             for (addr, st) in addrs.iter().zip(status.iter_mut()) {

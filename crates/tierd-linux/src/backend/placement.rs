@@ -1,6 +1,7 @@
 //! Where pages are: placement queries (`move_pages` with no target), cached per window.
 
 use super::{BTreeMap, LinuxBackend, MAX_QUERY, PageMover, PageRef, PageStatus, Pid, Seen};
+use crate::mover::PageBatch;
 
 impl<M: PageMover> LinuxBackend<M> {
     /// Queries the placement of the pages of `pages` not cached yet, one call per process
@@ -55,7 +56,7 @@ impl<M: PageMover> LinuxBackend<M> {
         status.resize(addrs.len(), PageStatus::UNSET);
         let os = self.mover.os();
         let start = os.now();
-        let result = os.query(pid.0, addrs, status);
+        let result = os.query(PageBatch { pid: pid.0, addrs, status });
         let took = os.now().saturating_duration_since(start);
         self.log.calls += 1;
         self.log.busy_time += took;

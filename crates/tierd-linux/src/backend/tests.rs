@@ -1,7 +1,7 @@
 use super::*;
 use crate::fixture::{Fixture, FixtureMachine, FixtureNode};
-use crate::mover::MoverLimits;
 use crate::mover::fake::{Call, FakeMover};
+use crate::mover::{MoverLimits, PageBatch};
 use crate::sys::SysError;
 use crate::tracker::Vpn;
 use crate::zoneinfo::{Watermarks, zoneinfo_text};
@@ -469,26 +469,15 @@ impl Refusing {
 }
 
 impl PageMover for Refusing {
-    fn move_pages(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        to: NodeId,
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError> {
-        self.0.calls.push(Call::Move(pid, addrs.len(), to));
-        self.check(pid, false)?;
-        self.0.move_pages(pid, addrs, to, status)
+    fn move_pages(&mut self, batch: PageBatch<'_>, to: NodeId) -> Result<(), SysError> {
+        self.0.calls.push(Call::Move(batch.pid, batch.addrs.len(), to));
+        self.check(batch.pid, false)?;
+        self.0.move_pages(batch, to)
     }
-    fn query(
-        &mut self,
-        pid: u32,
-        addrs: &[usize],
-        status: &mut [PageStatus],
-    ) -> Result<(), SysError> {
-        self.0.calls.push(Call::Query(pid, addrs.len()));
-        self.check(pid, true)?;
-        self.0.query(pid, addrs, status)
+    fn query(&mut self, batch: PageBatch<'_>) -> Result<(), SysError> {
+        self.0.calls.push(Call::Query(batch.pid, batch.addrs.len()));
+        self.check(batch.pid, true)?;
+        self.0.query(batch)
     }
 }
 
