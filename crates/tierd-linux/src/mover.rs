@@ -124,9 +124,27 @@ pub enum Stop {
     Failed(i32),
 }
 
+/// What became of one page of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// On the target now (the placement query after the move says so).
+    Moved,
+    /// Not on the target: the kernel reported it busy, or moved it elsewhere; retry later.
+    Busy,
+    /// The target had no room (`ENOMEM`, or `ENODEV`: it went offline); still where it was.
+    NoRoom,
+    /// Failed with this per-page error: gone (`EFAULT`, `ENOENT`) or not movable by tierd
+    /// (`EACCES`: shared, `EPERM`, `EINVAL`, ...).
+    Failed(PageError),
+    /// Not tried: the request stopped first ([`MoveOutcome::stopped`] says why).
+    Untried,
+}
+
 /// What one request did. Counts are pages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MoveOutcome {
+    /// One outcome per address asked, in order: the exact result the counts below sum up.
+    pub pages: Vec<PageOutcome>,
     /// Pages confirmed on each target by a placement query.
     pub moved: BTreeMap<NodeId, u64>,
     /// Pages the kernel reported busy and that are not on a target: retry later.
@@ -193,8 +211,10 @@ impl<M: PageMover> Mover<M> {
     /// room for come back in [`MoveOutcome::no_room`], where they still are: the caller (the
     /// policy, through the backend) offers them to its next destination.
     pub fn move_to(&mut self, pid: u32, addrs: &[usize], to: NodeId) -> MoveOutcome {
-        let mut out = MoveOutcome::default();
+        let mut out =
+            MoveOutcome { pages: Vec::with_capacity(addrs.len()), ..MoveOutcome::default() };
         out.no_room = self.move_all(pid, addrs, to, &mut out);
+        out.pages.resize(addrs.len(), PageOutcome::Untried);
         out
     }
 
@@ -247,28 +267,45 @@ impl<M: PageMover> Mover<M> {
             }
             for (k, (&addr, said)) in batch.iter().zip(&moved_status).enumerate() {
                 let now_on = if verified.is_ok() { self.status[k].node() } else { said.node() };
-                if now_on == Some(to) {
+                let page = if now_on == Some(to) {
                     *out.moved.entry(to).or_default() += 1;
-                    continue;
-                }
-                match said.get() {
-                    // Reported on a node but not on the target: the page moved back or the
-                    // kernel chose not to move it; try it again later.
-                    Ok(_) => out.busy.push(addr),
-                    Err(err) => {
-                        *out.failures.entry(err.errno()).or_default() += 1;
-                        match err {
-                            PageError::Busy | PageError::Io => out.busy.push(addr),
-                            // ENODEV: the target went offline; treat it as full.
-                            PageError::NoMemory | PageError::NoDevice => full.push(addr),
-                            PageError::Fault | PageError::NotPresent => out.gone += 1,
-                            PageError::Shared
-                            | PageError::NotPermitted
-                            | PageError::Invalid
-                            | PageError::Other(_) => out.denied += 1,
+                    PageOutcome::Moved
+                } else {
+                    match said.get() {
+                        // Reported on a node but not on the target: the page moved back or
+                        // the kernel chose not to move it; try it again later.
+                        Ok(_) => {
+                            out.busy.push(addr);
+                            PageOutcome::Busy
+                        }
+                        Err(err) => {
+                            *out.failures.entry(err.errno()).or_default() += 1;
+                            match err {
+                                PageError::Busy | PageError::Io => {
+                                    out.busy.push(addr);
+                                    PageOutcome::Busy
+                                }
+                                // ENODEV: the target went offline; treat it as full.
+                                PageError::NoMemory | PageError::NoDevice => {
+                                    full.push(addr);
+                                    PageOutcome::NoRoom
+                                }
+                                PageError::Fault | PageError::NotPresent => {
+                                    out.gone += 1;
+                                    PageOutcome::Failed(err)
+                                }
+                                PageError::Shared
+                                | PageError::NotPermitted
+                                | PageError::Invalid
+                                | PageError::Other(_) => {
+                                    out.denied += 1;
+                                    PageOutcome::Failed(err)
+                                }
+                            }
                         }
                     }
-                }
+                };
+                out.pages.push(page);
             }
             self.status = moved_status;
         }
@@ -517,6 +554,33 @@ mod tests {
         let out = m.move_to(PID, &addrs, id(1));
         assert_eq!((out.gone, out.denied, out.moved_total()), (2, 1, 1));
         assert!(out.busy.is_empty() && out.no_room.is_empty());
+        assert_eq!(
+            out.pages,
+            [
+                PageOutcome::Failed(PageError::NotPresent),
+                PageOutcome::Failed(PageError::Fault),
+                PageOutcome::Failed(PageError::Shared),
+                PageOutcome::Moved,
+            ],
+            "each page's own result, in order"
+        );
+    }
+
+    #[test]
+    fn every_page_has_its_outcome_in_order() {
+        let addrs = pages(8);
+        let mut fake = FakeMover::new(PID, &addrs, id(0));
+        fake.room.insert(id(1), 5);
+        fake.fail_once.insert(addrs[1], libc::EBUSY);
+        fake.busy_but_moved.push(addrs[2]);
+        let mut m = mover(fake, 3);
+        let out = m.move_to(PID, &addrs, id(1));
+        use PageOutcome::{Busy, Moved, NoRoom};
+        // Page 1 busy (room not taken), page 2's EBUSY moved all the same (verified), then
+        // room for pages 3-5 and none for 6 and 7.
+        assert_eq!(out.pages, [Moved, Busy, Moved, Moved, Moved, Moved, NoRoom, NoRoom]);
+        assert_eq!(out.moved_total(), 5);
+        assert_eq!(out.no_room, [addrs[6], addrs[7]]);
     }
 
     #[test]
@@ -529,6 +593,7 @@ mod tests {
         assert_eq!(out.stopped, Some(Stop::ProcessGone));
         assert_eq!(out.moved_total(), 0, "the query after the first batch found the process gone");
         assert_eq!(out.gone, 10);
+        assert_eq!(out.pages, [PageOutcome::Untried; 10], "no page's result is known");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::{
     HashSet, LinuxBackend, MoveError, MoveStatus, NodeId, PageError, PageMover, PageRef, Pid, Seen,
     Stop, denial,
 };
+use crate::mover::PageOutcome;
 
 impl<M: PageMover> LinuxBackend<M> {
     /// Moves the pages `idx` (indices into `pages`, all of `pid`) to `to`, filling their
@@ -57,11 +58,10 @@ impl<M: PageMover> LinuxBackend<M> {
             }
         }
         let out = self.mover.move_to(pid.0, &addrs, to);
-        let (results, failed) = self.settle(pid, &addrs, to, &out);
         // The pages that moved, each with where it was.
         let mut moved: Vec<(PageRef, Option<NodeId>)> = Vec::new();
-        for (k, r) in at.iter().zip(results) {
-            let r = r.unwrap_or(Err(failed));
+        for (k, outcome) in at.iter().zip(&out.pages) {
+            let r = status_of(*outcome, to, out.stopped.as_ref());
             let page = refs[*k];
             status[idx[*k]] = r;
             match r {
@@ -80,7 +80,7 @@ impl<M: PageMover> LinuxBackend<M> {
             }
         }
         self.log_moved(pid, to, &moved);
-        self.account(pid, &out, u64::try_from(addrs.len()).unwrap_or(u64::MAX));
+        self.account(pid, &out);
     }
 
     /// Logs `moved` (pages of `pid` now on `to`, each with the node it was on, `None` when it
@@ -115,80 +115,8 @@ impl<M: PageMover> LinuxBackend<M> {
         }
     }
 
-    /// Maps the mover's outcome for `addrs` (one process, target `to`) to one result per
-    /// address, and says why a page without one did not move. When the outcome is not clean,
-    /// one placement query tells moved pages from gone and denied ones.
-    pub(super) fn settle(
-        &mut self,
-        pid: Pid,
-        addrs: &[usize],
-        to: NodeId,
-        out: &crate::mover::MoveOutcome,
-    ) -> (Vec<Option<MoveStatus>>, MoveError) {
-        let busy: HashSet<usize> = out.busy.iter().copied().collect();
-        let full: HashSet<usize> = out.no_room.iter().copied().collect();
-        let mut results: Vec<Option<MoveStatus>> = addrs
-            .iter()
-            .map(|a| {
-                if busy.contains(a) {
-                    Some(Err(MoveError::Busy))
-                } else if full.contains(a) {
-                    Some(Err(MoveError::NoMem))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let open: Vec<usize> = (0..addrs.len()).filter(|&k| results[k].is_none()).collect();
-        // Why a page that is neither moved, busy nor refused for room did not move.
-        let failed = match out.stopped {
-            Some(Stop::ProcessGone) => MoveError::NoEnt,
-            Some(Stop::Denied(e)) => denial(e),
-            Some(Stop::Failed(e)) => MoveError::from_errno(e).unwrap_or(MoveError::Busy),
-            None if out.failures.contains_key(&libc::EPERM) => MoveError::Perm,
-            None if out.failures.contains_key(&libc::EACCES) => MoveError::Access,
-            None => MoveError::Perm,
-        };
-        if open.is_empty() {
-            // Every page is busy or refused for room: nothing more to learn.
-        } else if out.stopped.is_none() && out.gone == 0 && out.denied == 0 {
-            for &k in &open {
-                results[k] = Some(Ok(to));
-            }
-        } else {
-            let open_addrs: Vec<usize> = open.iter().map(|&k| addrs[k]).collect();
-            let mut now = Vec::new();
-            let queried = if out.stopped == Some(Stop::ProcessGone) {
-                Err(libc::ESRCH)
-            } else {
-                self.query(pid, &open_addrs, &mut now)
-            };
-            if queried.is_ok() {
-                for (&k, s) in open.iter().zip(&now) {
-                    results[k] = Some(match s.get() {
-                        Ok(node) if node == to => Ok(to),
-                        Err(PageError::Fault) => Err(MoveError::Fault),
-                        Err(PageError::NotPresent) => Err(MoveError::NoEnt),
-                        Ok(_) | Err(_) => Err(failed),
-                    });
-                }
-            } else {
-                if queried == Err(libc::ESRCH) {
-                    self.gone_pids.insert(pid);
-                }
-                // No way to ask (the process is gone or refuses queries): the mover moves in
-                // order, so the pages it confirmed are the first ones still open.
-                let moved = usize::try_from(out.moved_total()).unwrap_or(usize::MAX);
-                for (j, &k) in open.iter().enumerate() {
-                    results[k] = Some(if j < moved { Ok(to) } else { Err(failed) });
-                }
-            }
-        }
-        (results, failed)
-    }
-
-    /// Adds the mover's counters for one process's request of `asked` pages to the log.
-    pub(super) fn account(&mut self, pid: Pid, out: &crate::mover::MoveOutcome, asked: u64) {
+    /// Adds the mover's counters for one process's request to the log.
+    pub(super) fn account(&mut self, pid: Pid, out: &crate::mover::MoveOutcome) {
         let log = &mut self.log;
         log.busy_retry += out.busy.len() as u64;
         log.no_room += out.no_room.len() as u64;
@@ -199,12 +127,7 @@ impl<M: PageMover> LinuxBackend<M> {
         for (&e, &pages) in &out.failures {
             *log.failures.entry(e).or_default() += pages;
         }
-        let accounted = out.moved_total()
-            + out.busy.len() as u64
-            + out.no_room.len() as u64
-            + out.gone
-            + out.denied;
-        let untried = asked.saturating_sub(accounted);
+        let untried = out.pages.iter().filter(|p| **p == PageOutcome::Untried).count() as u64;
         match out.stopped {
             Some(Stop::ProcessGone) => {
                 let per_page = out.failures.get(&libc::EFAULT).copied().unwrap_or(0)
@@ -237,5 +160,23 @@ impl<M: PageMover> LinuxBackend<M> {
         if let Some(m) = self.memory.get_mut(&to) {
             m.free = m.free.saturating_sub(pages);
         }
+    }
+}
+
+/// The status of one page of a request, from the mover's outcome for it: exact, page by page
+/// (a page the request never reached takes the reason it stopped).
+fn status_of(page: PageOutcome, to: NodeId, stopped: Option<&Stop>) -> MoveStatus {
+    match page {
+        PageOutcome::Moved => Ok(to),
+        PageOutcome::Busy => Err(MoveError::Busy),
+        PageOutcome::NoRoom => Err(MoveError::NoMem),
+        PageOutcome::Failed(PageError::Fault) => Err(MoveError::Fault),
+        PageOutcome::Failed(PageError::NotPresent) => Err(MoveError::NoEnt),
+        PageOutcome::Failed(e) => Err(MoveError::from_errno(e.errno()).unwrap_or(MoveError::Perm)),
+        PageOutcome::Untried => Err(match stopped {
+            Some(Stop::ProcessGone) | None => MoveError::NoEnt,
+            Some(Stop::Denied(e)) => denial(*e),
+            Some(Stop::Failed(e)) => MoveError::from_errno(*e).unwrap_or(MoveError::Busy),
+        }),
     }
 }

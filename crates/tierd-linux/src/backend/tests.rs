@@ -310,9 +310,9 @@ fn move_maps_each_result_in_the_callers_order_and_logs_it() {
             Ok(id(1)),
             Ok(id(1)),
             Err(MoveError::Busy),
-            // The placement query decides, and the fake answers EFAULT for any page it
-            // does not hold (a kernel says ENOENT for a swapped-out one).
-            Err(MoveError::Fault),
+            // Each page's own answer: ENOENT from the move for page 2 (swapped out), EFAULT
+            // for page 3 (the fake answers it for any page it does not hold).
+            Err(MoveError::NoEnt),
             Err(MoveError::Fault),
             Ok(id(1)),
             Ok(id(1)),
