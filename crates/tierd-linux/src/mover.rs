@@ -568,6 +568,7 @@ mod tests {
 
     #[test]
     fn every_page_has_its_outcome_in_order() {
+        use PageOutcome::{Busy, Moved, NoRoom};
         let addrs = pages(8);
         let mut fake = FakeMover::new(PID, &addrs, id(0));
         fake.room.insert(id(1), 5);
@@ -575,7 +576,6 @@ mod tests {
         fake.busy_but_moved.push(addrs[2]);
         let mut m = mover(fake, 3);
         let out = m.move_to(PID, &addrs, id(1));
-        use PageOutcome::{Busy, Moved, NoRoom};
         // Page 1 busy (room not taken), page 2's EBUSY moved all the same (verified), then
         // room for pages 3-5 and none for 6 and 7.
         assert_eq!(out.pages, [Moved, Busy, Moved, Moved, Moved, Moved, NoRoom, NoRoom]);
