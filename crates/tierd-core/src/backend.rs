@@ -146,6 +146,15 @@ pub trait Backend {
     fn out_of_time(&self) -> bool {
         false
     }
+
+    /// Whether this tick has run as long as any tick may. The policy asks between batches of
+    /// all its work, urgent demotion and promotion included, and leaves the rest to the next
+    /// tick, so that the caller samples heat and free memory again: a tick that moves pages
+    /// for many seconds (a slow host, a large shortfall) would leave a hot page found meanwhile
+    /// waiting that long. The default is never: a simulated machine moves in no time.
+    fn tick_over(&self) -> bool {
+        false
+    }
 }
 
 /// The nodes a backend's test prepared for [`backend_contract`].

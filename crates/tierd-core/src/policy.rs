@@ -174,7 +174,8 @@ pub struct TickStats {
     pub failed: u64,
     /// Candidates skipped by the ping-pong guard.
     pub guarded: u64,
-    /// Housekeeping demotions left to the next tick because the backend was out of time.
+    /// Demotions left to the next tick because the backend was out of time (housekeeping
+    /// and repair past [`Backend::out_of_time`], any demotion past [`Backend::tick_over`]).
     pub deferred: u64,
     /// Pages moved off stranded nodes onto the paths (placement repair).
     pub repaired: u64,
@@ -189,6 +190,9 @@ pub const URGENT_TICKS: u64 = 8;
 /// Pages per batch of housekeeping demotion (4 MiB of 4 KiB pages): between two batches the
 /// policy asks [`Backend::out_of_time`].
 pub const HOUSEKEEPING_BATCH: u64 = 1024;
+
+/// Pages one demotion moves between two looks at [`Backend::tick_over`].
+const CHUNK: usize = 1024;
 
 /// Pages per batch of placement repair (32 MiB of 4 KiB pages): every page of a stranded
 /// node has to go, and a backend's cost per batch is mostly finding the node's pages, so
@@ -485,9 +489,21 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         if plan.destinations.is_empty() {
             return 0;
         }
-        let pending = self.coldest_unguarded(b, plan.node, want, now_ns, stats);
-        let (moved, left) = self.place(b, plan, pending, now_ns, stats);
-        stats.failed += left.len() as u64;
+        let mut pending = self.coldest_unguarded(b, plan.node, want, now_ns, stats);
+        let mut moved = 0;
+        // In chunks, so that a tick past its time stops between two and leaves the rest
+        // to the next tick (which finds the coldest pages afresh).
+        while !pending.is_empty() {
+            if b.tick_over() {
+                stats.deferred += pending.len() as u64;
+                break;
+            }
+            let rest = pending.split_off(pending.len().min(CHUNK));
+            let (m, left) = self.place(b, plan, pending, now_ns, stats);
+            moved += m;
+            stats.failed += left.len() as u64;
+            pending = rest;
+        }
         moved
     }
 
@@ -632,7 +648,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
         // Promote into the fastest nodes first: deepest-first order reversed.
         for plan in plans.iter().rev() {
             let Some(to) = plan.promote_to else { continue };
-            if self.promote_tokens == 0 {
+            if self.promote_tokens == 0 || b.tick_over() {
                 break;
             }
             self.heat.clear();
@@ -705,7 +721,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             _ => Vec::new(),
         };
         let mut at = 0;
-        while at < hot.len() && self.promote_tokens > 0 {
+        while at < hot.len() && self.promote_tokens > 0 && !b.tick_over() {
             let tokens = usize::try_from(self.promote_tokens).unwrap_or(usize::MAX);
             let batch = usize::try_from(HOUSEKEEPING_BATCH).unwrap_or(usize::MAX);
             let round = (hot.len() - at).min(tokens).min(batch);
@@ -776,7 +792,7 @@ impl<P: Copy + Eq + std::hash::Hash + std::fmt::Debug> Tierd<P> {
             let mut want = m.total.saturating_sub(m.free).min(*budget);
             let mut found = false;
             while want > 0 {
-                if b.out_of_time() {
+                if b.out_of_time() || b.tick_over() {
                     stats.deferred += want;
                     found = true; // not looked at all: stay awake
                     break;
@@ -820,6 +836,8 @@ mod tests {
         moves: Vec<(u32, NodeId, NodeId)>,
         /// `move_pages` calls before the fake says it is out of time; `None`: never.
         calls_left: Option<usize>,
+        /// `move_pages` calls before the fake says the tick is over; `None`: never.
+        tick_calls_left: Option<usize>,
     }
 
     fn id(n: usize) -> NodeId {
@@ -839,7 +857,7 @@ mod tests {
             on.extend(vec![id(node); count]);
             hot.extend(vec![is_hot; count]);
         }
-        Fake { on, hot, total, moves: Vec::new(), calls_left: None }
+        Fake { on, hot, total, moves: Vec::new(), calls_left: None, tick_calls_left: None }
     }
 
     #[allow(clippy::cast_possible_truncation)] // a handful of pages
@@ -880,12 +898,15 @@ mod tests {
                 self.on[p as usize] = to;
                 status.push(Ok(to));
             }
-            if let Some(n) = &mut self.calls_left {
+            for n in [&mut self.calls_left, &mut self.tick_calls_left].into_iter().flatten() {
                 *n = n.saturating_sub(1);
             }
         }
         fn out_of_time(&self) -> bool {
             self.calls_left == Some(0)
+        }
+        fn tick_over(&self) -> bool {
+            self.tick_calls_left == Some(0)
         }
     }
 
@@ -915,6 +936,27 @@ mod tests {
         fn move_pages(&mut self, pages: &[u32], to: NodeId, status: &mut Vec<MoveStatus>) {
             self.0.move_pages(pages, to, status);
         }
+    }
+
+    #[test]
+    fn a_tick_past_its_time_leaves_urgent_demotion_and_promotion_to_the_next() {
+        // Node 0 full of cold pages (urgent: at its `high`), 60% headroom: 2403 pages to
+        // demote, in chunks of 1024. The tick is over after one move call: one chunk moves,
+        // the rest is deferred, and the next tick goes on.
+        let mut b = Fake { tick_calls_left: Some(1), ..fake(4000, &[(0, 4000, false)]) };
+        let mut p = on_chain(PolicyConfig { headroom_pct: 60.0, quiet_ms: 0, ..demoting(0.0) });
+        let s = p.tick(0, &mut b);
+        assert_eq!((s.demoted, s.deferred), (1024, 2403 - 1024), "{s:?}");
+        b.tick_calls_left = None;
+        let s = p.tick(10_000_000, &mut b);
+        assert_eq!(s.demoted, 2403 - 1024, "{s:?}");
+        // Promotion: 2000 hot pages on node 1 and room on node 0, in rounds of 1024; the tick
+        // is over after the first round, the next promotes the rest.
+        let mut b = Fake { tick_calls_left: Some(1), ..fake(4000, &[(1, 2000, true)]) };
+        let mut p = on_chain(PolicyConfig::default());
+        assert_eq!(p.tick(0, &mut b).promoted, 1024);
+        b.tick_calls_left = None;
+        assert_eq!(p.tick(10_000_000, &mut b).promoted, 2000 - 1024);
     }
 
     #[test]

@@ -159,6 +159,8 @@ pub struct LinuxBackend<M: PageMover> {
     huge_pages: bool,
     /// Until when this tick may do housekeeping ([`Backend::out_of_time`]); `None`: always.
     housekeeping_until: Option<std::time::Instant>,
+    /// Until when this tick may move pages at all ([`Backend::tick_over`]); `None`: always.
+    tick_until: Option<std::time::Instant>,
 }
 
 impl<M: PageMover> LinuxBackend<M> {
@@ -188,6 +190,7 @@ impl<M: PageMover> LinuxBackend<M> {
             reported_pids: HashSet::new(),
             log: MoveLog::default(),
             housekeeping_until: None,
+            tick_until: None,
         }
     }
 
@@ -196,6 +199,13 @@ impl<M: PageMover> LinuxBackend<M> {
     /// `None`: no limit. The time is the mover's clock ([`LinuxBackend::now`]).
     pub fn set_housekeeping_until(&mut self, until: Option<std::time::Instant>) {
         self.housekeeping_until = until;
+    }
+
+    /// Sets until when the coming tick may move pages at all, urgent demotion and promotion
+    /// included; after that [`Backend::tick_over`] says so. `None`: no limit. The mover's
+    /// clock, as for [`LinuxBackend::set_housekeeping_until`].
+    pub fn set_tick_until(&mut self, until: Option<std::time::Instant>) {
+        self.tick_until = until;
     }
 
     /// The time by the mover's clock: real time, or a fake mover's virtual clock.
@@ -374,6 +384,10 @@ impl<M: PageMover> Backend for LinuxBackend<M> {
 
     fn out_of_time(&self) -> bool {
         self.housekeeping_until.is_some_and(|t| self.mover.clock() >= t)
+    }
+
+    fn tick_over(&self) -> bool {
+        self.tick_until.is_some_and(|t| self.mover.clock() >= t)
     }
 
     fn move_pages(&mut self, pages: &[PageRef], to: NodeId, status: &mut Vec<MoveStatus>) {

@@ -173,9 +173,10 @@ impl<M: PageMover> Host for LinuxHost<M> {
         Ok(Some(advance))
     }
 
-    fn before_tick(&mut self, budget: Duration) {
-        let until = self.backend.now() + budget;
-        self.backend.set_housekeeping_until(Some(until));
+    fn before_tick(&mut self, housekeeping: Duration, whole: Duration) {
+        let now = self.backend.now();
+        self.backend.set_housekeeping_until(Some(now + housekeeping));
+        self.backend.set_tick_until(Some(now + whole));
     }
 
     /// Time since start by the mover's clock (a fake mover's virtual one in tests).

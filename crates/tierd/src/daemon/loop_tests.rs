@@ -360,3 +360,35 @@ fn a_slow_tick_leaves_housekeeping_for_the_next_one() {
     let backlog = format!("tierd_housekeeping_backlog_pages {}", want - 2 * batch);
     assert!(b.daemon.parts.metrics.encode().contains(&backlog), "want {backlog}");
 }
+
+#[test]
+fn a_slow_urgent_tick_stops_at_the_tick_limit_and_the_next_goes_on() {
+    // Node 0 at 100 free, below `high`: urgent, with 20% headroom a shortfall of
+    // 150 + 3276 - 100 = 3326 pages, all idle. On the fake mover's clock every page takes
+    // 1 ms; the tick may move for 2 s (`tick_limit` of a 100 ms interval), checked between
+    // chunks of 1024: two chunks move, the rest waits for the next tick instead of holding
+    // the loop (and the next heat sample) for 3.3 s.
+    let extra = 4096;
+    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
+    let mut b = bed([100, 8000, 8000], &cfg, |f| {
+        for i in PAGES..PAGES + extra {
+            f.placement.insert((PID, addr(i)), id(0));
+        }
+        f.per_page = std::time::Duration::from_millis(1);
+    });
+    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    assert_eq!(super::step::tick_limit(std::time::Duration::from_millis(100)).as_secs(), 2);
+    let want = 150 + 3276 - 100;
+    b.step();
+    assert_eq!(b.moved(0, 1), 2048, "{:?}", b.daemon.moved());
+    let backlog = format!("tierd_housekeeping_backlog_pages {}", want - 2048);
+    assert!(b.daemon.parts.metrics.encode().contains(&backlog), "want {backlog}");
+    // The kernel's figures follow the moves. Nothing drains node 0 any more: the rest is
+    // housekeeping now, a batch a tick (its half interval is spent in the first), until done.
+    set_free(&b.fx, [100 + 2048, 8000 - 2048, 8000]);
+    b.step();
+    assert_eq!(b.moved(0, 1), 3072, "{:?}", b.daemon.moved());
+    set_free(&b.fx, [100 + 3072, 8000 - 3072, 8000]);
+    b.step();
+    assert_eq!(b.moved(0, 1), want, "{:?}", b.daemon.moved());
+}

@@ -88,7 +88,7 @@ impl Host for SimHost {
         Ok(Some(Advance::default()))
     }
 
-    fn before_tick(&mut self, _budget: Duration) {}
+    fn before_tick(&mut self, _housekeeping: Duration, _whole: Duration) {}
 
     fn now_ns(&self) -> u64 {
         self.machine.now_ns()

@@ -24,6 +24,14 @@ use crate::config::Config;
 use crate::metrics::{Metrics, MoveKind, NodeLabel};
 use crate::paths::Paths;
 
+/// The longest a tick may move pages: five intervals, and at least two seconds (a loop under
+/// emulation on a busy host takes most of a second to sample alone). Without it a slow host
+/// turned a fill's shortfall into ticks of 12-16 s of moving, and a hot part that appeared
+/// meanwhile waited that long to be seen.
+pub(crate) fn tick_limit(interval: Duration) -> Duration {
+    (interval * 5).max(Duration::from_secs(2))
+}
+
 /// What a host reports before a tick.
 #[derive(Debug, Default)]
 pub(crate) struct Advance {
@@ -60,8 +68,9 @@ pub(crate) trait Host {
     /// Brings the backend's view up to the next tick. `Ok(None)` stops the daemon (the
     /// host said why).
     fn advance(&mut self, policy: &mut Tierd<Self::Page>) -> Result<Option<Advance>>;
-    /// Right before the tick, which may spend `budget` of the host's clock on housekeeping.
-    fn before_tick(&mut self, budget: Duration);
+    /// Right before the tick, which may spend `housekeeping` of the host's clock on
+    /// housekeeping and `whole` on all its moves.
+    fn before_tick(&mut self, housekeeping: Duration, whole: Duration);
     /// The policy's clock, ns.
     fn now_ns(&self) -> u64;
     /// What the tick moved.
@@ -186,8 +195,10 @@ impl<H: Host> Daemon<H> {
         }
         let tick_start = Instant::now();
         // Housekeeping gets half an interval a loop: a node that programs allocate on is
-        // observed again soon, however much a lower tier has to pass on.
-        self.host.before_tick(interval / 2);
+        // observed again soon, however much a lower tier has to pass on. The whole tick gets
+        // a few intervals: on a slow host a node's shortfall or a burst of promotions can take
+        // many seconds of moving, and heat is sampled again only between ticks.
+        self.host.before_tick(interval / 2, tick_limit(interval));
         let now_ns = self.host.now_ns();
         let tick = self.policy.tick(now_ns, self.host.backend());
         self.parts.metrics.housekeeping_backlog_pages.set(tick.deferred);
