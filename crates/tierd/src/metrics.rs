@@ -135,7 +135,7 @@ pub struct Metrics {
     pub loop_seconds: Histogram,
     /// tierd's CPU time per GiB of tracked memory per minute, in microseconds.
     pub cpu_us_per_gib_minute: Gauge<u64, AtomicU64>,
-    /// Housekeeping demotion the last loop left for later (its time was spent), in pages.
+    /// Demotion the last loop left for later (its time was spent), in pages.
     pub housekeeping_backlog_pages: Gauge<u64, AtomicU64>,
     /// The kernel's own counters, copied from `/proc/vmstat`.
     pub kernel_vmstat: Family<VmstatLabel, Gauge>,
@@ -190,7 +190,7 @@ const HELP: &[(&str, &str)] = &[
     ("cpu_us_per_gib_minute", "tierd CPU time per GiB of tracked memory per minute, microseconds"),
     (
         "housekeeping_backlog_pages",
-        "Demotion from nodes no allocation drains that the last loop left for later, pages",
+        "Demotion the last loop left for later, its time spent (housekeeping, repair, past the tick limit), pages",
     ),
     ("kernel_vmstat", "The kernel's own migration and swap counters from /proc/vmstat"),
     (
