@@ -73,6 +73,50 @@ impl FromStr for NodeId {
     }
 }
 
+/// A map keyed by node id in TOML, where keys are strings (`[headroom.node]` with
+/// `1 = 20.0`): use with `#[serde(with = "tierd_core::node::keys")]`. A key must be the id as
+/// sysfs writes it: `"+1"`, `" 1"` or `"01"` is refused, saying how to write it, rather than
+/// read as some node or silently ignored.
+pub mod keys {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::NodeId;
+
+    /// Writes the keys as decimal strings.
+    pub fn serialize<S: Serializer, V: Serialize>(
+        map: &BTreeMap<NodeId, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    /// Reads string keys, each exactly a node id as sysfs writes it.
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<NodeId, V>, D::Error> {
+        BTreeMap::<String, V>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| parse(&k).map(|id| (id, v)).map_err(D::Error::custom))
+            .collect()
+    }
+
+    /// A key: the node id as sysfs writes it, nothing around it.
+    pub fn parse(key: &str) -> Result<NodeId, String> {
+        let id = key.parse::<NodeId>().map_err(|e| format!("node key {key:?}: {e}"))?;
+        if id.to_string() == key {
+            Ok(id)
+        } else {
+            Err(format!(
+                "node key {key:?}: write the node id as {:?}, as sysfs names it",
+                id.to_string()
+            ))
+        }
+    }
+}
+
 /// A set of nodes: a fixed 1024-bit bitmap, cheap to copy and compare.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeMask([u64; WORDS]);

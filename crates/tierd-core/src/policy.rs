@@ -61,7 +61,8 @@ pub struct PolicyConfig {
     pub headroom_pct: f64,
     /// Per-node overrides of `headroom_pct`, keyed by node id (`[policy.node_headroom_pct]`
     /// with `0 = 10.0`). Default none.
-    pub node_headroom_pct: std::collections::BTreeMap<String, f64>,
+    #[serde(with = "crate::node::keys")]
+    pub node_headroom_pct: std::collections::BTreeMap<NodeId, f64>,
     /// Extra headroom against allocation bursts: a node keeps free at least this many times
     /// what was allocated on it during the last interval (up to a quarter of the node), when
     /// that is more than `headroom_pct`. 0 turns it off. Default 2.
@@ -110,7 +111,7 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     /// The headroom of `node`, percent: its override, else `headroom_pct`.
     pub fn headroom_pct_of(&self, node: NodeId) -> f64 {
-        self.node_headroom_pct.get(&node.to_string()).copied().unwrap_or(self.headroom_pct)
+        self.node_headroom_pct.get(&node).copied().unwrap_or(self.headroom_pct)
     }
 
     /// Checks values a type cannot: headrooms ([`check_headroom`]), the burst factor, the
@@ -140,7 +141,7 @@ pub fn check_headroom(
     default_name: &str,
     default_pct: f64,
     node_name: &str,
-    per_node: &std::collections::BTreeMap<String, f64>,
+    per_node: &std::collections::BTreeMap<NodeId, f64>,
 ) -> Result<(), String> {
     let pct = |what: &str, v: f64| {
         if (0.0..100.0).contains(&v) {
@@ -150,15 +151,8 @@ pub fn check_headroom(
         }
     };
     pct(default_name, default_pct)?;
-    for (key, v) in per_node {
-        let id = key.parse::<NodeId>().map_err(|e| format!("{node_name}.{key}: {e}"))?;
-        if id.to_string() != *key {
-            return Err(format!(
-                "{node_name}.{key:?}: write the node id as {:?}, as sysfs names it",
-                id.to_string()
-            ));
-        }
-        pct(&format!("{node_name}.{key}"), *v)?;
+    for (node, v) in per_node {
+        pct(&format!("{node_name}.{node}"), *v)?;
     }
     Ok(())
 }
@@ -1129,7 +1123,7 @@ mod tests {
         let mut b = fake(100, &[(0, 80, false), (1, 82, false)]);
         let config = PolicyConfig {
             quiet_ms: 0,
-            node_headroom_pct: [("1".to_string(), 20.0)].into_iter().collect(),
+            node_headroom_pct: [(id(1), 20.0)].into_iter().collect(),
             demote_mib_per_s: 1,
             ..demoting(10.0)
         };
@@ -1160,7 +1154,7 @@ mod tests {
         // 1024 pages move, the rest waits for the next tick.
         let mut b = Fake { calls_left: Some(2), ..fake(4000, &[(1, 3900, false)]) };
         let config = PolicyConfig {
-            node_headroom_pct: [("1".to_string(), 80.0)].into_iter().collect(),
+            node_headroom_pct: [(id(1), 80.0)].into_iter().collect(),
             promote: false,
             ..PolicyConfig::default()
         };
@@ -1197,7 +1191,7 @@ mod tests {
         b.on.extend(vec![id(node); n]);
         b.hot.extend(vec![false; n]);
         let config = PolicyConfig {
-            node_headroom_pct: [("1".to_string(), pct)].into_iter().collect(),
+            node_headroom_pct: [(id(1), pct)].into_iter().collect(),
             ..p.config().clone()
         };
         let (topo, graph) = side_by_side_paths();
@@ -1308,14 +1302,20 @@ mod tests {
         c.check().unwrap();
         assert!((c.headroom_pct_of(id(0)) - 4.0).abs() < 1e-12);
         assert!((c.headroom_pct_of(id(1)) - 20.0).abs() < 1e-12);
-        let bad: PolicyConfig = toml::from_str("[node_headroom_pct]\nx = 1.0\n").unwrap();
-        assert!(bad.check().unwrap_err().starts_with("node_headroom_pct.x: "), "{:?}", bad.check());
+        // Keys are node ids as sysfs writes them, refused when read, not when checked.
+        let err = toml::from_str::<PolicyConfig>("[node_headroom_pct]\nx = 1.0\n").unwrap_err();
+        assert!(err.to_string().contains("node key \"x\": `x` is not a node number"), "{err}");
         for key in ["\"01\"", "\"+1\"", "\" 1\""] {
-            let bad: PolicyConfig =
-                toml::from_str(&format!("[node_headroom_pct]\n{key} = 1.0\n")).unwrap();
-            let err = bad.check().unwrap_err();
+            let text = format!("[node_headroom_pct]\n{key} = 1.0\n");
+            let err = toml::from_str::<PolicyConfig>(&text).unwrap_err().to_string();
             assert!(err.contains("write the node id as \"1\""), "{key}: {err}");
         }
+        let bad: PolicyConfig = toml::from_str("[node_headroom_pct]\n1 = 100.0\n").unwrap();
+        assert!(
+            bad.check().unwrap_err().starts_with("node_headroom_pct.1 = 100: "),
+            "{:?}",
+            bad.check()
+        );
         for v in ["120.0", "100.0", "-1.0"] {
             let bad: PolicyConfig = toml::from_str(&format!("headroom_pct = {v}\n")).unwrap();
             assert!(bad.check().unwrap_err().contains("a percentage from 0 to below 100"), "{v}");

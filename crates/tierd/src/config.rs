@@ -89,8 +89,9 @@ impl From<PathsSource> for String {
 pub struct HeadroomConfig {
     /// Percent of every node with a migration target to keep free. Default 5.
     pub default_pct: f64,
-    /// Per-node overrides, `"0" = 10`.
-    pub node: BTreeMap<String, f64>,
+    /// Per-node overrides, `0 = 10`.
+    #[serde(with = "tierd_core::node::keys")]
+    pub node: BTreeMap<NodeId, f64>,
 }
 
 impl Default for HeadroomConfig {
@@ -415,7 +416,7 @@ impl Config {
 
     /// The headroom of `node`, percent.
     pub fn headroom_pct(&self, node: NodeId) -> f64 {
-        self.headroom.node.get(&node.to_string()).copied().unwrap_or(self.headroom.default_pct)
+        self.headroom.node.get(&node).copied().unwrap_or(self.headroom.default_pct)
     }
 }
 
@@ -456,9 +457,9 @@ mod tests {
     fn bad_values_say_what_is_allowed() {
         for (text, want) in [
             ("[headroom]\ndefault_pct = 120\n", "percentage"),
-            ("[headroom.node]\nx = 5\n", "headroom.node.x"),
+            ("[headroom.node]\nx = 5\n", "[headroom.node]\n  | ^^^^^^^^^^^^^^^\nnode key \"x\""),
             ("[headroom.node]\n\"+0\" = 5\n", "write the node id as \"0\""),
-            ("[headroom.node]\n\" 1\" = 5\n", "headroom.node.\" 1\": write the node id as \"1\""),
+            ("[headroom.node]\n\" 1\" = 5\n", "node key \" 1\": write the node id as \"1\""),
             ("[headroom.node]\n\"01\" = 5\n", "write the node id as \"1\""),
             ("[scope]\npids = [1]\ncomm = \"a\"\n", "at most one"),
             ("[scope]\ncomm = \"(\"\n", "scope.comm"),
@@ -479,7 +480,7 @@ mod tests {
         full.scope.comm = Some("x".into());
         full.scope.cgroup = Some("/sys/fs/cgroup/db".into());
         full.scope.pids = Some(vec![1]);
-        full.headroom.node.insert("1".into(), 5.0);
+        full.headroom.node.insert(NodeId::new(1).unwrap(), 5.0);
         full.daemon.mount = Some("/mnt".into());
         let named: Vec<String> = full.field_values().into_keys().collect();
         for f in &named {
