@@ -60,7 +60,7 @@ impl IdleTracker {
     }
 
     /// Opens the bitmap for reading and writing. `auto_why`, when given, is how `auto` came
-    /// to pick this tracker and is appended to [`Tracker::why`].
+    /// to pick this tracker and is appended to [`Tracker::why`](super::Tracker::why).
     pub fn open(ctx: &TrackerContext, auto_why: Option<&str>) -> Result<IdleTracker, Error> {
         let path = bitmap_path(&ctx.root);
         let opened = ctx

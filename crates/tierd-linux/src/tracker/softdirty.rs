@@ -36,7 +36,7 @@ pub struct SoftDirtyBits {
 
 impl SoftDirtyTracker {
     /// A tracker over `ctx`'s procfs. `auto_why`, when given, is how `auto` came to pick it
-    /// and is appended to [`Tracker::why`].
+    /// and is appended to [`Tracker::why`](super::Tracker::why).
     pub fn open(ctx: &TrackerContext, auto_why: Option<&str>) -> Result<SoftDirtyTracker, Error> {
         if !ctx.root.proc.join("self").exists() && !ctx.root.proc.is_dir() {
             return Err(Error::Unavailable {
