@@ -147,11 +147,12 @@ pub trait Backend {
         false
     }
 
-    /// Whether this tick has run as long as any tick may. The policy asks between batches of
-    /// all its work, urgent demotion and promotion included, and leaves the rest to the next
-    /// tick, so that the caller samples heat and free memory again: a tick that moves pages
-    /// for many seconds (a slow host, a large shortfall) would leave a hot page found meanwhile
-    /// waiting that long. The default is never: a simulated machine moves in no time.
+    /// Whether this tick has run as long as any tick may. The policy asks between chunks of
+    /// demotion, urgent demotion included, and leaves the rest to the next tick, so that the
+    /// caller samples heat and free memory again: a tick that demotes for many seconds (a slow
+    /// host, a large shortfall, no rate limit) would leave a hot page found meanwhile waiting
+    /// that long. Promotion is bounded by its own rate instead. The default is never: a
+    /// simulated machine moves in no time.
     fn tick_over(&self) -> bool {
         false
     }

@@ -195,9 +195,9 @@ impl<H: Host> Daemon<H> {
         }
         let tick_start = Instant::now();
         // Housekeeping gets half an interval a loop: a node that programs allocate on is
-        // observed again soon, however much a lower tier has to pass on. The whole tick gets
-        // a few intervals: on a slow host a node's shortfall or a burst of promotions can take
-        // many seconds of moving, and heat is sampled again only between ticks.
+        // observed again soon, however much a lower tier has to pass on. Any demotion gets a
+        // few intervals: on a slow host a node's shortfall can take many seconds of moving,
+        // and heat is sampled again only between ticks.
         self.host.before_tick(interval / 2, tick_limit(interval));
         let now_ns = self.host.now_ns();
         let tick = self.policy.tick(now_ns, self.host.backend());
