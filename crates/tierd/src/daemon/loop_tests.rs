@@ -379,6 +379,8 @@ fn a_slow_urgent_tick_stops_at_the_tick_limit_and_the_next_goes_on() {
     *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
     assert_eq!(super::step::tick_limit(std::time::Duration::from_millis(100)).as_secs(), 2);
     let want = 150 + 3276 - 100;
+    // The kernel's demotion backs tierd up (without it there is no limit: see below).
+    b.daemon.host.backstop.active = true;
     b.step();
     assert_eq!(b.moved(0, 1), 2048, "{:?}", b.daemon.moved());
     let backlog = format!("tierd_housekeeping_backlog_pages {}", want - 2048);
@@ -391,4 +393,22 @@ fn a_slow_urgent_tick_stops_at_the_tick_limit_and_the_next_goes_on() {
     set_free(&b.fx, [100 + 3072, 8000 - 3072, 8000]);
     b.step();
     assert_eq!(b.moved(0, 1), want, "{:?}", b.daemon.moved());
+}
+
+#[test]
+fn without_the_backstop_an_urgent_tick_demotes_all_it_must() {
+    // The same slow host and shortfall, the kernel's demotion off (`backstop = "off"`):
+    // nothing else keeps reclaim from swapping, so the tick does not stop at the limit.
+    let extra = 4096;
+    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
+    let mut b = bed([100, 8000, 8000], &cfg, |f| {
+        for i in PAGES..PAGES + extra {
+            f.placement.insert((PID, addr(i)), id(0));
+        }
+        f.per_page = std::time::Duration::from_millis(1);
+    });
+    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    assert!(!b.daemon.host.backstop.active);
+    b.step();
+    assert_eq!(b.moved(0, 1), 150 + 3276 - 100, "{:?}", b.daemon.moved());
 }

@@ -24,10 +24,10 @@ use crate::config::Config;
 use crate::metrics::{Metrics, MoveKind, NodeLabel};
 use crate::paths::Paths;
 
-/// The longest a tick may move pages: five intervals, and at least two seconds (a loop under
-/// emulation on a busy host takes most of a second to sample alone). Without it a slow host
-/// turned a fill's shortfall into ticks of 12-16 s of moving, and a hot part that appeared
-/// meanwhile waited that long to be seen.
+/// The longest a tick may demote while the kernel's demotion backs tierd up: five intervals,
+/// and at least two seconds (a loop under emulation on a busy host takes most of a second to
+/// sample alone). Without it a slow host turned a fill's shortfall into ticks of 12-16 s of
+/// moving, and a hot part that appeared meanwhile waited that long to be seen.
 pub(crate) fn tick_limit(interval: Duration) -> Duration {
     (interval * 5).max(Duration::from_secs(2))
 }
@@ -69,7 +69,8 @@ pub(crate) trait Host {
     /// host said why).
     fn advance(&mut self, policy: &mut Tierd<Self::Page>) -> Result<Option<Advance>>;
     /// Right before the tick, which may spend `housekeeping` of the host's clock on
-    /// housekeeping and `whole` on all its moves.
+    /// housekeeping and, where the host can afford to leave the rest for later, `whole` on
+    /// all its demotion.
     fn before_tick(&mut self, housekeeping: Duration, whole: Duration);
     /// The policy's clock, ns.
     fn now_ns(&self) -> u64;
