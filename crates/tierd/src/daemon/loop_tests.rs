@@ -332,20 +332,27 @@ fn a_broken_reload_keeps_the_config_and_a_good_one_changes_the_policy() {
     assert_eq!(b.status().nodes.iter().find(|n| n.node == 0).unwrap().headroom_pct, Some(20.0));
 }
 
+/// A bed with 20% headroom on a slow host: 4096 more idle pages of the workload on `node`,
+/// every page taking 1 ms on the fake mover's clock.
+fn slow_bed(free: [u64; 3], node: usize) -> Bed {
+    let extra = 4096;
+    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
+    let b = bed(free, &cfg, |f| {
+        for i in PAGES..PAGES + extra {
+            f.placement.insert((PID, addr(i)), id(node));
+        }
+        f.per_page = std::time::Duration::from_millis(1);
+    });
+    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    b
+}
+
 #[test]
 fn a_slow_tick_leaves_housekeeping_for_the_next_one() {
     // 20% headroom: node 1 (1000 pages free, above `high`, nothing draining it) should keep
     // 150 + 3276 free, 2426 pages of housekeeping. On the fake mover's clock every page takes
     // 1 ms: the first batch of 1024 overruns the half interval (50 ms) the tick may spend.
-    let extra = 4096;
-    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
-    let mut b = bed([8000, 1000, 8000], &cfg, |f| {
-        for i in PAGES..PAGES + extra {
-            f.placement.insert((PID, addr(i)), id(1));
-        }
-        f.per_page = std::time::Duration::from_millis(1);
-    });
-    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    let mut b = slow_bed([8000, 1000, 8000], 1);
     let want = 150 + 3276 - 1000;
     let batch = tierd_core::policy::HOUSEKEEPING_BATCH;
     b.step();
@@ -368,15 +375,7 @@ fn a_slow_urgent_tick_stops_at_the_tick_limit_and_the_next_goes_on() {
     // 1 ms; the tick may move for 2 s (`tick_limit` of a 100 ms interval), checked between
     // chunks of 1024: two chunks move, the rest waits for the next tick instead of holding
     // the loop (and the next heat sample) for 3.3 s.
-    let extra = 4096;
-    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
-    let mut b = bed([100, 8000, 8000], &cfg, |f| {
-        for i in PAGES..PAGES + extra {
-            f.placement.insert((PID, addr(i)), id(0));
-        }
-        f.per_page = std::time::Duration::from_millis(1);
-    });
-    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    let mut b = slow_bed([100, 8000, 8000], 0);
     assert_eq!(super::step::tick_limit(std::time::Duration::from_millis(100)).as_secs(), 2);
     let want = 150 + 3276 - 100;
     // The kernel's demotion backs tierd up (without it there is no limit: see below).
@@ -399,15 +398,7 @@ fn a_slow_urgent_tick_stops_at_the_tick_limit_and_the_next_goes_on() {
 fn without_the_backstop_an_urgent_tick_demotes_all_it_must() {
     // The same slow host and shortfall, the kernel's demotion off (`backstop = "off"`):
     // nothing else keeps reclaim from swapping, so the tick does not stop at the limit.
-    let extra = 4096;
-    let cfg = config("").replace("default_pct = 1", "default_pct = 20");
-    let mut b = bed([100, 8000, 8000], &cfg, |f| {
-        for i in PAGES..PAGES + extra {
-            f.placement.insert((PID, addr(i)), id(0));
-        }
-        f.per_page = std::time::Duration::from_millis(1);
-    });
-    *b.regions.lock().unwrap() = vec![region(0, PAGES + extra, 0)];
+    let mut b = slow_bed([100, 8000, 8000], 0);
     assert!(!b.daemon.host.backstop.active);
     b.step();
     assert_eq!(b.moved(0, 1), 150 + 3276 - 100, "{:?}", b.daemon.moved());
